@@ -1,0 +1,107 @@
+"""Generic checks of every task's reference programs, parametrized over the registry."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.strategies import inputs
+from verifier.runtime import reference_action, run_reference, split_calls
+from verifier.tasks import TASKS
+from verifier.tasks.base import NOP, RECURSIVE
+
+TASK_FORMULATIONS = [(t, f) for t in TASKS for f in TASKS[t].formulations]
+
+
+@pytest.mark.parametrize("task_name,formulation", TASK_FORMULATIONS)
+@given(data=st.data())
+def test_reference_output_passes_independent_check_on_large_inputs(
+    task_name: str, formulation: str, data: st.DataObject
+) -> None:
+    task = TASKS[task_name]
+    value = data.draw(inputs(task_name, large=True))
+    run = run_reference(task, formulation, value, record=False)
+    assert run.halted
+    assert task.check(value, task.output(run.env)), (value, task.output(run.env))
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_sampled_inputs_of_every_size_are_valid_and_sorted_out(task_name: str) -> None:
+    task = TASKS[task_name]
+    rng = random.Random(7)
+    for size in (1, 2, 5, 40):
+        value = task.sample_input(rng, size)
+        assert task.input_size(value) == size
+        assert task.parse_input(task.input_to_json(value)) == value
+        run = run_reference(task, RECURSIVE, value, record=False)
+        assert task.check(value, task.output(run.env))
+
+
+def _longest_call(task_name: str, formulation: str, size: int, seed: int) -> int:
+    task = TASKS[task_name]
+    value = task.sample_input(random.Random(seed), size)
+    steps = run_reference(task, formulation, value).steps
+    return max(len(call) for call in split_calls(steps))
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_recursive_call_local_length_is_bounded(task_name: str) -> None:
+    lengths = {_longest_call(task_name, RECURSIVE, size, seed) for size in (10, 100) for seed in (1, 2)}
+    assert len(lengths) == 1, lengths
+
+
+@pytest.mark.parametrize(
+    "task_name,formulation", [(t, f) for t, f in TASK_FORMULATIONS if f != RECURSIVE]
+)
+def test_looping_formulations_grow_with_size(task_name: str, formulation: str) -> None:
+    assert _longest_call(task_name, formulation, 100, 1) > 2 * _longest_call(
+        task_name, formulation, 10, 1
+    )
+
+
+def _primitive_actions(task_name: str, formulation: str, value: object) -> list[tuple]:
+    task = TASKS[task_name]
+    steps = run_reference(task, formulation, value).steps
+    return [
+        (s.action.program, s.action.args)
+        for s in steps
+        if task.program(s.action.program).primitive and s.action.program != NOP
+    ]
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+@given(data=st.data())
+def test_formulations_emit_identical_primitive_actions(task_name: str, data: st.DataObject) -> None:
+    value = data.draw(inputs(task_name, large=False))
+    task = TASKS[task_name]
+    sequences = {f: _primitive_actions(task_name, f, value) for f in task.formulations}
+    reference = sequences[RECURSIVE]
+    assert reference
+    for formulation, sequence in sequences.items():
+        assert sequence == reference, formulation
+
+
+@pytest.mark.parametrize("task_name,formulation", TASK_FORMULATIONS)
+def test_policy_is_a_function_of_call_local_observations(task_name: str, formulation: str) -> None:
+    """Replaying a fresh routine on a call's observations reproduces each recorded action."""
+    task = TASKS[task_name]
+    routines = task.routines(formulation)
+    value = task.sample_input(random.Random(3), 6)
+    for call in split_calls(run_reference(task, formulation, value).steps):
+        observations = [s.observation for s in call]
+        for k, step in enumerate(call):
+            assert reference_action(routines, step.program, step.args, observations[: k + 1]) == step.action
+        assert call[-1].action.ret and not any(s.action.ret for s in call[:-1])
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_observations_are_small_integers_in_declared_ranges(task_name: str) -> None:
+    task = TASKS[task_name]
+    value = task.sample_input(random.Random(4), 8)
+    for step in run_reference(task, RECURSIVE, value).steps:
+        assert len(step.observation) == len(task.observation_names)
+        for v, names in zip(step.observation, task.observation_values):
+            assert 0 <= v < len(names)

@@ -1,0 +1,29 @@
+"""The library's own exception types. Only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+
+class VerifierError(Exception):
+    """Base class: an error the user can act on. `exit_code` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class InvalidInput(VerifierError):
+    """A problem input (`--input`) that is not valid for its task."""
+
+
+class UnknownName(VerifierError):
+    """An unknown task, formulation or program name."""
+
+
+class BadFile(VerifierError):
+    """An unreadable, malformed or hostile file (dataset, checkpoint, certificate)."""
+
+
+class PolicyError(VerifierError):
+    """A policy emitted an action that is not a legal program call."""
+
+
+class ReferenceBug(Exception):
+    """A reference program broke its own contract. A bug in npi-verify, never the user's fault."""

@@ -1,0 +1,234 @@
+"""The one interpreter (C17 Algorithm 1 with the semantics pinned in design §3).
+
+It runs a batch of inputs in lockstep: each input has its own environment and call stack, and
+every interpreter step asks the policy once for the next action of every input still running.
+Reference programs and models are both policies, so their traces compare step by step.
+
+Pinned semantics, `npi-runtime/1`: each step inside a call emits one action. The action runs
+first: a primitive changes the environment and control stays in this call; a non-primitive is
+called with fresh policy memory (the NPI's hidden-state reset) and this call resumes with its
+own memory when the callee returns. Then, if the return flag is set, this call ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from verifier.errors import PolicyError, ReferenceBug
+from verifier.tasks.base import NOP, Action, Args, Observation, Routines, Task
+
+SEMANTICS = "npi-runtime/1"
+STEP_LIMIT = "step limit"
+DEPTH_LIMIT = "depth limit"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question to a policy: the current call and what it observes now.
+
+    `memory` is what the policy returned at the previous step of this same call, or None at
+    the call's first step.
+    """
+
+    program: str
+    args: Args
+    observation: Observation
+    memory: Any
+
+
+class Policy(Protocol):
+    """Anything that answers a batch of queries with (action, new memory) pairs."""
+
+    def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of an execution: inside a call of `program(args)` at call depth `depth`."""
+
+    depth: int
+    program: str
+    args: Args
+    observation: Observation
+    action: Action
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "program": self.program,
+            "args": list(self.args),
+            "observation": list(self.observation),
+            "action": self.action.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Step and call-depth limits of one run; None means unlimited."""
+
+    max_steps: int | None = None
+    max_depth: int | None = None
+
+
+@dataclass
+class Execution:
+    """The result of running one input."""
+
+    input: Any
+    env: Any
+    halted: bool = False
+    stop_reason: str | None = None
+    step_count: int = 0
+    max_depth: int = 0
+    steps: list[Step] = field(default_factory=list)
+
+    def describe_stop(self, limits: Limits) -> str:
+        if self.halted:
+            return "halted"
+        if self.stop_reason == STEP_LIMIT:
+            return f"did not halt within {limits.max_steps} steps"
+        return f"exceeded the call-depth limit of {limits.max_depth}"
+
+
+@dataclass
+class _Frame:
+    program: str
+    args: Args
+    memory: Any = None
+    return_after_call: bool = False
+
+
+def execute(
+    task: Task,
+    policy: Policy,
+    inputs: Sequence[Any],
+    limits: Limits | Sequence[Limits] = Limits(),
+    record: bool = True,
+) -> list[Execution]:
+    """Run `policy` on every input in lockstep; one `policy.step` call per interpreter step."""
+    per_input = [limits] * len(inputs) if isinstance(limits, Limits) else list(limits)
+    runs = [Execution(value, task.initial_env(value)) for value in inputs]
+    stacks = [[_Frame(task.entry, ())] for _ in inputs]
+    for run in runs:
+        run.max_depth = 1
+    active = list(range(len(inputs)))
+    while active:
+        queries = []
+        for i in active:
+            frame = stacks[i][-1]
+            queries.append(Query(frame.program, frame.args, task.observe(runs[i].env), frame.memory))
+        answers = policy.step(queries)
+        still_running = []
+        for i, query, (action, memory) in zip(active, queries, answers, strict=True):
+            if _advance(task, runs[i], stacks[i], query, action, memory, per_input[i], record):
+                still_running.append(i)
+        active = still_running
+    return runs
+
+
+def _advance(
+    task: Task,
+    run: Execution,
+    stack: list[_Frame],
+    query: Query,
+    action: Action,
+    memory: Any,
+    limits: Limits,
+    record: bool,
+) -> bool:
+    """Apply one action to one input; return whether that input is still running."""
+    program = task.program(action.program)
+    if len(action.args) != program.arity or any(
+        not 0 <= a < r for a, r in zip(action.args, program.arg_ranges)
+    ):
+        raise PolicyError(f"{task.name}: illegal arguments {action.args} for {program.name}")
+    frame = stack[-1]
+    frame.memory = memory
+    if record:
+        run.steps.append(Step(len(stack) - 1, query.program, query.args, query.observation, action))
+    run.step_count += 1
+    if program.primitive:
+        if program.name != NOP:
+            task.apply(run.env, program.name, action.args)
+        if action.ret:
+            stack.pop()
+            while stack and stack[-1].return_after_call:
+                stack.pop()
+    else:
+        frame.return_after_call = action.ret
+        if limits.max_depth is not None and len(stack) >= limits.max_depth:
+            run.stop_reason = DEPTH_LIMIT
+            return False
+        stack.append(_Frame(program.name, action.args))
+        run.max_depth = max(run.max_depth, len(stack))
+    if not stack:
+        run.halted = True
+        return False
+    if limits.max_steps is not None and run.step_count >= limits.max_steps:
+        run.stop_reason = STEP_LIMIT
+        return False
+    return True
+
+
+class ReferencePolicy:
+    """A task's reference program as a policy; the memory of a call is its live routine."""
+
+    def __init__(self, task: Task, formulation: str) -> None:
+        self.task = task
+        self.formulation = formulation
+        self.routines = task.routines(formulation)
+
+    def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]:
+        answers = []
+        for query in queries:
+            routine = query.memory
+            try:
+                if routine is None:
+                    routine = self.routines[query.program](query.args, query.observation)
+                    action = next(routine)
+                else:
+                    action = routine.send(query.observation)
+            except (KeyError, StopIteration) as error:
+                raise ReferenceBug(
+                    f"{self.task.name}/{self.formulation}: routine {query.program} ended "
+                    f"without returning ({error!r})"
+                ) from error
+            answers.append((action, routine))
+        return answers
+
+
+def reference_action(
+    routines: Routines, program: str, args: Args, observations: Sequence[Observation]
+) -> Action:
+    """The reference action after the call-local observations `observations` (pure function)."""
+    routine = routines[program](args, observations[0])
+    action = next(routine)
+    for observation in observations[1:]:
+        if action.ret:
+            raise ValueError(f"{program} returned before observation {observation}")
+        action = routine.send(observation)
+    return action
+
+
+def run_reference(
+    task: Task, formulation: str, value: Any, record: bool = True
+) -> Execution:
+    """Run the reference program on one input (it always halts, so no limits)."""
+    (run,) = execute(task, ReferencePolicy(task, formulation), [value], record=record)
+    return run
+
+
+def split_calls(steps: Sequence[Step]) -> list[list[Step]]:
+    """Group a recorded trace by call: one list of steps per call, in the order calls end."""
+    calls: list[list[Step]] = []
+    open_calls: list[list[Step]] = []  # the steps so far of each call on the stack
+    for step in steps:
+        while len(open_calls) > step.depth + 1:
+            calls.append(open_calls.pop())
+        if len(open_calls) == step.depth:
+            open_calls.append([])
+        open_calls[-1].append(step)
+    calls.extend(reversed(open_calls))
+    return calls

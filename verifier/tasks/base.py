@@ -1,0 +1,185 @@
+"""What every task declares: programs, actions, environment hooks and reference routines.
+
+A reference program is a set of *routines*, one per non-primitive program. A routine is a
+generator function `routine(args, first_observation)` that yields one `Action` per step and
+receives the next observation from the interpreter after the action has run. It sees the
+call's arguments and the observations of its own call and nothing else, so the reference
+program is a function of (program, arguments, call-local observations), exactly like an NPI.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from verifier.errors import InvalidInput, UnknownName
+
+Observation = tuple[int, ...]
+Args = tuple[int, ...]
+NOP = "NOP"
+
+RECURSIVE = "recursive"
+NON_RECURSIVE = "non-recursive"
+PARTIAL = "partial"
+
+
+@dataclass(frozen=True)
+class Program:
+    """A program the NPI can call. `arg_names[k]` names the values of argument slot k."""
+
+    name: str
+    primitive: bool
+    arg_names: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def arity(self) -> int:
+        return len(self.arg_names)
+
+    @property
+    def arg_ranges(self) -> tuple[int, ...]:
+        return tuple(len(values) for values in self.arg_names)
+
+    def format_call(self, args: Args) -> str:
+        shown = ", ".join(self.arg_names[k][a] for k, a in enumerate(args))
+        return f"{self.name}({shown})"
+
+
+NOP_PROGRAM = Program(NOP, primitive=True)
+
+
+@dataclass(frozen=True)
+class Action:
+    """What one step emits: the next program with its arguments, and the return flag."""
+
+    program: str
+    args: Args = ()
+    ret: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"program": self.program, "args": list(self.args), "return": self.ret}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Action:
+        return cls(str(data["program"]), tuple(int(a) for a in data["args"]), bool(data["return"]))
+
+
+RETURN = Action(NOP, (), True)
+
+
+def call(program: str, *args: int, ret: bool = False) -> Action:
+    """The action that runs `program(*args)`, then returns from this call if `ret`."""
+    return Action(program, tuple(args), ret)
+
+
+Routine = Callable[[Args, Observation], Generator[Action, Observation, None]]
+Routines = Mapping[str, Routine]
+
+
+class Task(ABC):
+    """A task: input type, environment, observation, programs and reference routines.
+
+    Environments are mutable per-input objects owned by the interpreter; the routines never
+    see them. Subclasses set the class attributes and implement the abstract methods.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    programs: ClassVar[tuple[Program, ...]]
+    entry: ClassVar[str]
+    formulations: ClassVar[tuple[str, ...]] = (RECURSIVE, NON_RECURSIVE)
+    observation_names: ClassVar[tuple[str, ...]]
+    observation_values: ClassVar[tuple[tuple[str, ...], ...]]
+    input_example: ClassVar[str]
+
+    # -- programs -------------------------------------------------------------------------
+    def program(self, name: str) -> Program:
+        for program in self.programs:
+            if program.name == name:
+                return program
+        raise UnknownName(f"task {self.name} has no program {name!r}")
+
+    def routines(self, formulation: str) -> Routines:
+        """The reference program in `formulation`: a routine per non-primitive program."""
+        if formulation not in self.formulations:
+            known = ", ".join(self.formulations)
+            raise UnknownName(
+                f"task {self.name} has no formulation {formulation!r} (known: {known})"
+            )
+        return self._routines(formulation)
+
+    @abstractmethod
+    def _routines(self, formulation: str) -> Routines: ...
+
+    # -- inputs ---------------------------------------------------------------------------
+    @abstractmethod
+    def parse_input(self, data: Any) -> Any:
+        """Validate decoded JSON and return the task's input value; raise InvalidInput."""
+
+    @abstractmethod
+    def input_to_json(self, value: Any) -> Any: ...
+
+    @abstractmethod
+    def sample_input(self, rng: random.Random, size: int) -> Any:
+        """A random valid input of the given size (digits, array length, vertex count)."""
+
+    @abstractmethod
+    def input_size(self, value: Any) -> int: ...
+
+    # -- environment ----------------------------------------------------------------------
+    @abstractmethod
+    def initial_env(self, value: Any) -> Any: ...
+
+    @abstractmethod
+    def observe(self, env: Any) -> Observation:
+        """The encoder's input: a tuple of small integers, one per `observation_names`."""
+
+    @abstractmethod
+    def apply(self, env: Any, program: str, args: Args) -> None:
+        """Run primitive `program(*args)` on `env` (never called for NOP)."""
+
+    @abstractmethod
+    def output(self, env: Any) -> Any:
+        """The task's answer as JSON-able data (None where the environment holds no answer)."""
+
+    @abstractmethod
+    def check(self, value: Any, output: Any) -> bool:
+        """Independent correctness check of `output` for input `value`."""
+
+    # -- display --------------------------------------------------------------------------
+    def format_observation(self, observation: Observation) -> str:
+        return " ".join(
+            f"{name}={values[v] if 0 <= v < len(values) else v}"
+            for name, values, v in zip(
+                self.observation_names, self.observation_values, observation, strict=True
+            )
+        )
+
+    def format_action(self, action: Action) -> str:
+        return self.program(action.program).format_call(action.args)
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise InvalidInput(message) unless `condition` holds."""
+    if not condition:
+        raise InvalidInput(message)
+
+
+def strict_int(value: Any) -> bool:
+    """True for JSON integers (Python bools are ints but are not accepted)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_list(data: Any, what: str) -> list[int]:
+    """Validate a JSON list of integers."""
+    require(isinstance(data, list), f"{what} must be a JSON list of integers, got {_kind(data)}")
+    for position, item in enumerate(data):
+        require(strict_int(item), f"{what}[{position}] must be an integer, got {item!r}")
+    return list(data)
+
+
+def _kind(data: Any) -> str:
+    return {dict: "an object", str: "a string", list: "a list"}.get(type(data), repr(data))
+

@@ -1,0 +1,245 @@
+"""Bubble sort (NPI; C17 §4.2 and appendix), with the comparison and the value encoder.
+
+One row A[1..n] and three pointers: bubble pointers i1, i2 (both start at 1) and the pass
+counter i3 (starts at 0; the sort ends when i3 == n). RESET moves both bubble pointers left
+until i1 falls off the left end, then i1 one step right, which restores i1 = i2 = 1.
+
+The two tasks share environment and routines; they differ only in the observation:
+- `bubblesort` (comparison encoder): (A[i1] <= A[i2], i1 in range, i2 in range, i3 == n);
+  the comparison bit is 0 when either pointer is out of range;
+- `bubblesort-values` (value encoder): (A[i1], A[i2], i3 == n) with 10 for out of range.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from verifier.tasks.base import (
+    NOP_PROGRAM,
+    PARTIAL,
+    RECURSIVE,
+    RETURN,
+    Args,
+    Observation,
+    Program,
+    Routines,
+    Task,
+    call,
+    int_list,
+    require,
+)
+
+I1, I2, I3 = range(3)
+LEFT, RIGHT = 0, 1
+POINTERS = ("I1", "I2", "I3")
+OUT_OF_RANGE = 10
+BITS = ("0", "1")
+
+
+class View(NamedTuple):
+    """What the routines read from an observation, whichever encoder produced it."""
+
+    le: bool
+    i1_in: bool
+    i2_in: bool
+    done: bool
+
+
+Reader = Callable[[Observation], View]
+
+
+@dataclass
+class Row:
+    values: list[int]
+    pointers: list[int]  # i1, i2, i3 as 1-based positions
+
+    def at(self, pointer: int) -> int | None:
+        position = self.pointers[pointer]
+        return self.values[position - 1] if 1 <= position <= len(self.values) else None
+
+
+def _routines(read: Reader, formulation: str) -> Routines:
+    """The reference program; `read` turns an observation into a `View`."""
+
+    def bubblesort(args: Args, obs: Observation):
+        if read(obs).done:
+            yield RETURN
+            return
+        yield call("BUBBLE")
+        yield call("RESET")
+        yield call("PTR", I3, RIGHT)
+        yield call("BUBBLESORT", ret=True)
+
+    def bubblesort_loop(args: Args, obs: Observation):
+        while not read(obs).done:
+            yield call("BUBBLE")
+            yield call("RESET")
+            obs = yield call("PTR", I3, RIGHT)
+        yield RETURN
+
+    def bubble(args: Args, obs: Observation):
+        yield call("PTR", I2, RIGHT)
+        yield call("BSTEP", ret=True)
+
+    def bubble_loop(args: Args, obs: Observation):
+        obs = yield call("PTR", I2, RIGHT)
+        while read(obs).i2_in:
+            obs = yield call("BSTEP")
+        yield RETURN
+
+    def bstep(args: Args, obs: Observation):
+        if not read(obs).i2_in:
+            yield RETURN
+            return
+        yield call("COMPSWAP")
+        yield call("RSHIFT")
+        yield call("BSTEP", ret=True)
+
+    def bstep_once(args: Args, obs: Observation):
+        yield call("COMPSWAP")
+        yield call("RSHIFT", ret=True)
+
+    def compswap(args: Args, obs: Observation):
+        view = read(obs)
+        if view.i1_in and view.i2_in and not view.le:
+            yield call("SWAP", I1, I2, ret=True)
+        else:
+            yield RETURN
+
+    def rshift(args: Args, obs: Observation):
+        yield call("PTR", I1, RIGHT)
+        yield call("PTR", I2, RIGHT, ret=True)
+
+    def reset(args: Args, obs: Observation):
+        yield call("LSHIFT")
+        yield call("PTR", I1, RIGHT, ret=True)
+
+    def reset_loop(args: Args, obs: Observation):
+        while read(obs).i1_in:
+            obs = yield call("LSHIFT")
+        yield call("PTR", I1, RIGHT, ret=True)
+
+    def lshift(args: Args, obs: Observation):
+        if not read(obs).i1_in:
+            yield RETURN
+            return
+        yield call("PTR", I1, LEFT)
+        yield call("PTR", I2, LEFT)
+        yield call("LSHIFT", ret=True)
+
+    def lshift_once(args: Args, obs: Observation):
+        yield call("PTR", I1, LEFT)
+        yield call("PTR", I2, LEFT, ret=True)
+
+    common = {"COMPSWAP": compswap, "RSHIFT": rshift}
+    loops = {"BUBBLE": bubble_loop, "BSTEP": bstep_once, "RESET": reset_loop, "LSHIFT": lshift_once}
+    if formulation == RECURSIVE:
+        recursive = {"BUBBLE": bubble, "BSTEP": bstep, "RESET": reset, "LSHIFT": lshift}
+        return {"BUBBLESORT": bubblesort, **recursive, **common}
+    if formulation == PARTIAL:
+        return {"BUBBLESORT": bubblesort, **loops, **common}
+    return {"BUBBLESORT": bubblesort_loop, **loops, **common}
+
+
+def _read_comparison(obs: Observation) -> View:
+    return View(*(bool(bit) for bit in obs))
+
+
+def _read_values(obs: Observation) -> View:
+    v1, v2, done = obs
+    i1_in, i2_in = v1 != OUT_OF_RANGE, v2 != OUT_OF_RANGE
+    return View(i1_in and i2_in and v1 <= v2, i1_in, i2_in, bool(done))
+
+
+class BubbleSort(Task):
+    name = "bubblesort"
+    summary = "bubble sort of integers, comparison encoder (the variant C17 verified)"
+    programs = (
+        Program("BUBBLESORT", False),
+        Program("BUBBLE", False),
+        Program("RESET", False),
+        Program("BSTEP", False),
+        Program("COMPSWAP", False),
+        Program("RSHIFT", False),
+        Program("LSHIFT", False),
+        Program("PTR", True, (POINTERS, ("LEFT", "RIGHT"))),
+        Program("SWAP", True, (POINTERS[:2], POINTERS[:2])),
+        NOP_PROGRAM,
+    )
+    entry = "BUBBLESORT"
+    formulations = (RECURSIVE, "non-recursive", PARTIAL)
+    observation_names = ("A[i1]<=A[i2]", "i1_in", "i2_in", "i3==n")
+    observation_values = (BITS,) * 4
+    input_example = "[3, 1, 2]"
+    reader: Reader = staticmethod(_read_comparison)
+
+    def _routines(self, formulation: str) -> Routines:
+        return _routines(self.reader, formulation)
+
+    def parse_input(self, data: Any) -> list[int]:
+        values = int_list(data, f"{self.name} input")
+        require(len(values) >= 1, f"{self.name} input must hold at least one element")
+        return values
+
+    def input_to_json(self, value: list[int]) -> list[int]:
+        return list(value)
+
+    def sample_input(self, rng: random.Random, size: int) -> list[int]:
+        return [rng.randint(-50, 50) for _ in range(size)]
+
+    def input_size(self, value: list[int]) -> int:
+        return len(value)
+
+    def initial_env(self, value: list[int]) -> Row:
+        return Row(list(value), [1, 1, 0])
+
+    def observe(self, env: Row) -> Observation:
+        a1, a2 = env.at(I1), env.at(I2)
+        both = a1 is not None and a2 is not None
+        done = env.pointers[I3] == len(env.values)
+        return (int(both and a1 <= a2), int(a1 is not None), int(a2 is not None), int(done))
+
+    def apply(self, env: Row, program: str, args: Args) -> None:
+        if program == "PTR":
+            pointer, direction = args
+            env.pointers[pointer] += 1 if direction == RIGHT else -1
+        else:  # SWAP: a no-op unless both pointers are in range
+            p, q = (env.pointers[k] for k in args)
+            if env.at(args[0]) is not None and env.at(args[1]) is not None:
+                env.values[p - 1], env.values[q - 1] = env.values[q - 1], env.values[p - 1]
+
+    def output(self, env: Row) -> list[int]:
+        return list(env.values)
+
+    def check(self, value: list[int], output: Any) -> bool:
+        return output == sorted(value)
+
+
+class BubbleSortValues(BubbleSort):
+    name = "bubblesort-values"
+    summary = "bubble sort of digits 0-9, value encoder (C17 Table 1)"
+    observation_names = ("A[i1]", "A[i2]", "i3==n")
+    observation_values = (tuple(str(d) for d in range(10)) + ("out",),) * 2 + (BITS,)
+    input_example = "[3, 1, 2]"
+    reader: Reader = staticmethod(_read_values)
+
+    def parse_input(self, data: Any) -> list[int]:
+        values = super().parse_input(data)
+        for position, item in enumerate(values):
+            require(0 <= item <= 9, f"{self.name} input[{position}] must be a digit 0-9, got {item}")
+        return values
+
+    def sample_input(self, rng: random.Random, size: int) -> list[int]:
+        return [rng.randint(0, 9) for _ in range(size)]
+
+    def observe(self, env: Row) -> Observation:
+        a1, a2 = env.at(I1), env.at(I2)
+        done = env.pointers[I3] == len(env.values)
+        return (
+            OUT_OF_RANGE if a1 is None else a1,
+            OUT_OF_RANGE if a2 is None else a2,
+            int(done),
+        )

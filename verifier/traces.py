@@ -1,0 +1,152 @@
+"""Execution traces as data: the `trace --json` record, its text rendering, and datasets.
+
+A dataset is a JSON-lines file: a header line, then one trace record per line, each exactly
+what `npi-verify trace --json` prints. Files are written with sorted keys and no spaces, so
+the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from verifier import __version__
+from verifier.errors import BadFile, VerifierError
+from verifier.runtime import Execution, Step, run_reference
+from verifier.tasks import Task, get_task
+from verifier.tasks.base import NOP, Action
+
+DATASET_FORMAT = "npi-verify-traces/1"
+
+
+def trace_record(task: Task, formulation: str, run: Execution) -> dict[str, Any]:
+    """The `trace --json` object for one recorded execution."""
+    return {
+        "task": task.name,
+        "formulation": formulation,
+        "input": task.input_to_json(run.input),
+        "output": task.output(run.env),
+        "steps": [step.to_json() for step in run.steps],
+    }
+
+
+def format_trace(task: Task, steps: Sequence[Step]) -> str:
+    """Human-readable trace, indented by call depth as in C17's Figures 1-2."""
+    width = 2 * max((s.depth for s in steps), default=0) + 34
+    lines = [f"{task.entry:<{width}}  | observation before each step"]
+    for step in steps:
+        action = _format_action(task, step.action)
+        text = "  " * (step.depth + 1) + action
+        lines.append(f"{text:<{width}}  | {task.format_observation(step.observation)}")
+    return "\n".join(lines)
+
+
+def _format_action(task: Task, action: Action) -> str:
+    if action.program == NOP:
+        return "return" if action.ret else "NOP"
+    shown = task.format_action(action)
+    return f"{shown}; return" if action.ret else shown
+
+
+def canonical_line(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How dataset inputs are drawn: `count` inputs with sizes uniform in min_size..max_size,
+    or, when `sizes` is given, one input of each listed size."""
+
+    count: int
+    min_size: int
+    max_size: int
+    seed: int
+    sizes: tuple[int, ...] = ()
+
+    def inputs(self, task: Task) -> list[Any]:
+        if self.sizes:
+            if min(self.sizes) < 1:
+                raise VerifierError(f"sizes must be positive, got {list(self.sizes)}")
+        elif not 1 <= self.min_size <= self.max_size:
+            raise VerifierError(
+                f"sizes must satisfy 1 <= min-size <= max-size, got {self.min_size}..{self.max_size}"
+            )
+        elif self.count < 1:
+            raise VerifierError(f"count must be positive, got {self.count}")
+        rng = random.Random(self.seed)
+        sizes = self.sizes or [rng.randint(self.min_size, self.max_size) for _ in range(self.count)]
+        return [task.sample_input(rng, size) for size in sizes]
+
+
+def write_dataset(
+    task: Task,
+    formulation: str,
+    inputs: Iterable[Any],
+    path: Path,
+    provenance: dict[str, Any],
+) -> int:
+    """Run the reference program on every input and write the dataset; return the count."""
+    records = [
+        canonical_line(trace_record(task, formulation, run_reference(task, formulation, value)))
+        for value in inputs
+    ]
+    header = {
+        "format": DATASET_FORMAT,
+        "task": task.name,
+        "formulation": formulation,
+        "count": len(records),
+        "npi_verify": __version__,
+        **provenance,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([canonical_line(header), *records]) + "\n", encoding="utf-8")
+    return len(records)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    header: dict[str, Any]
+    task: Task
+    formulation: str
+    traces: list[dict[str, Any]]
+
+
+def read_dataset(path: Path) -> Dataset:
+    """Read and validate a dataset file; BadFile names what is wrong."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadFile(f"cannot read dataset {path}: {error}") from None
+    try:
+        rows = [json.loads(line) for line in lines if line.strip()]
+    except json.JSONDecodeError as error:
+        raise BadFile(f"{path} is not a JSON-lines file: {error}") from None
+    if not rows or not isinstance(rows[0], dict) or rows[0].get("format") != DATASET_FORMAT:
+        raise BadFile(f"{path} is not an npi-verify trace dataset (no {DATASET_FORMAT} header)")
+    header = rows[0]
+    task = get_task(str(header.get("task")))
+    formulation = str(header.get("formulation"))
+    task.routines(formulation)  # validates the formulation name
+    for number, record in enumerate(rows[1:], start=2):
+        _validate_record(task, formulation, record, f"{path}:{number}")
+    return Dataset(header, task, formulation, rows[1:])
+
+
+def _validate_record(task: Task, formulation: str, record: Any, where: str) -> None:
+    try:
+        if record["task"] != task.name or record["formulation"] != formulation:
+            raise BadFile(f"{where}: trace of {record['task']}/{record['formulation']}")
+        for step in record["steps"]:
+            program = task.program(step["program"])
+            action = Action.from_json(step["action"])
+            task.program(action.program)
+            if program.primitive or len(step["observation"]) != len(task.observation_names):
+                raise BadFile(f"{where}: malformed step {step}")
+    except (KeyError, TypeError, ValueError, VerifierError) as error:
+        if isinstance(error, BadFile):
+            raise
+        raise BadFile(f"{where}: malformed trace record ({error})") from None
