@@ -35,12 +35,14 @@ def test_shipped_dataset_regenerates_byte_for_byte(path: Path, tmp_path: Path) -
         provenance = {"inputs": "explicit"}
     elif "size_range" in header:
         low, high = header["size_range"]
-        values = Sampling(header["count"], low, high, header["seed"]).inputs(data.task)
-        provenance = {"seed": header["seed"], "size_range": [low, high]}
+        values = Sampling(header["count"], low, high, header["seed"], cover=header["cover"]).inputs(
+            data.task
+        )
+        provenance = {"seed": header["seed"], "size_range": [low, high], "cover": header["cover"]}
     else:
         sizes = tuple(header["sizes"])
-        values = Sampling(len(sizes), 1, 1, header["seed"], sizes).inputs(data.task)
-        provenance = {"seed": header["seed"], "sizes": list(sizes)}
+        values = Sampling(len(sizes), 1, 1, header["seed"], sizes, header["cover"]).inputs(data.task)
+        provenance = {"seed": header["seed"], "sizes": list(sizes), "cover": header["cover"]}
     again = tmp_path / path.name
     write_dataset(data.task, data.formulation, values, again, provenance)
     assert again.read_bytes() == path.read_bytes()

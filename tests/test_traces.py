@@ -6,7 +6,8 @@ import pytest
 
 from verifier.errors import BadFile
 from verifier.tasks import TASKS
-from verifier.traces import Sampling, read_dataset, write_dataset
+from verifier.runtime import run_reference
+from verifier.traces import Sampling, call_local_states, read_dataset, write_dataset
 
 
 @pytest.mark.parametrize("task_name", list(TASKS))
@@ -52,3 +53,21 @@ def test_dataset_with_a_corrupted_record_is_refused(tmp_path: Path) -> None:
     path.write_text(lines[0] + "\n" + lines[1].replace('"program":"BSTEP"', '"program":"NOPE"', 1))
     with pytest.raises(BadFile):
         read_dataset(path)
+
+
+@pytest.mark.parametrize("task_name", ["addition", "bubblesort-values"])
+def test_cover_sees_more_call_local_states_than_random(task_name: str) -> None:
+    task = TASKS[task_name]
+
+    def covered(values: list) -> int:
+        states: set = set()
+        for value in values:
+            states |= call_local_states(run_reference(task, "recursive", value).steps)
+        return len(states)
+
+    random_inputs = Sampling(count=30, min_size=1, max_size=3, seed=1).inputs(task)
+    cover_inputs = Sampling(count=30, min_size=1, max_size=3, seed=1, cover=True).inputs(task)
+    assert len(cover_inputs) == 30
+    assert max(task.input_size(v) for v in cover_inputs) <= 3
+    assert covered(cover_inputs) > covered(random_inputs)
+    assert Sampling(count=30, min_size=1, max_size=3, seed=1, cover=True).inputs(task) == cover_inputs

@@ -130,6 +130,11 @@ def trace(task_name: str, input_text: str, formulation: str, as_json: bool) -> N
 @click.option("--max-size", type=int, help="Largest input size (digits, length, vertices).")
 @click.option("--min-size", type=int, default=1, show_default=True, help="Smallest input size.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option(
+    "--cover",
+    is_flag=True,
+    help="Pick each input from 25 candidates to cover the most call-local states.",
+)
 @click.option("--sizes", help="Comma-separated sizes, one sampled input each (instead of --count).")
 @click.option(
     "--input", "inputs", multiple=True, help="Explicit input (JSON or @FILE); repeatable."
@@ -142,6 +147,7 @@ def dataset(
     max_size: int | None,
     min_size: int,
     seed: int,
+    cover: bool,
     sizes: str | None,
     inputs: tuple[str, ...],
     path: Path,
@@ -158,13 +164,13 @@ def dataset(
         if count is not None or max_size is not None:
             raise VerifierError("give either --sizes or --count/--max-size, not both")
         listed = _int_list(sizes, "--sizes")
-        values = Sampling(len(listed), 1, 1, seed, tuple(listed)).inputs(task)
-        provenance = {"seed": seed, "sizes": listed}
+        values = Sampling(len(listed), 1, 1, seed, tuple(listed), cover).inputs(task)
+        provenance = {"seed": seed, "sizes": listed, "cover": cover}
     else:
         if count is None or max_size is None:
             raise VerifierError("dataset needs --count and --max-size (or --sizes, or --input)")
-        values = Sampling(count, min_size, max_size, seed).inputs(task)
-        provenance = {"seed": seed, "size_range": [min_size, max_size]}
+        values = Sampling(count, min_size, max_size, seed, cover=cover).inputs(task)
+        provenance = {"seed": seed, "size_range": [min_size, max_size], "cover": cover}
     written = write_dataset(task, formulation, values, path, provenance)
     click.echo(f"wrote {written} {task.name} ({formulation}) traces to {path}", err=True)
 

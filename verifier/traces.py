@@ -7,6 +7,7 @@ the same inputs give byte-identical files.
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
 from collections.abc import Iterable, Sequence
@@ -16,9 +17,9 @@ from typing import Any
 
 from verifier import __version__
 from verifier.errors import BadFile, VerifierError
-from verifier.runtime import Execution, Step, run_reference
+from verifier.runtime import Execution, Step, run_reference, split_calls
 from verifier.tasks import Task, get_task
-from verifier.tasks.base import NOP, Action
+from verifier.tasks.base import NOP, RECURSIVE, Action
 
 DATASET_FORMAT = "npi-verify-traces/1"
 
@@ -59,13 +60,16 @@ def canonical_line(data: Any) -> str:
 @dataclass(frozen=True)
 class Sampling:
     """How dataset inputs are drawn: `count` inputs with sizes uniform in min_size..max_size,
-    or, when `sizes` is given, one input of each listed size."""
+    or, when `sizes` is given, one input of each listed size. With `cover`, each input is
+    instead picked from 25 sampled candidates of the same sizes to cover the most call-local
+    states (see `greedy_cover`), so a small training set sees as many distinct steps as it can."""
 
     count: int
     min_size: int
     max_size: int
     seed: int
     sizes: tuple[int, ...] = ()
+    cover: bool = False
 
     def inputs(self, task: Task) -> list[Any]:
         if self.sizes:
@@ -79,7 +83,43 @@ class Sampling:
             raise VerifierError(f"count must be positive, got {self.count}")
         rng = random.Random(self.seed)
         sizes = self.sizes or [rng.randint(self.min_size, self.max_size) for _ in range(self.count)]
-        return [task.sample_input(rng, size) for size in sizes]
+        if not self.cover:
+            return [task.sample_input(rng, size) for size in sizes]
+        pool = [task.sample_input(rng, size) for size in sizes for _ in range(COVER_POOL)]
+        return greedy_cover(task, pool, len(sizes))
+
+
+COVER_POOL = 25  # candidates sampled per requested input when covering
+
+
+def call_local_states(steps: Sequence[Step]) -> set[tuple]:
+    """The (program, args, observations so far) of every step of a trace."""
+    states = set()
+    for call in split_calls(steps):
+        seen: tuple = ()
+        for step in call:
+            seen += (step.observation,)
+            states.add((step.program, step.args, seen))
+    return states
+
+
+def greedy_cover(task: Task, pool: Sequence[Any], count: int) -> list[Any]:
+    """`count` inputs from `pool`, each chosen to add the most call-local states of the
+    recursive reference program not yet covered (lazy greedy); ties go to the earlier one."""
+    states = [call_local_states(run_reference(task, RECURSIVE, v).steps) for v in pool]
+    heap = [(-len(s), k) for k, s in enumerate(states)]
+    heapq.heapify(heap)
+    covered: set[tuple] = set()
+    chosen: list[int] = []
+    while heap and len(chosen) < count:
+        negative_gain, k = heapq.heappop(heap)
+        gain = len(states[k] - covered)
+        if gain < -negative_gain:
+            heapq.heappush(heap, (-gain, k))
+            continue
+        chosen.append(k)
+        covered |= states[k]
+    return [pool[k] for k in chosen]
 
 
 def write_dataset(

@@ -1,0 +1,180 @@
+"""The Neural Programmer-Interpreter: `NPIConfig` and `NPI`, and the NPI as a policy.
+
+    s_t = f_enc(o_t, a)            MLP over the one-hot observation and call arguments
+    h_t = f_lstm([s_t; e_p], h)    2-layer LSTM; e_p is the learned embedding of the program
+    r_t = f_end(h_t)               return logit (return when sigmoid >= 0.5)
+    k_t = f_prog(h_t)              program key; next program = argmax_j <k_t, key_j>
+    a'  = f_arg_i(h_t)             one categorical head per argument slot
+
+The hidden state is reset at every call by the interpreter: `NPIPolicy` keeps each call's
+(h, c) as that frame's memory, and a new call starts from None (zeros).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from verifier.runtime import Query
+from verifier.tasks import Task
+from verifier.tasks.base import Action
+
+ARG_SLOTS = 3
+
+
+@dataclass(frozen=True)
+class NPIConfig:
+    """Sizes of the network; the task fixes the first four, the rest are hyper-parameters."""
+
+    observation_sizes: tuple[int, ...]
+    program_names: tuple[str, ...]
+    arg_size: int  # values per argument slot (the largest argument range of the task)
+    arities: tuple[int, ...]  # arity of each program, aligned with program_names
+    d_state: int = 64
+    d_hidden: int = 128
+    d_program: int = 32
+    d_key: int = 16
+    layers: int = 2
+
+    @classmethod
+    def for_task(cls, task: Task, **sizes: int) -> NPIConfig:
+        ranges = [r for p in task.programs for r in p.arg_ranges]
+        return cls(
+            observation_sizes=tuple(len(v) for v in task.observation_values),
+            program_names=tuple(p.name for p in task.programs),
+            arg_size=max(ranges, default=1),
+            arities=tuple(p.arity for p in task.programs),
+            **sizes,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class NPI(nn.Module):
+    def __init__(self, config: NPIConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        d_input = sum(c.observation_sizes) + ARG_SLOTS * c.arg_size
+        self.encoder = nn.Sequential(
+            nn.Linear(d_input, c.d_state), nn.ReLU(), nn.Linear(c.d_state, c.d_state)
+        )
+        self.program_embedding = nn.Embedding(len(c.program_names), c.d_program)
+        self.lstm = nn.LSTM(c.d_state + c.d_program, c.d_hidden, c.layers, batch_first=True)
+        self.end_head = nn.Linear(c.d_hidden, 1)
+        self.key_head = nn.Linear(c.d_hidden, c.d_key)
+        self.program_keys = nn.Parameter(torch.randn(len(c.program_names), c.d_key) * 0.1)
+        self.arg_heads = nn.ModuleList(
+            nn.Linear(c.d_hidden, c.arg_size) for _ in range(ARG_SLOTS)
+        )
+        self.register_buffer("_observation_offsets", _offsets(c.observation_sizes))
+
+    def encode_inputs(self, observations: Tensor, args: Tensor) -> Tensor:
+        """One-hot features. observations: (batch, steps, n_obs); args: (batch, ARG_SLOTS)."""
+        c = self.config
+        obs_hot = torch.zeros(*observations.shape[:2], sum(c.observation_sizes))
+        obs_hot.scatter_(2, observations + self._observation_offsets, 1.0)
+        arg_hot = nn.functional.one_hot(args, c.arg_size).flatten(1).float()  # (batch, slots*size)
+        arg_hot = arg_hot.unsqueeze(1).expand(-1, observations.shape[1], -1)
+        return torch.cat([obs_hot, arg_hot], dim=2)  # (batch, steps, d_input)
+
+    def forward(
+        self,
+        programs: Tensor,
+        args: Tensor,
+        observations: Tensor,
+        state: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
+        """Run `steps` steps of a batch of calls.
+
+        programs: (batch,) program ids; args: (batch, ARG_SLOTS); observations:
+        (batch, steps, n_obs). Returns return logits (batch, steps), program logits
+        (batch, steps, n_programs), argument logits (batch, steps, ARG_SLOTS, arg_size) and
+        the final LSTM state, each (layers, batch, d_hidden).
+        """
+        s = self.encoder(self.encode_inputs(observations, args))  # (batch, steps, d_state)
+        e = self.program_embedding(programs).unsqueeze(1).expand(-1, s.shape[1], -1)
+        h, state = self.lstm(torch.cat([s, e], dim=2), state)  # (batch, steps, d_hidden)
+        end = self.end_head(h).squeeze(2)
+        program_logits = self.key_head(h) @ self.program_keys.T  # (batch, steps, n_programs)
+        arg_logits = torch.stack([head(h) for head in self.arg_heads], dim=2)
+        return end, program_logits, arg_logits, state
+
+
+def _offsets(sizes: Sequence[int]) -> Tensor:
+    offsets, total = [], 0
+    for size in sizes:
+        offsets.append(total)
+        total += size
+    return torch.tensor(offsets, dtype=torch.long)
+
+
+def pad_args(args: Sequence[int]) -> list[int]:
+    return list(args) + [0] * (ARG_SLOTS - len(args))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Decoded actions of a batch of steps, as plain lists."""
+
+    returns: list[bool]
+    programs: list[int]
+    args: list[list[int]]  # truncated to each chosen program's arity
+
+
+def valid_arg_mask(config: NPIConfig, task: Task) -> Tensor:
+    """(n_programs, ARG_SLOTS, arg_size): True where a value is legal for that program's slot."""
+    mask = torch.zeros(len(config.program_names), ARG_SLOTS, config.arg_size, dtype=torch.bool)
+    for k, program in enumerate(task.programs):
+        for slot, size in enumerate(program.arg_ranges):
+            mask[k, slot, :size] = True
+    return mask
+
+
+def decode(
+    end: Tensor, program_logits: Tensor, arg_logits: Tensor, arg_mask: Tensor, arities: Sequence[int]
+) -> Decision:
+    """Return when the logit >= 0 (probability >= 0.5); the program and each argument are the
+    argmax, arguments restricted to the values legal for the chosen program.
+    Shapes: end (batch,), program_logits (batch, n_programs), arg_logits (batch, slots, size)."""
+    programs = program_logits.argmax(dim=1)
+    masked = arg_logits.masked_fill(~arg_mask[programs], float("-inf"))
+    values = masked.argmax(dim=2).tolist()
+    chosen = programs.tolist()
+    return Decision(
+        (end >= 0).tolist(), chosen, [v[: arities[p]] for p, v in zip(chosen, values)]
+    )
+
+
+class NPIPolicy:
+    """An NPI as an interpreter policy: one batched LSTM step per interpreter step."""
+
+    def __init__(self, model: NPI, task: Task) -> None:
+        self.model = model.eval()
+        self.names = model.config.program_names
+        self.program_id = {name: k for k, name in enumerate(self.names)}
+        self.arg_mask = valid_arg_mask(model.config, task)
+
+    @torch.no_grad()
+    def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]:
+        c = self.model.config
+        zeros = torch.zeros(c.layers, c.d_hidden)
+        h0 = torch.stack([q.memory[0] if q.memory else zeros for q in queries], dim=1)
+        c0 = torch.stack([q.memory[1] if q.memory else zeros for q in queries], dim=1)
+        programs = torch.tensor([self.program_id[q.program] for q in queries])
+        args = torch.tensor([pad_args(q.args) for q in queries])
+        observations = torch.tensor([q.observation for q in queries]).unsqueeze(1)
+        end, program_logits, arg_logits, (h, c_) = self.model(
+            programs, args, observations, (h0, c0)
+        )
+        decision = decode(end[:, 0], program_logits[:, 0], arg_logits[:, 0], self.arg_mask, c.arities)
+        memories = zip(h.unbind(1), c_.unbind(1))
+        return [
+            (Action(self.names[p], tuple(a), r), memory)
+            for p, a, r, memory in zip(decision.programs, decision.args, decision.returns, memories)
+        ]
