@@ -1,6 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import HealthCheck, settings
+
+from verifier.checkpoint import save_checkpoint
+from verifier.npi import NPI, NPIConfig
+from verifier.tasks import TASKS
+from verifier.traces import read_dataset
+from verifier.training import TrainConfig, TrainReport, steps_from_records, train
 
 # Reference runs on large inputs take milliseconds each; no per-example deadline, and a
 # modest example count keeps the default run fast on CI's 2 cores.
@@ -8,3 +17,22 @@ settings.register_profile(
     "npi", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("npi")
+
+ROOT = Path(__file__).parent.parent
+
+
+def train_small_bubblesort(seed: int = 0) -> tuple[NPI, TrainReport]:
+    """A small recursive bubble-sort NPI trained on the shipped paper-sized dataset."""
+    data = read_dataset(ROOT / "traces" / "bubblesort-recursive.jsonl")
+    config = NPIConfig.for_task(data.task, d_hidden=32, d_state=32, d_program=16)
+    return train(data.task, steps_from_records(data.traces), config, TrainConfig(seed=seed))
+
+
+@pytest.fixture(scope="session")
+def bubblesort_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained bubble-sort checkpoint file, made once per test session."""
+    model, report = train_small_bubblesort()
+    assert report.converged
+    path = tmp_path_factory.mktemp("models") / "bubblesort.pt"
+    save_checkpoint(path, TASKS["bubblesort"], "recursive", model, {"seed": 0})
+    return path

@@ -6,18 +6,33 @@ Exit codes: 0 success (or certified); 1 refuted / wrong answer; 2 usage error or
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
+import torch
 
 from verifier import __version__
 from verifier.errors import InvalidInput, VerifierError
 from verifier.runtime import run_reference
 from verifier.tasks import TASKS, Task, get_task
 from verifier.tasks.base import RECURSIVE
-from verifier.traces import Sampling, format_trace, trace_record, write_dataset
+from verifier.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from verifier.evaluation import SizeResult, correct, evaluation_inputs, run_model
+from verifier.npi import NPIConfig, NPIPolicy
+from verifier.traces import (
+    Sampling,
+    canonical_line,
+    format_trace,
+    read_dataset,
+    trace_record,
+    write_dataset,
+)
+from verifier.training import TrainConfig, steps_from_records
+from verifier.training import train as train_model
 
 
 class _Group(click.Group):
@@ -173,6 +188,186 @@ def dataset(
         provenance = {"seed": seed, "size_range": [min_size, max_size], "cover": cover}
     written = write_dataset(task, formulation, values, path, provenance)
     click.echo(f"wrote {written} {task.name} ({formulation}) traces to {path}", err=True)
+
+
+def _progress_line(text: str) -> None:
+    """A self-overwriting progress line, shown only on a terminal."""
+    stream = click.get_text_stream("stderr")
+    if stream.isatty():
+        click.echo(f"\r{text}\x1b[K", err=True, nl=False)
+
+
+def _end_progress() -> None:
+    if click.get_text_stream("stderr").isatty():
+        click.echo("", err=True)
+
+
+@main.command()
+@task_option
+@click.option("--formulation", default=None, help="Formulation (default: the dataset's, or recursive).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), help="Trace dataset (.jsonl).")
+@click.option("--count", type=int, help="Or sample this many training inputs ...")
+@click.option("--max-size", type=int, help="... of sizes 1..max-size.")
+@click.option("--cover", is_flag=True, help="With --count: coverage-guided inputs.")
+@click.option("--seed", type=int, required=True, help="Seed for sampling, initialisation, batches.")
+@click.option("--max-steps", type=int, default=TrainConfig.max_steps, show_default=True,
+              help="Budget of optimizer updates.")
+@click.option("--hidden", type=int, default=NPIConfig.d_hidden, show_default=True,
+              help="LSTM units per layer.")
+@click.option("-o", "--output", "path", type=click.Path(path_type=Path), required=True)
+def train(
+    task_name: str,
+    formulation: str | None,
+    data_path: Path | None,
+    count: int | None,
+    max_size: int | None,
+    cover: bool,
+    seed: int,
+    max_steps: int,
+    hidden: int,
+    path: Path,
+) -> None:
+    """Train an NPI on reference traces until every training step is right.
+
+    Exits 0 when the model is right on every step of its training set, 1 when the step
+    budget ran out first (the model is written either way)."""
+    task = get_task(task_name)
+    if data_path is not None:
+        if count is not None or max_size is not None:
+            raise VerifierError("give either --data or --count/--max-size, not both")
+        data = read_dataset(data_path)
+        if data.task is not task:
+            raise VerifierError(f"{data_path} holds {data.task.name} traces, not {task.name}")
+        if formulation not in (None, data.formulation):
+            raise VerifierError(f"{data_path} holds {data.formulation} traces, not {formulation}")
+        formulation, records = data.formulation, data.traces
+        digest = file_sha256(data_path)
+        source = str(data_path)
+    else:
+        if count is None or max_size is None:
+            raise VerifierError("train needs --data, or --count and --max-size")
+        formulation = formulation or RECURSIVE
+        task.routines(formulation)
+        values = Sampling(count, 1, max_size, seed, cover=cover).inputs(task)
+        records = [trace_record(task, formulation, run_reference(task, formulation, v))
+                   for v in values]
+        digest = hashlib.sha256(
+            "\n".join(canonical_line(r) for r in records).encode()
+        ).hexdigest()
+        source = f"sampled: count={count} max_size={max_size} cover={cover}"
+    if not 1 <= hidden <= 4096 or max_steps < 0:
+        raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
+    config = NPIConfig.for_task(task, d_hidden=hidden)
+    settings = TrainConfig(seed=seed, max_steps=max_steps)
+    model, report = train_model(
+        task,
+        steps_from_records(records),
+        config,
+        settings,
+        progress=lambda step, loss, acc: _progress_line(
+            f"step {step}/{max_steps}  loss {loss:.4f}  training accuracy {acc:.2%}"
+        ),
+    )
+    _end_progress()
+    training = {
+        "dataset": source,
+        "dataset_sha256": digest,
+        "seed": seed,
+        "steps": report.steps,
+        "accuracy": report.accuracy,
+        "converged": report.converged,
+        "seconds": round(report.seconds, 2),
+        "calls": report.calls,
+        "call_steps": report.call_steps,
+        "train_config": asdict(settings),
+        "npi_verify": __version__,
+        "torch": str(torch.__version__),
+    }
+    save_checkpoint(path, task, formulation, model, training)
+    verdict = "every training step right" if report.converged else (
+        f"budget of {max_steps} steps ran out at training accuracy {report.accuracy:.2%}"
+    )
+    click.echo(
+        f"{task.name} ({formulation}): {verdict}; {report.steps} updates on {report.calls} "
+        f"unique calls ({report.call_steps} steps) in {report.seconds:.1f} s -> {path}"
+    )
+    if not report.converged:
+        raise SystemExit(1)
+
+
+model_argument = click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+
+
+@main.command()
+@model_argument
+@click.option("--input", "input_text", required=True, help="Problem as JSON, or @FILE.")
+@click.option("--trace", "show_trace", is_flag=True, help="Include the execution trace.")
+@json_option
+def run(model_path: Path, input_text: str, show_trace: bool, as_json: bool) -> None:
+    """Run a trained model on one input (the task comes from the checkpoint).
+
+    Exits 0 when the model halts, 1 when it does not halt within its limits."""
+    checkpoint = load_checkpoint(model_path)
+    task = checkpoint.task
+    value = parse_problem(task, input_text)
+    policy = NPIPolicy(checkpoint.model, task)
+    ((execution, limits),) = run_model(
+        policy, task, checkpoint.formulation, [value], batch_size=1, record=show_trace
+    )
+    output = task.output(execution.env) if execution.halted else None
+    if as_json:
+        result: dict[str, Any] = {"output": output, "halted": execution.halted}
+        if show_trace:
+            result["steps"] = [step.to_json() for step in execution.steps]
+        _emit_json(result)
+    else:
+        if show_trace:
+            click.echo(format_trace(task, execution.steps))
+        if execution.halted:
+            verdict = "correct" if task.check(value, output) else "WRONG"
+            click.echo(f"output {json.dumps(output)} ({verdict}) in {execution.step_count} steps")
+        else:
+            click.echo(f"{execution.describe_stop(limits)}; no output")
+    if not execution.halted:
+        raise SystemExit(1)
+
+
+@main.command()
+@model_argument
+@click.option("--sizes", required=True, help="Comma-separated input sizes, e.g. 2,3,8,20,90.")
+@click.option("--samples", type=int, default=30, show_default=True, help="Problems per size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--batch-size", type=int, default=None,
+              help="Inputs run in lockstep (default: all samples of a size at once).")
+@json_option
+def evaluate(
+    model_path: Path, sizes: str, samples: int, seed: int, batch_size: int | None, as_json: bool
+) -> None:
+    """Accuracy (whole answers right, by the task's independent check) per input size."""
+    checkpoint = load_checkpoint(model_path)
+    task = checkpoint.task
+    size_list = _int_list(sizes, "--sizes")
+    if min(size_list) < 1 or samples < 1 or (batch_size is not None and batch_size < 1):
+        raise VerifierError("--sizes, --samples and --batch-size must be positive")
+    policy = NPIPolicy(checkpoint.model, task)
+    results = []
+    for size in size_list:
+        values = evaluation_inputs(task, size, samples, seed)
+        done = [0]
+
+        def tick(n: int, size: int = size) -> None:
+            done[0] += n
+            _progress_line(f"size {size}: {done[0]}/{samples} problems")
+
+        runs = run_model(policy, task, checkpoint.formulation, values,
+                         batch_size or samples, progress=tick)
+        right = sum(correct(task, execution) for execution, _ in runs)
+        results.append(SizeResult(size, samples, right / samples))
+        _end_progress()
+        if not as_json:
+            click.echo(f"size {size:>5}: {right}/{samples} right ({right / samples:.1%})")
+    if as_json:
+        _emit_json({"task": task.name, "results": [r.to_json() for r in results]})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -72,7 +72,7 @@ class NPI(nn.Module):
         self.arg_heads = nn.ModuleList(
             nn.Linear(c.d_hidden, c.arg_size) for _ in range(ARG_SLOTS)
         )
-        self.register_buffer("_observation_offsets", _offsets(c.observation_sizes))
+        self.register_buffer("_observation_offsets", _offsets(c.observation_sizes), persistent=False)
 
     def encode_inputs(self, observations: Tensor, args: Tensor) -> Tensor:
         """One-hot features. observations: (batch, steps, n_obs); args: (batch, ARG_SLOTS)."""

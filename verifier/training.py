@@ -161,7 +161,25 @@ def train(
     train_config: TrainConfig,
     progress: Callable[[int, float, float], None] | None = None,
 ) -> tuple[NPI, TrainReport]:
-    """Train a fresh NPI on the calls of `traces`; deterministic for a fixed seed on CPU."""
+    """Train a fresh NPI on the calls of `traces`; deterministic for a fixed seed on CPU.
+
+    Runs on one thread: with more, the order of floating-point sums (and so the weights)
+    can depend on the machine's core count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(task, traces, model_config, train_config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    task: Task,
+    traces: Iterable[list[Step]],
+    model_config: NPIConfig,
+    train_config: TrainConfig,
+    progress: Callable[[int, float, float], None] | None,
+) -> tuple[NPI, TrainReport]:
     torch.manual_seed(train_config.seed)
     generator = torch.Generator().manual_seed(train_config.seed)
     calls = unique_calls(traces)

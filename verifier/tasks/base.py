@@ -13,6 +13,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 from verifier.errors import InvalidInput, UnknownName
@@ -38,7 +39,7 @@ class Program:
     def arity(self) -> int:
         return len(self.arg_names)
 
-    @property
+    @cached_property
     def arg_ranges(self) -> tuple[int, ...]:
         return tuple(len(values) for values in self.arg_names)
 
@@ -96,10 +97,14 @@ class Task(ABC):
 
     # -- programs -------------------------------------------------------------------------
     def program(self, name: str) -> Program:
-        for program in self.programs:
-            if program.name == name:
-                return program
-        raise UnknownName(f"task {self.name} has no program {name!r}")
+        try:
+            return self._program_index[name]
+        except KeyError:
+            raise UnknownName(f"task {self.name} has no program {name!r}") from None
+
+    @cached_property
+    def _program_index(self) -> dict[str, Program]:
+        return {program.name: program for program in self.programs}
 
     def routines(self, formulation: str) -> Routines:
         """The reference program in `formulation`: a routine per non-primitive program."""

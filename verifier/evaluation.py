@@ -1,0 +1,65 @@
+"""Running a trained model on inputs: limits, batched runs, accuracy per size."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from verifier.npi import NPIPolicy
+from verifier.runtime import Execution, Limits, execute, run_reference
+from verifier.tasks import Task
+
+STEP_FACTOR = 4  # a model may take 4x the reference program's steps ...
+DEPTH_FACTOR = 4  # ... and 4x its call depth (+ DEPTH_SLACK) before it is stopped
+DEPTH_SLACK = 8
+
+
+def model_limits(task: Task, formulation: str, value: Any) -> Limits:
+    """Limits derived from the reference program's cost on the same input (design §3)."""
+    reference = run_reference(task, formulation, value, record=False)
+    return Limits(
+        STEP_FACTOR * reference.step_count, DEPTH_FACTOR * reference.max_depth + DEPTH_SLACK
+    )
+
+
+def run_model(
+    policy: NPIPolicy,
+    task: Task,
+    formulation: str,
+    values: Sequence[Any],
+    batch_size: int,
+    record: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[tuple[Execution, Limits]]:
+    """Run the model on every input, `batch_size` inputs at a time in lockstep."""
+    results: list[tuple[Execution, Limits]] = []
+    for start in range(0, len(values), batch_size):
+        chunk = values[start : start + batch_size]
+        limits = [model_limits(task, formulation, v) for v in chunk]
+        runs = execute(task, policy, chunk, limits, record=record)
+        results.extend(zip(runs, limits))
+        if progress:
+            progress(len(chunk))
+    return results
+
+
+def correct(task: Task, run: Execution) -> bool:
+    return run.halted and task.check(run.input, task.output(run.env))
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    size: int
+    samples: int
+    accuracy: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": self.size, "samples": self.samples, "accuracy": self.accuracy}
+
+
+def evaluation_inputs(task: Task, size: int, samples: int, seed: int) -> list[Any]:
+    """The random problems of one size; the same (seed, size) always gives the same inputs."""
+    rng = random.Random(f"npi-verify-evaluate:{seed}:{size}")
+    return [task.sample_input(rng, size) for _ in range(samples)]
