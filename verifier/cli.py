@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from verifier.errors import InvalidInput, VerifierError
 from verifier.runtime import run_reference
 from verifier.tasks import TASKS, Task, get_task
 from verifier.tasks.base import RECURSIVE
+from verifier.certificate import build_certificate, junit_xml, recheck, write_certificate
 from verifier.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from verifier.evaluation import SizeResult, correct, evaluation_inputs, run_model
 from verifier.npi import NPIConfig, NPIPolicy
+from verifier.reach import build_vset
 from verifier.traces import (
     Sampling,
     canonical_line,
@@ -33,6 +36,7 @@ from verifier.traces import (
 )
 from verifier.training import TrainConfig, steps_from_records
 from verifier.training import train as train_model
+from verifier.verify import certify as certify_model
 
 
 class _Group(click.Group):
@@ -368,6 +372,130 @@ def evaluate(
             click.echo(f"size {size:>5}: {right}/{samples} right ({right / samples:.1%})")
     if as_json:
         _emit_json({"task": task.name, "results": [r.to_json() for r in results]})
+
+
+def _say(text: str) -> None:
+    _progress_line(text)
+
+
+@main.command()
+@task_option
+@formulation_option
+@json_option
+def vset(task_name: str, formulation: str, as_json: bool) -> None:
+    """Compute the verification set V: every reachable call-local state, with its action.
+
+    Exits 0, or 3 when a call's sequences are unbounded (non-recursive formulations)."""
+    task = get_task(task_name)
+    task.routines(formulation)
+    result = build_vset(task, formulation, progress=_say)
+    _end_progress()
+    states = sorted(result.states.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
+    if as_json:
+        _emit_json({
+            "task": task.name,
+            "formulation": formulation,
+            "states": [
+                {"program": p, "args": list(a), "observations": [list(o) for o in obs],
+                 "action": action.to_json()}
+                for (p, a, obs), action in states
+            ],
+            "per_program": result.per_program(),
+            "exact": result.exact,
+            "coverage_proved": result.coverage_proved,
+            "unwitnessed": len(result.unwitnessed),
+            "concrete_states": len(result.concrete.actions),
+            "witness_inputs": [task.input_to_json(v) for v in result.witness_cover()],
+        })
+        return
+    click.echo(f"{task.name} ({formulation}): |V| = {len(result.states)} call-local states")
+    for program, count in result.per_program().items():
+        click.echo(f"  {program:<14} {count}")
+    if result.abstract is not None:
+        stats = result.abstract.stats
+        click.echo(f"abstract fixed point: {len(result.abstract.actions)} states, {stats.queries} "
+                   f"Z3 queries ({stats.unknown} unknown) in {stats.seconds:.2f} s")
+    click.echo(f"concrete runs: {len(result.concrete.actions)} states from "
+               f"{result.concrete.inputs_run} inputs, by size {result.concrete.counts_by_size}")
+    coverage = "proved for all sizes" if result.coverage_proved else "NOT proved (tested only)"
+    click.echo(f"coverage {coverage}; exact: {result.exact}; unwitnessed: {len(result.unwitnessed)}")
+    cover = result.witness_cover()
+    click.echo(f"verification set: {len(cover)} witness inputs cover every witnessed state")
+
+
+@main.command()
+@model_argument
+@task_option
+@click.option("-o", "--output", "cert_path", type=click.Path(path_type=Path),
+              help="Write the certificate here.")
+@json_option
+def certify(model_path: Path, task_name: str, cert_path: Path | None, as_json: bool) -> None:
+    """Prove the model right on every input of every size, or find a failing input.
+
+    Exits 0 certified, 1 refuted, 3 inconclusive or uncertifiable, 2 bad input."""
+    task = get_task(task_name)
+    checkpoint = load_checkpoint(model_path)
+    if checkpoint.task is not task:
+        raise VerifierError(f"{model_path} is a {checkpoint.task.name} model, not {task.name}")
+    outcome = certify_model(checkpoint, progress=_say)
+    _end_progress()
+    reference = model_path if cert_path is None else Path(os.path.relpath(model_path, cert_path.parent))
+    certificate = build_certificate(checkpoint, reference, outcome)
+    if cert_path is not None:
+        write_certificate(cert_path, certificate)
+    if as_json:
+        _emit_json(certificate)
+    else:
+        click.echo(f"{task.name} ({checkpoint.formulation}) {model_path}: {outcome.verdict.label}")
+        click.echo(f"  {outcome.reason}")
+        for obligation in outcome.obligations:
+            click.echo(f"  {obligation.name:<22} {obligation.status}")
+        if outcome.check is not None:
+            click.echo(f"  minimum decision margin {outcome.check.min_margin:.4f}; "
+                       f"{outcome.seconds:.1f} s")
+        if outcome.counterexample is not None:
+            click.echo(f"  counterexample: {outcome.counterexample.describe(task)}")
+        if cert_path is not None:
+            click.echo(f"  certificate written to {cert_path}")
+    raise SystemExit(outcome.verdict.exit_code)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
+              help="Also write JUnit XML (one test case per certificate).")
+def check(paths: tuple[Path, ...], junit_path: Path | None) -> None:
+    """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
+
+    Exits 0 when every certificate holds and certifies its model; 2 if any is edited or
+    malformed; 1 if any no longer holds (model changed, verdict differs); 3 if a valid
+    certificate's verdict is not `certified`."""
+    files = _certificate_files(paths)
+    results = [recheck(path) for path in files]
+    for result in results:
+        mark = "ok  " if result.code == 0 else "FAIL"
+        click.echo(f"{mark} {result.path}: {result.message}")
+    if junit_path is not None:
+        junit_path.parent.mkdir(parents=True, exist_ok=True)
+        junit_path.write_text(junit_xml(results), encoding="utf-8")
+    codes = {r.code for r in results}
+    for code in (2, 1, 3):
+        if code in codes:
+            raise SystemExit(code)
+
+
+def _certificate_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.json")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise VerifierError(f"{path} does not exist")
+    if not files:
+        raise VerifierError(f"no certificates (*.json) under {', '.join(map(str, paths))}")
+    return files
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,9 +77,10 @@ class NPI(nn.Module):
     def encode_inputs(self, observations: Tensor, args: Tensor) -> Tensor:
         """One-hot features. observations: (batch, steps, n_obs); args: (batch, ARG_SLOTS)."""
         c = self.config
-        obs_hot = torch.zeros(*observations.shape[:2], sum(c.observation_sizes))
+        dtype = self.program_keys.dtype
+        obs_hot = torch.zeros(*observations.shape[:2], sum(c.observation_sizes), dtype=dtype)
         obs_hot.scatter_(2, observations + self._observation_offsets, 1.0)
-        arg_hot = nn.functional.one_hot(args, c.arg_size).flatten(1).float()  # (batch, slots*size)
+        arg_hot = nn.functional.one_hot(args, c.arg_size).flatten(1).to(dtype)  # (batch, slots*size)
         arg_hot = arg_hot.unsqueeze(1).expand(-1, observations.shape[1], -1)
         return torch.cat([obs_hot, arg_hot], dim=2)  # (batch, steps, d_input)
 

@@ -107,19 +107,27 @@ def greedy_cover(task: Task, pool: Sequence[Any], count: int) -> list[Any]:
     """`count` inputs from `pool`, each chosen to add the most call-local states of the
     recursive reference program not yet covered (lazy greedy); ties go to the earlier one."""
     states = [call_local_states(run_reference(task, RECURSIVE, v).steps) for v in pool]
-    heap = [(-len(s), k) for k, s in enumerate(states)]
+    return [pool[k] for k in greedy_cover_sets(states, count)]
+
+
+def greedy_cover_sets(sets: Sequence[set | frozenset], count: int | None = None) -> list[int]:
+    """Indices of sets picked greedily (most new elements first, lazily re-scored) until
+    `count` are picked or nothing new remains."""
+    heap = [(-len(s), k) for k, s in enumerate(sets)]
     heapq.heapify(heap)
-    covered: set[tuple] = set()
+    covered: set = set()
     chosen: list[int] = []
-    while heap and len(chosen) < count:
+    while heap and (count is None or len(chosen) < count):
         negative_gain, k = heapq.heappop(heap)
-        gain = len(states[k] - covered)
+        gain = len(sets[k] - covered)
         if gain < -negative_gain:
             heapq.heappush(heap, (-gain, k))
             continue
+        if count is None and gain == 0:
+            break
         chosen.append(k)
-        covered |= states[k]
-    return [pool[k] for k in chosen]
+        covered |= sets[k]
+    return chosen
 
 
 def write_dataset(

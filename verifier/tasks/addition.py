@@ -137,6 +137,14 @@ class Addition(Task):
     def input_size(self, value: tuple[int, int]) -> int:
         return max(len(str(value[0])), len(str(value[1])))
 
+    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
+        """Every pair whose longer operand has exactly `size` digits."""
+        top = 10**size
+        if top * top > limit:
+            return None
+        low = 0 if size == 1 else 10 ** (size - 1)
+        return [(a, b) for a in range(top) for b in range(top) if max(a, b) >= low]
+
     def initial_env(self, value: tuple[int, int]) -> Pad:
         width = self.input_size(value) + 1
         pad = Pad(width, pointers=[width - 1] * 4)

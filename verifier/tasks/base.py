@@ -9,6 +9,7 @@ program is a function of (program, arguments, call-local observations), exactly 
 
 from __future__ import annotations
 
+import itertools
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping
@@ -133,6 +134,11 @@ class Task(ABC):
     @abstractmethod
     def input_size(self, value: Any) -> int: ...
 
+    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
+        """Every input of `size` up to what the observation can tell apart, or None when
+        there are more than `limit` (the caller then samples)."""
+        return None
+
     # -- environment ----------------------------------------------------------------------
     @abstractmethod
     def initial_env(self, value: Any) -> Any: ...
@@ -164,6 +170,21 @@ class Task(ABC):
 
     def format_action(self, action: Action) -> str:
         return self.program(action.program).format_call(action.args)
+
+
+FUBINI = (1, 1, 3, 13, 75, 541, 4683, 47293)  # weak orderings of 0..7 elements
+
+
+def weak_orderings(length: int, limit: int) -> list[list[int]] | None:
+    """Every array of `length` values up to order-preserving relabelling (ties included):
+    the arrays over 0..k-1 that use each of 0..k-1; None if there are more than `limit`."""
+    if length >= len(FUBINI) or FUBINI[length] > limit:
+        return None
+    return [
+        list(values)
+        for values in itertools.product(range(length), repeat=length)
+        if set(values) == set(range(max(values) + 1))
+    ]
 
 
 def require(condition: bool, message: str) -> None:

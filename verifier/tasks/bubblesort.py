@@ -12,6 +12,7 @@ The two tasks share environment and routines; they differ only in the observatio
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from verifier.tasks.base import (
     call,
     int_list,
     require,
+    weak_orderings,
 )
 
 I1, I2, I3 = range(3)
@@ -193,6 +195,10 @@ class BubbleSort(Task):
     def input_size(self, value: list[int]) -> int:
         return len(value)
 
+    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
+        """Only comparisons are observed: one array per weak ordering suffices."""
+        return weak_orderings(size, limit)
+
     def initial_env(self, value: list[int]) -> Row:
         return Row(list(value), [1, 1, 0])
 
@@ -234,6 +240,11 @@ class BubbleSortValues(BubbleSort):
 
     def sample_input(self, rng: random.Random, size: int) -> list[int]:
         return [rng.randint(0, 9) for _ in range(size)]
+
+    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
+        if 10**size > limit:
+            return None
+        return [list(v) for v in itertools.product(range(10), repeat=size)]
 
     def observe(self, env: Row) -> Observation:
         a1, a2 = env.at(I1), env.at(I2)

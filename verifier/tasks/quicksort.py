@@ -32,6 +32,7 @@ from verifier.tasks.base import (
     call,
     int_list,
     require,
+    weak_orderings,
 )
 
 LO, HI, PIVOT, J = range(4)
@@ -168,6 +169,10 @@ class QuickSort(Task):
 
     def input_size(self, value: list[int]) -> int:
         return len(value)
+
+    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
+        """Only comparisons are observed: one array per weak ordering suffices."""
+        return weak_orderings(size, limit)
 
     def initial_env(self, value: list[int]) -> Partitioned:
         env = Partitioned(list(value), [(1, len(value))])

@@ -12,6 +12,7 @@ color INVALID for a pointer past the end (or a null vertex).
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,6 +255,18 @@ class TopoSort(Task):
 
     def input_size(self, value: Graph) -> int:
         return value.vertices
+
+    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
+        """Every DAG on `size` vertices (each pair: no edge, or an edge either way)."""
+        pairs = [(u, v) for u in range(1, size + 1) for v in range(u + 1, size + 1)]
+        if 3 ** len(pairs) > limit:
+            return None
+        graphs = []
+        for choice in itertools.product((0, 1, 2), repeat=len(pairs)):
+            edges = [(u, v) if c == 1 else (v, u) for (u, v), c in zip(pairs, choice) if c]
+            if nx.is_directed_acyclic_graph(nx.DiGraph(edges)) or not edges:
+                graphs.append(Graph(size, tuple(sorted(edges))))
+        return graphs
 
     def initial_env(self, value: Graph) -> Search:
         n = value.vertices

@@ -1,0 +1,64 @@
+"""The verification set: exactness, completeness on large inputs, Z3 vs Python, loops."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from verifier.reach import UnboundedCall, build_vset, cross_check
+from verifier.runtime import run_reference, split_calls
+from verifier.smt.registry import semantics_for
+from verifier.tasks import TASKS
+
+WITH_SEMANTICS = [name for name, task in TASKS.items() if semantics_for(task) is not None]
+
+
+@pytest.fixture(scope="module")
+def vsets() -> dict:
+    return {name: build_vset(TASKS[name]) for name in WITH_SEMANTICS}
+
+
+def test_bubblesort_v_is_exact_for_all_sizes(vsets: dict) -> None:
+    v = vsets["bubblesort"]
+    assert v.coverage_proved and v.exact
+    assert len(v.states) == len(v.concrete.actions) == 49
+    assert v.abstract is not None and v.abstract.stats.unknown == 0
+    cover = v.witness_cover()
+    assert len(cover) == 2  # no single array reaches all of V (design §5.2)
+    reached = set()
+    for value in cover:
+        for call in split_calls(run_reference(TASKS["bubblesort"], "recursive", value).steps):
+            reached |= {(s.program, s.args, tuple(x.observation for x in call[: k + 1]))
+                        for k, s in enumerate(call)}
+    assert reached == set(v.states)
+
+
+@pytest.mark.parametrize("task_name", WITH_SEMANTICS)
+def test_v_contains_every_state_of_large_random_runs(task_name: str, vsets: dict) -> None:
+    task, v = TASKS[task_name], vsets[task_name]
+    rng = random.Random(99)
+    for _ in range(6):
+        value = task.sample_input(rng, rng.randint(20, 60))
+        for call in split_calls(run_reference(task, "recursive", value).steps):
+            for k, step in enumerate(call):
+                key = (step.program, step.args, tuple(s.observation for s in call[: k + 1]))
+                assert v.states[key] == step.action
+
+
+@pytest.mark.parametrize("task_name", WITH_SEMANTICS)
+def test_z3_semantics_agree_with_python_on_random_steps(task_name: str) -> None:
+    task = TASKS[task_name]
+    result = cross_check(task, semantics_for(task), steps=3000, seed=7)
+    assert result.steps == 3000 and result.mismatches == []
+
+
+@pytest.mark.parametrize("task_name", WITH_SEMANTICS)
+def test_non_recursive_formulation_is_unbounded(task_name: str) -> None:
+    with pytest.raises(UnboundedCall, match="BUBBLESORT|BUBBLE"):
+        build_vset(TASKS[task_name], "non-recursive")
+
+
+def test_partial_formulation_is_unbounded() -> None:
+    with pytest.raises(UnboundedCall):
+        build_vset(TASKS["bubblesort"], "partial")

@@ -1,0 +1,156 @@
+"""Certificates (design §6): schema, canonical JSON with a digest, write, read and re-check.
+
+The digest is the sha256 of the canonical JSON (sorted keys, no spaces) of the certificate
+without its `digest` field, so any edit of the file is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from verifier import __version__
+from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
+from verifier.errors import BadFile, VerifierError
+from verifier.runtime import SEMANTICS
+from verifier.smt import z3_version
+from verifier.verify import Outcome, certify
+
+CERTIFICATE_FORMAT = "npi-verify-certificate/1"
+REQUIRED = ("format", "task", "formulation", "verdict", "model", "semantics", "verification_set",
+            "obligations", "min_margin", "versions", "seconds", "digest")  # fmt: skip
+
+
+def canonical(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def digest_of(data: dict[str, Any]) -> str:
+    body = {k: v for k, v in data.items() if k != "digest"}
+    return hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome) -> dict[str, Any]:
+    task = checkpoint.task
+    vset = outcome.vset
+    data: dict[str, Any] = {
+        "format": CERTIFICATE_FORMAT,
+        "task": task.name,
+        "formulation": checkpoint.formulation,
+        "verdict": outcome.verdict.label,
+        "reason": outcome.reason,
+        "model": {"path": str(model_path), "sha256": checkpoint.sha256},
+        "semantics": SEMANTICS,
+        "verification_set": None if vset is None else {
+            "call_local_states": len(vset.states),
+            "per_program": vset.per_program(),
+            "tree_nodes": vset.tree_nodes(),
+            "unwitnessed": len(vset.unwitnessed),
+            "exact": vset.exact,
+            "witness_inputs": [task.input_to_json(v) for v in vset.witness_cover()],
+        },
+        "obligations": [
+            {"name": o.name, "status": o.status, "evidence": o.evidence} for o in outcome.obligations
+        ],
+        "min_margin": None if outcome.check is None else _finite(outcome.check.min_margin),
+        "versions": {"npi-verify": __version__, "torch": str(torch.__version__), "z3": z3_version()},
+        "seconds": round(outcome.seconds, 2),
+    }
+    if outcome.counterexample is not None:
+        example = outcome.counterexample
+        data["counterexample"] = {
+            "input": task.input_to_json(example.input),
+            "step": example.step,
+            "program": example.program,
+            "observations": example.observations,
+            "model_action": example.model_action.to_json(),
+            "reference_action": example.reference_action.to_json(),
+            "model_output": example.model_output,
+            "model_halted": example.model_halted,
+            "summary": example.describe(task),
+        }
+    data["digest"] = digest_of(data)
+    return data
+
+
+def _finite(value: float) -> float | None:
+    return None if value == float("inf") else round(value, 6)
+
+
+def write_certificate(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+
+
+def read_certificate(path: Path) -> dict[str, Any]:
+    """Parse a certificate and verify its digest; BadFile for anything edited or malformed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadFile(f"cannot read certificate {path}: {error}") from None
+    if not isinstance(data, dict) or data.get("format") != CERTIFICATE_FORMAT:
+        raise BadFile(f"{path} is not an npi-verify certificate ({CERTIFICATE_FORMAT})")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise BadFile(f"{path} lacks {', '.join(missing)}")
+    if data["digest"] != digest_of(data):
+        raise BadFile(f"{path} was edited: its digest does not match its content")
+    if not isinstance(data["model"], dict) or not {"path", "sha256"} <= set(data["model"]):
+        raise BadFile(f"{path}: model must name a path and a sha256")
+    return data
+
+
+@dataclass(frozen=True)
+class Recheck:
+    path: Path
+    code: int  # 0 holds and certified; 1 no longer holds; 2 edited/malformed; 3 not certified
+    message: str
+
+
+def recheck(path: Path) -> Recheck:
+    """Verify the digest and the model's sha256, then certify the model again and compare."""
+    try:
+        data = read_certificate(path)
+    except BadFile as error:
+        return Recheck(path, 2, str(error))
+    model_path = (path.parent / data["model"]["path"]).resolve()
+    if not model_path.is_file():
+        return Recheck(path, 1, f"model {data['model']['path']} not found next to the certificate")
+    if file_sha256(model_path) != data["model"]["sha256"]:
+        return Recheck(path, 1, f"model {data['model']['path']} changed since it was certified")
+    try:
+        checkpoint = load_checkpoint(model_path)
+    except VerifierError as error:
+        return Recheck(path, 2, str(error))
+    if checkpoint.task.name != data["task"] or checkpoint.formulation != data["formulation"]:
+        return Recheck(path, 2, f"certificate is for {data['task']}/{data['formulation']}, model "
+                       f"is {checkpoint.task.name}/{checkpoint.formulation}")
+    outcome = certify(checkpoint)
+    if outcome.verdict.label != data["verdict"]:
+        return Recheck(path, 1, f"re-check gives {outcome.verdict.label}, certificate says "
+                       f"{data['verdict']}")
+    states = None if outcome.vset is None else len(outcome.vset.states)
+    recorded = (data.get("verification_set") or {}).get("call_local_states")
+    if states != recorded:
+        return Recheck(path, 1, f"re-check finds {states} call-local states, certificate {recorded}")
+    if outcome.verdict.label != "certified":
+        return Recheck(path, 3, f"valid, but the verdict is {data['verdict']}: {data.get('reason')}")
+    return Recheck(path, 0, f"certified; re-checked {states} call-local states "
+                   f"in {outcome.seconds:.1f} s")
+
+
+def junit_xml(results: list[Recheck]) -> str:
+    suite = ET.Element("testsuite", name="npi-verify proofs", tests=str(len(results)),
+                       failures=str(sum(r.code != 0 for r in results)))
+    for result in results:
+        case = ET.SubElement(suite, "testcase", classname="npi-verify.check", name=str(result.path))
+        if result.code != 0:
+            failure = ET.SubElement(case, "failure", message=result.message, type=f"exit-{result.code}")
+            failure.text = result.message
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

@@ -1,0 +1,158 @@
+"""Model vs reference on every element of the verification set (design §5.3). No I/O.
+
+V is a prefix tree per (program, args): the element (p, a, [o1..ok]) extends (p, a, [o1..ok-1]).
+The check runs one batched LSTM step per tree level, so each node costs one step whatever the
+number of elements below it. Every decision's margin is recorded: the distance of the return
+logit from 0 (probability 0.5), and the gap between the best and second-best program logit
+and argument logit (over the legal values). Decisions closer than `FRAGILE_MARGIN` are
+re-checked by replaying their sequence in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from verifier.npi import NPI, decode, pad_args, valid_arg_mask
+from verifier.tasks import Task
+from verifier.tasks.base import Action, Args, Observation
+
+StateKey = tuple[str, Args, tuple[Observation, ...]]
+FRAGILE_MARGIN = 1e-3
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    state: StateKey
+    model: Action
+    reference: Action
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    checked: int
+    disagreements: list[Disagreement]
+    min_margin: float
+    fragile: int  # decisions with margin below FRAGILE_MARGIN, re-checked in float64
+    fragile_flipped: int  # of those, decisions whose float64 value differs
+
+    @property
+    def agrees(self) -> bool:
+        return not self.disagreements and self.fragile_flipped == 0
+
+
+def check_model(
+    model: NPI, task: Task, states: Mapping[StateKey, Action], batch_size: int = 4096
+) -> CheckResult:
+    """Compare the model's decision with the reference action on every state of V.
+    V must be prefix-closed (every element's prefixes are elements too), as V always is."""
+    model = model.eval()
+    arg_mask = valid_arg_mask(model.config, task)
+    ids = {name: k for k, name in enumerate(model.config.program_names)}
+    levels: dict[int, list[StateKey]] = {}
+    for key in states:
+        levels.setdefault(len(key[2]), []).append(key)
+    memory: dict[StateKey, tuple[Tensor, Tensor]] = {}
+    disagreements: list[Disagreement] = []
+    margins: list[Tensor] = []
+    fragile_keys: list[StateKey] = []
+    for depth in sorted(levels):
+        keys = levels[depth]
+        for start in range(0, len(keys), batch_size):
+            chunk = keys[start : start + batch_size]
+            decided, margin, new_memory = _step(model, ids, arg_mask, chunk, memory)
+            for key, action, m, mem in zip(chunk, decided, margin.tolist(), new_memory):
+                memory[key] = mem
+                if action != states[key]:
+                    disagreements.append(Disagreement(key, action, states[key]))
+                if m < FRAGILE_MARGIN:
+                    fragile_keys.append(key)
+            margins.append(margin)
+        for key in list(memory):  # parents of the next level only
+            if len(key[2]) < depth:
+                del memory[key]
+    flipped = sum(_float64_differs(model, task, key, states[key]) for key in fragile_keys)
+    minimum = float(torch.cat(margins).min()) if margins else float("inf")
+    return CheckResult(len(states), disagreements, minimum, len(fragile_keys), flipped)
+
+
+def check_function(
+    decide: Callable[[StateKey], Action], states: Mapping[StateKey, Action]
+) -> CheckResult:
+    """The same check for a policy given as a plain function of the call-local state (it has
+    no logits, so no margins)."""
+    disagreements = [
+        Disagreement(key, decide(key), action)
+        for key, action in states.items()
+        if decide(key) != action
+    ]
+    return CheckResult(len(states), disagreements, float("inf"), 0, 0)
+
+
+@torch.no_grad()
+def _step(
+    model: NPI,
+    ids: dict[str, int],
+    arg_mask: Tensor,
+    keys: list[StateKey],
+    memory: dict[StateKey, tuple[Tensor, Tensor]],
+) -> tuple[list[Action], Tensor, list[tuple[Tensor, Tensor]]]:
+    c = model.config
+    zeros = torch.zeros(c.layers, c.d_hidden)
+    parents = [memory[(p, a, obs[:-1])] if len(obs) > 1 else None for p, a, obs in keys]
+    h0 = torch.stack([m[0] if m else zeros for m in parents], dim=1)  # (layers, batch, d_hidden)
+    c0 = torch.stack([m[1] if m else zeros for m in parents], dim=1)
+    programs = torch.tensor([ids[p] for p, _, _ in keys])
+    args = torch.tensor([pad_args(a) for _, a, _ in keys])
+    observations = torch.tensor([obs[-1] for _, _, obs in keys]).unsqueeze(1)
+    end, program_logits, arg_logits, (h, cell) = model(programs, args, observations, (h0, c0))
+    end, program_logits, arg_logits = end[:, 0], program_logits[:, 0], arg_logits[:, 0]
+    decision = decode(end, program_logits, arg_logits, arg_mask, c.arities)
+    actions = [
+        Action(c.program_names[p], tuple(a), r)
+        for p, a, r in zip(decision.programs, decision.args, decision.returns)
+    ]
+    margin = _margins(end, program_logits, arg_logits, arg_mask, decision, c.arities)
+    return actions, margin, list(zip(h.unbind(1), cell.unbind(1)))
+
+
+def _margins(
+    end: Tensor, program_logits: Tensor, arg_logits: Tensor, arg_mask: Tensor, decision, arities
+) -> Tensor:
+    """The smallest decision margin of each step (batch,)."""
+    top2 = program_logits.topk(2, dim=1).values
+    margin = torch.minimum(end.abs(), top2[:, 0] - top2[:, 1])
+    chosen = torch.tensor(decision.programs)
+    masked = arg_logits.masked_fill(~arg_mask[chosen], float("-inf"))  # (batch, slots, size)
+    for slot in range(masked.shape[1]):
+        used = torch.tensor([slot < arities[p] for p in decision.programs])
+        legal = arg_mask[chosen, slot].sum(dim=1)
+        values = masked[:, slot]
+        best = values.max(dim=1).values
+        second = values.topk(2, dim=1).values[:, 1]
+        gap = torch.where(legal >= 2, best - second, torch.full_like(best, float("inf")))
+        margin = torch.where(used, torch.minimum(margin, gap), margin)
+    return margin
+
+
+@torch.no_grad()
+def _float64_differs(model: NPI, task: Task, key: StateKey, reference: Action) -> bool:
+    """Replay one state's whole sequence in float64; True when that decision is not the
+    reference action (a float32 decision this close to a tie is not trusted)."""
+    program, args, observations = key
+    double = NPI(model.config).double()
+    double.load_state_dict({k: v.double() if v.is_floating_point() else v
+                            for k, v in model.state_dict().items()})
+    ids = {name: k for k, name in enumerate(model.config.program_names)}
+    end, program_logits, arg_logits, _ = double(
+        torch.tensor([ids[program]]), torch.tensor([pad_args(args)]),
+        torch.tensor([list(observations)]),
+    )
+    decision = decode(end[:, -1], program_logits[:, -1], arg_logits[:, -1],
+                      valid_arg_mask(model.config, task), model.config.arities)
+    chosen = Action(model.config.program_names[decision.programs[0]], tuple(decision.args[0]),
+                    decision.returns[0])
+    return chosen != reference

@@ -1,0 +1,349 @@
+"""The verification set V: every call-local state reachable on some valid input of some size.
+
+Two computations bound V from both sides (design §5.2):
+
+- `concrete_states` runs the reference program on every small input, size by size, until
+  the set stops growing: an under-approximation, with the smallest witness input of each state;
+- `abstract_states` explores call-local states breadth-first over abstract environment states
+  (observation + hidden predicates), with abstract posts of primitives computed by Z3 for all
+  sizes and function summaries iterated to a least fixed point: an over-approximation.
+
+If the two are equal, V is exact for inputs of every size.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifier.errors import VerifierError
+from verifier.runtime import reference_action, run_reference, split_calls
+from verifier import smt
+from verifier.smt import Abstract, AbstractDomain, SolverStats
+from verifier.smt.registry import semantics_for
+from verifier.tasks.base import NOP, RECURSIVE, Action, Args, Observation, Task
+from verifier.traces import greedy_cover_sets
+
+StateKey = tuple[str, Args, tuple[Observation, ...]]
+MAX_CALL_STEPS = 64  # an abstract call longer than this loops (a non-recursive formulation)
+EXHAUSTIVE_LIMIT = 20_000  # inputs per size enumerated exhaustively, else sampled
+SAMPLES_PER_SIZE = 2_000  # random inputs per size where enumeration is too large
+SATURATION_PATIENCE = 2  # sizes in a row that add no state before concrete search stops
+CROSS_CHECK_STEPS = 1_000  # random primitive steps replayed through Z3 per build
+
+
+class UnboundedCall(VerifierError):
+    """A call whose call-local sequences grow without bound: V is infinite."""
+
+    exit_code = 3
+
+    def __init__(self, program: str, steps: tuple[str, ...]) -> None:
+        loop = " ".join(steps[-8:])
+        super().__init__(
+            f"{program} runs more than {MAX_CALL_STEPS} steps in one call (it loops: ... {loop}); "
+            "its call-local sequences are unbounded, so the verification set is infinite"
+        )
+        self.program = program
+
+
+@dataclass
+class ConcreteStates:
+    """Call-local states seen on reference runs, each with its action and smallest witness."""
+
+    actions: dict[StateKey, Action] = field(default_factory=dict)
+    witness: dict[StateKey, Any] = field(default_factory=dict)
+    per_input: list[tuple[Any, frozenset[StateKey]]] = field(default_factory=list)
+    counts_by_size: list[tuple[int, int]] = field(default_factory=list)  # (size, |V| so far)
+    inputs_run: int = 0
+
+    def add_run(self, task: Task, formulation: str, value: Any) -> frozenset[StateKey]:
+        keys = set()
+        for call in split_calls(run_reference(task, formulation, value).steps):
+            observations: tuple[Observation, ...] = ()
+            for step in call:
+                observations += (step.observation,)
+                key = (step.program, step.args, observations)
+                keys.add(key)
+                if key not in self.actions:
+                    self.actions[key] = step.action
+                    self.witness[key] = value
+        self.inputs_run += 1
+        return frozenset(keys)
+
+
+def concrete_states(
+    task: Task,
+    formulation: str = RECURSIVE,
+    max_size: int = 12,
+    samples: int = SAMPLES_PER_SIZE,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    target: Iterable[StateKey] = (),
+) -> ConcreteStates:
+    """Reference runs on all small inputs (sampled where too many), size by size, until
+    SATURATION_PATIENCE sizes in a row add nothing, every state of `target` has a witness,
+    or `max_size` is reached."""
+    wanted = set(target)
+    found = ConcreteStates()
+    rng = random.Random(seed)
+    quiet = 0
+    for size in range(1, max_size + 1):
+        before = len(found.actions)
+        inputs = task.small_inputs(size, EXHAUSTIVE_LIMIT)
+        if inputs is None:
+            inputs = [task.sample_input(rng, size) for _ in range(samples)]
+        for value in inputs:
+            keys = found.add_run(task, formulation, value)
+            found.per_input.append((value, keys))
+        found.counts_by_size.append((size, len(found.actions)))
+        if progress:
+            progress(size, len(found.actions))
+        quiet = quiet + 1 if len(found.actions) == before else 0
+        if quiet >= SATURATION_PATIENCE or (wanted and wanted <= found.actions.keys()):
+            break
+    return found
+
+
+@dataclass
+class AbstractStates:
+    """The over-approximation: call-local states with their reference actions."""
+
+    actions: dict[StateKey, Action]
+    contexts: int  # (program, args, entry abstract state) explored
+    stats: SolverStats
+    seconds: float
+
+
+def abstract_states(
+    task: Task, domain: AbstractDomain, formulation: str = RECURSIVE
+) -> AbstractStates:
+    """Least fixed point of call exploration with function summaries (design §5.2)."""
+    started = time.perf_counter()
+    routines = task.routines(formulation)
+    size = domain.semantics.observation_size
+    Context = tuple[str, Args, Abstract]
+    summaries: dict[Context, set[Abstract]] = defaultdict(set)
+    callers: dict[Context, set[Context]] = defaultdict(set)
+    explored: dict[Context, dict[StateKey, Action]] = {}
+    queue: deque[Context] = deque((task.entry, (), a) for a in sorted(domain.initial_states()))
+    queued = set(queue)
+    while queue:
+        context = queue.popleft()
+        queued.discard(context)
+        states, exits, callees = _explore_call(task, routines, domain, context, summaries, size)
+        explored[context] = states
+        for callee in callees:
+            callers[callee].add(context)
+            if callee not in explored and callee not in queued:
+                queue.append(callee)
+                queued.add(callee)
+        if exits != summaries[context]:
+            summaries[context] = exits
+            for caller in callers[context]:
+                if caller not in queued:
+                    queue.append(caller)
+                    queued.add(caller)
+    actions: dict[StateKey, Action] = {}
+    for states in explored.values():
+        actions.update(states)
+    return AbstractStates(actions, len(explored), domain.stats, time.perf_counter() - started)
+
+
+def _explore_call(
+    task: Task,
+    routines: Any,
+    domain: AbstractDomain,
+    context: tuple[str, Args, Abstract],
+    summaries: dict,
+    size: int,
+) -> tuple[dict[StateKey, Action], set[Abstract], set[tuple[str, Args, Abstract]]]:
+    """All abstract histories of one call, given the current summaries of its callees."""
+    program, args, entry = context
+    states: dict[StateKey, Action] = {}
+    exits: set[Abstract] = set()
+    callees: set[tuple[str, Args, Abstract]] = set()
+    stack: list[tuple[Abstract, ...]] = [(entry,)]
+    seen: set[tuple[Abstract, ...]] = set()
+    while stack:
+        history = stack.pop()
+        if history in seen:
+            continue
+        seen.add(history)
+        observations = tuple(a[:size] for a in history)
+        if len(history) > MAX_CALL_STEPS:
+            raise UnboundedCall(program, _describe(task, routines, program, args, observations))
+        action = reference_action(routines, program, args, observations)
+        states[(program, args, observations)] = action
+        current = history[-1]
+        if task.program(action.program).primitive:
+            successors: Iterable[Abstract] = (
+                [current] if action.program == NOP else domain.post(current, action.program, action.args)
+            )
+        else:
+            callee = (action.program, action.args, current)
+            callees.add(callee)
+            successors = summaries.get(callee, set())
+        if action.ret:
+            exits.update(successors)
+        else:
+            stack.extend(history + (s,) for s in successors)
+    return states, exits, callees
+
+
+def _describe(task: Task, routines: Any, program: str, args: Args, observations: tuple) -> tuple[str, ...]:
+    return tuple(
+        task.format_action(reference_action(routines, program, args, observations[: k + 1]))
+        for k in range(len(observations))
+    )
+
+
+@dataclass
+class CrossCheck:
+    """Z3 semantics vs the Python environment on concrete primitive steps."""
+
+    steps: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+
+def cross_check(task: Task, semantics: Any, steps: int, seed: int = 0) -> CrossCheck:
+    """Replay reference runs on random inputs; at every primitive step compare the Python
+    observation with the one the Z3 semantics computes, before and after the step."""
+    result = CrossCheck()
+    rng = random.Random(seed)
+    while result.steps < steps:
+        value = task.sample_input(rng, rng.randint(1, 8))
+        env = task.initial_env(value)
+        if not smt.is_initial(semantics, env):
+            result.mismatches.append(f"initial environment of {value} fails the Z3 initial condition")
+        for step in run_reference(task, RECURSIVE, value).steps:
+            program = task.program(step.action.program)
+            if not program.primitive or program.name == NOP:
+                continue
+            before = task.observe(env)
+            predicted = smt.concrete_observation_after(semantics, env, program.name, step.action.args)
+            if smt.concrete_abstraction(semantics, env)[: len(before)] != before:
+                result.mismatches.append(f"{value}: observation differs before {program.name}")
+            task.apply(env, program.name, step.action.args)
+            if predicted != task.observe(env):
+                result.mismatches.append(
+                    f"{value}: {task.format_action(step.action)} gives {task.observe(env)} in "
+                    f"Python, {predicted} in Z3"
+                )
+            result.steps += 1
+            if result.steps >= steps or len(result.mismatches) > 10:
+                return result
+    return result
+
+
+@dataclass
+class VerificationSet:
+    """V with everything the certificate reports about how it was obtained."""
+
+    task: Task
+    formulation: str
+    states: dict[StateKey, Action]  # the abstract over-approximation where it exists
+    concrete: ConcreteStates
+    abstract: AbstractStates | None
+    predicates: tuple[str, ...]
+    cross: CrossCheck | None
+    seconds: float
+
+    @property
+    def coverage_proved(self) -> bool:
+        """V contains every reachable call-local state, for inputs of every size."""
+        return (
+            self.abstract is not None
+            and self.abstract.stats.unknown == 0
+            and self.cross is not None
+            and not self.cross.mismatches
+        )
+
+    @property
+    def unwitnessed(self) -> list[StateKey]:
+        return [k for k in self.states if k not in self.concrete.actions]
+
+    @property
+    def exact(self) -> bool:
+        return self.coverage_proved and not self.unwitnessed
+
+    def witness_cover(self, extra: int = 200, seed: int = 0) -> list[Any]:
+        """A small set of inputs whose reference runs reach every witnessed state of V,
+        picked greedily from the small inputs plus `extra` random inputs up to twice the
+        largest size searched (longer inputs reach more states at once)."""
+        pool = list(self.concrete.per_input)
+        rng = random.Random(seed)
+        top = 2 * max(size for size, _ in self.concrete.counts_by_size)
+        probe = ConcreteStates()
+        for _ in range(extra):
+            value = self.task.sample_input(rng, rng.randint(1, top))
+            pool.append((value, probe.add_run(self.task, self.formulation, value)))
+        sets = [keys & self.concrete.actions.keys() for _, keys in pool]
+        return [pool[k][0] for k in greedy_cover_sets(sets)]
+
+    def per_program(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for program, _, _ in self.states:
+            counts[program] += 1
+        return dict(sorted(counts.items()))
+
+    def tree_nodes(self) -> int:
+        """Nodes of the prefix trees: V is prefix-closed, so one per element."""
+        return len(self.states)
+
+
+def build_vset(
+    task: Task,
+    formulation: str = RECURSIVE,
+    progress: Callable[[str], None] | None = None,
+) -> VerificationSet:
+    """Concrete states, and where the task has Z3 semantics the abstract fixed point and the
+    cross-check; UnboundedCall when some call's sequences grow without bound."""
+    started = time.perf_counter()
+    say = progress or (lambda text: None)
+    semantics = semantics_for(task)
+    abstract = None
+    cross = None
+    if semantics is not None:
+        say("abstract fixed point (Z3)")
+        abstract = abstract_states(task, AbstractDomain(semantics), formulation)
+        say("cross-checking Z3 semantics against the Python environment")
+        cross = cross_check(task, semantics, CROSS_CHECK_STEPS)
+    say("concrete reference runs on small inputs")
+    concrete = concrete_states(
+        task,
+        formulation,
+        progress=lambda size, n: say(f"size {size}: {n} states"),
+        target=abstract.actions if abstract else (),
+    )
+    if abstract is None:
+        _raise_if_growing(task, formulation, concrete)
+    else:
+        missing = set(concrete.actions) - set(abstract.actions)
+        if missing:  # the over-approximation must contain every concrete state
+            raise VerifierError(
+                f"{task.name}: Z3 semantics disagree with the Python environment: the abstract "
+                f"fixed point misses {len(missing)} concrete states, e.g. {sorted(missing)[0]}"
+            )
+    states = dict(abstract.actions if abstract else concrete.actions)
+    names = tuple(semantics.hidden_names) if semantics else ()
+    return VerificationSet(
+        task, formulation, states, concrete, abstract, names, cross, time.perf_counter() - started
+    )
+
+
+def _raise_if_growing(task: Task, formulation: str, concrete: ConcreteStates) -> None:
+    """Without Z3 semantics: a call whose longest sequence still grows at the largest sizes."""
+    longest: dict[str, list[int]] = defaultdict(list)
+    for size in (6, 12):
+        value = task.sample_input(random.Random(size), size)
+        for call in split_calls(run_reference(task, formulation, value).steps):
+            longest[call[0].program].append(len(call))
+    for program, lengths in longest.items():
+        if max(lengths) > MAX_CALL_STEPS or (
+            len(lengths) > 1 and max(lengths) > 2 * max(len(k[2]) for k in concrete.actions if k[0] == program)
+        ):
+            raise UnboundedCall(program, ())

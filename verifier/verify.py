@@ -1,0 +1,254 @@
+"""Certification: V, the exhaustive check, the verdict and the counterexample (design §5.3-5.5).
+
+The verdict is the worst finding (an ordered enum): a real counterexample refutes; a
+disagreement only on unwitnessed states, or a coverage proof that did not go through (no Z3
+semantics for the task yet, a solver `unknown`, a cross-check mismatch), is inconclusive; an
+unbounded call makes the model uncertifiable.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifier.check import CheckResult, Disagreement, StateKey, check_model
+from verifier.checkpoint import Checkpoint
+from verifier.evaluation import model_limits
+from verifier.npi import NPIPolicy
+from verifier.reach import UnboundedCall, VerificationSet, build_vset
+from verifier.runtime import SEMANTICS, Policy, execute, run_reference, split_calls
+from verifier.tasks import Task
+from verifier.tasks.base import NOP, Action
+
+
+class Verdict(enum.IntEnum):
+    """Ordered: the worst finding wins."""
+
+    CERTIFIED = 0
+    INCONCLUSIVE = 1
+    UNCERTIFIABLE = 2
+    REFUTED = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def exit_code(self) -> int:
+        return {0: 0, 1: 3, 2: 3, 3: 1}[self.value]
+
+
+PROVED, CHECKED, TESTED, FAILED, UNKNOWN = "proved", "checked", "tested", "failed", "unknown"
+LARGE_TEST_INPUTS = 20  # random inputs far beyond training sizes for the reference obligations
+LARGE_TEST_SIZE = 60
+
+
+@dataclass
+class Counterexample:
+    input: Any
+    step: int
+    program: str
+    observations: list[list[int]]
+    model_action: Action
+    reference_action: Action
+    model_output: Any
+    model_halted: bool
+
+    def describe(self, task: Task) -> str:
+        model = _describe_action(task, self.model_action)
+        reference = _describe_action(task, self.reference_action)
+        ending = (
+            f"model output {self.model_output}" if self.model_halted else "the model does not halt"
+        )
+        return (
+            f"{task.name}: input {task.input_to_json(self.input)}: step {self.step} in "
+            f"{self.program}: model {model}, reference {reference}; {ending}"
+        )
+
+
+def _describe_action(task: Task, action: Action) -> str:
+    if action.program == NOP:
+        return "returned" if action.ret else "did nothing"
+    text = f"called {task.format_action(action)}"
+    return text + " and returned" if action.ret else text
+
+
+@dataclass
+class Obligation:
+    name: str
+    status: str
+    evidence: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    verdict: Verdict
+    reason: str
+    vset: VerificationSet | None
+    check: CheckResult | None
+    obligations: list[Obligation] = field(default_factory=list)
+    counterexample: Counterexample | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is certified: a policy for a task, with its exhaustive checker over V."""
+
+    task: Task
+    formulation: str
+    policy: Policy
+    check: Callable[[Mapping[StateKey, Action]], CheckResult]
+
+
+def model_subject(checkpoint: Checkpoint) -> Subject:
+    task = checkpoint.task
+    return Subject(
+        task,
+        checkpoint.formulation,
+        NPIPolicy(checkpoint.model, task),
+        lambda states: check_model(checkpoint.model, task, states),
+    )
+
+
+def certify(checkpoint: Checkpoint, progress: Any = None) -> Outcome:
+    """Build V for the model's task and formulation, check the model on all of it, decide."""
+    return certify_subject(model_subject(checkpoint), progress)
+
+
+def certify_subject(subject: Subject, progress: Any = None) -> Outcome:
+    started = time.perf_counter()
+    task, formulation = subject.task, subject.formulation
+    try:
+        vset = build_vset(task, formulation, progress=progress)
+    except UnboundedCall as error:
+        outcome = Outcome(Verdict.UNCERTIFIABLE, str(error), None, None)
+        outcome.obligations = [Obligation("coverage", FAILED, {"unbounded_call": error.program})]
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+    result = subject.check(vset.states)
+    outcome = _decide(subject, vset, result)
+    outcome.obligations = _obligations(vset, result, outcome)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _decide(subject: Subject, vset: VerificationSet, result: CheckResult) -> Outcome:
+    witnessed = [d for d in result.disagreements if d.state in vset.concrete.actions]
+    if witnessed:
+        example = replay(subject, witnessed, vset)
+        return Outcome(Verdict.REFUTED, f"model disagrees with the reference on "
+                       f"{len(result.disagreements)} of {result.checked} states", vset, result,
+                       counterexample=example)
+    if result.disagreements:
+        return Outcome(Verdict.INCONCLUSIVE, f"model disagrees only on {len(result.disagreements)} "
+                       "states that no input was found to reach", vset, result)
+    if result.fragile_flipped:
+        return Outcome(Verdict.INCONCLUSIVE, f"{result.fragile_flipped} near-tie decisions change "
+                       "in float64", vset, result)
+    if not vset.coverage_proved:
+        return Outcome(Verdict.INCONCLUSIVE, "the model agrees on every state found, but coverage "
+                       "of all reachable states is not proved for this task", vset, result)
+    return Outcome(Verdict.CERTIFIED, f"model agrees with the reference on all {result.checked} "
+                   "call-local states of V, which covers every input of every size", vset, result)
+
+
+def replay(subject: Subject, disagreements: list[Disagreement], vset: VerificationSet) -> Counterexample:
+    """Run the model on the smallest witness of a disagreement; report the first divergence."""
+    task, formulation = subject.task, subject.formulation
+    witnesses = sorted(
+        (vset.concrete.witness[d.state] for d in disagreements), key=lambda v: (task.input_size(v), repr(v))
+    )
+    value = witnesses[0]
+    reference = run_reference(task, formulation, value)
+    limits = model_limits(task, formulation, value)
+    (run,) = execute(task, subject.policy, [value], limits)
+    for index, (mine, theirs) in enumerate(zip(run.steps, reference.steps)):
+        if mine.action != theirs.action:
+            break
+    else:  # pragma: no cover - a witnessed disagreement always shows in the replay
+        raise AssertionError("witnessed disagreement did not reproduce")
+    call = next(c for c in split_calls(run.steps[: index + 1]) if c[-1] is run.steps[index])
+    return Counterexample(
+        value,
+        index + 1,
+        mine.program,
+        [list(s.observation) for s in call],
+        mine.action,
+        theirs.action,
+        task.output(run.env) if run.halted else None,
+        run.halted,
+    )
+
+
+def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -> list[Obligation]:
+    task = vset.task
+    abstract = vset.abstract
+    coverage: dict[str, Any] = {
+        "concrete_states": len(vset.concrete.actions),
+        "concrete_inputs_run": vset.concrete.inputs_run,
+        "concrete_states_by_size": vset.concrete.counts_by_size,
+        "exact": vset.exact,
+        "unwitnessed": len(vset.unwitnessed),
+    }
+    if abstract is not None and vset.cross is not None:
+        coverage.update(
+            abstract_states=len(abstract.actions),
+            abstract_contexts=abstract.contexts,
+            hidden_predicates=list(vset.predicates),
+            z3_queries=abstract.stats.queries,
+            z3_unknown=abstract.stats.unknown,
+            z3_seconds=round(abstract.stats.seconds, 3),
+            cross_checked_steps=vset.cross.steps,
+            cross_check_mismatches=vset.cross.mismatches[:5],
+        )
+        status = PROVED if vset.coverage_proved else (UNKNOWN if abstract.stats.unknown else FAILED)
+    else:
+        coverage["note"] = ("no Z3 semantics for this task yet: V is the set of states reached by "
+                            "reference runs until it stopped growing, which is tested, not proved")
+        status = TESTED
+    agreement = {
+        "states": result.checked,
+        "disagreements": len(result.disagreements),
+        "min_margin": result.min_margin,
+        "fragile_decisions": result.fragile,
+        "fragile_changed_in_float64": result.fragile_flipped,
+    }
+    return [
+        Obligation("semantics", CHECKED, {
+            "runtime": SEMANTICS,
+            "claim": "every call starts from a zero hidden state; a caller resumes with its own",
+        }),
+        Obligation("coverage", status, coverage),
+        Obligation("agreement", CHECKED if result.agrees else FAILED, agreement),
+        *_reference_obligations(task, vset.formulation, vset),
+    ]
+
+
+def _reference_obligations(task: Task, formulation: str, vset: VerificationSet) -> list[Obligation]:
+    """Termination and correctness of the reference program, tested on every small input run
+    for V and on random inputs far beyond the training sizes (not proved for all sizes)."""
+    rng = random.Random(0)
+    large = [task.sample_input(rng, LARGE_TEST_SIZE) for _ in range(LARGE_TEST_INPUTS)]
+    small = [value for value, _ in vset.concrete.per_input]
+    non_halting = wrong = 0
+    for value in small + large:
+        run = run_reference(task, formulation, value, record=False)
+        non_halting += not run.halted
+        wrong += run.halted and not task.check(value, task.output(run.env))
+    evidence = {
+        "inputs": len(small) + len(large),
+        "small_inputs": len(small),
+        "random_inputs": len(large),
+        "random_input_size": LARGE_TEST_SIZE,
+    }
+    return [
+        Obligation("termination", TESTED if non_halting == 0 else FAILED,
+                   {**evidence, "non_halting": non_halting}),
+        Obligation("reference-correctness", TESTED if wrong == 0 else FAILED,
+                   {**evidence, "wrong_outputs": wrong, "oracle": "the task's independent check"}),
+    ]
