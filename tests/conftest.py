@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, settings
 
 from verifier.checkpoint import save_checkpoint
 from verifier.npi import NPI, NPIConfig
+from verifier.reach import VerificationSet, build_vset
 from verifier.tasks import TASKS
 from verifier.traces import read_dataset
 from verifier.training import TrainConfig, TrainReport, steps_from_records, train
@@ -19,6 +20,14 @@ settings.register_profile(
 settings.load_profile("npi")
 
 ROOT = Path(__file__).parent.parent
+_VSETS: dict[str, VerificationSet] = {}
+
+
+def vset_of(task_name: str) -> VerificationSet:
+    """The recursive V of a task, built once per test session (building it is the slow part)."""
+    if task_name not in _VSETS:
+        _VSETS[task_name] = build_vset(TASKS[task_name])
+    return _VSETS[task_name]
 
 
 def train_small_bubblesort(seed: int = 0) -> tuple[NPI, TrainReport]:

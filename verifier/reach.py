@@ -59,10 +59,15 @@ class ConcreteStates:
     per_input: list[tuple[Any, frozenset[StateKey]]] = field(default_factory=list)
     counts_by_size: list[tuple[int, int]] = field(default_factory=list)  # (size, |V| so far)
     inputs_run: int = 0
+    non_halting: int = 0  # reference runs that did not halt (never, for a sound reference)
+    wrong: int = 0  # reference outputs that fail the task's independent check
 
     def add_run(self, task: Task, formulation: str, value: Any) -> frozenset[StateKey]:
         keys = set()
-        for call in split_calls(run_reference(task, formulation, value).steps):
+        run = run_reference(task, formulation, value)
+        self.non_halting += not run.halted
+        self.wrong += run.halted and not task.check(value, task.output(run.env))
+        for call in split_calls(run.steps):
             observations: tuple[Observation, ...] = ()
             for step in call:
                 observations += (step.observation,)
@@ -103,7 +108,11 @@ def concrete_states(
         if progress:
             progress(size, len(found.actions))
         quiet = quiet + 1 if len(found.actions) == before else 0
-        if quiet >= SATURATION_PATIENCE or (wanted and wanted <= found.actions.keys()):
+        # With an over-approximation as target, the search only collects witnesses, so one
+        # size without news is enough; alone it must see SATURATION_PATIENCE such sizes.
+        if quiet >= (1 if wanted else SATURATION_PATIENCE) or (
+            wanted and wanted <= found.actions.keys()
+        ):
             break
     return found
 
@@ -225,7 +234,7 @@ def cross_check(task: Task, semantics: Any, steps: int, seed: int = 0) -> CrossC
                 continue
             before = task.observe(env)
             predicted = smt.concrete_observation_after(semantics, env, program.name, step.action.args)
-            if smt.concrete_abstraction(semantics, env)[: len(before)] != before:
+            if smt.concrete_observation(semantics, env) != before:
                 result.mismatches.append(f"{value}: observation differs before {program.name}")
             task.apply(env, program.name, step.action.args)
             if predicted != task.observe(env):

@@ -120,11 +120,14 @@ def certify(checkpoint: Checkpoint, progress: Any = None) -> Outcome:
     return certify_subject(model_subject(checkpoint), progress)
 
 
-def certify_subject(subject: Subject, progress: Any = None) -> Outcome:
+def certify_subject(
+    subject: Subject, progress: Any = None, vset: VerificationSet | None = None
+) -> Outcome:
+    """Certify any policy; `vset` may be given when it was built already for this task."""
     started = time.perf_counter()
     task, formulation = subject.task, subject.formulation
     try:
-        vset = build_vset(task, formulation, progress=progress)
+        vset = vset or build_vset(task, formulation, progress=progress)
     except UnboundedCall as error:
         outcome = Outcome(Verdict.UNCERTIFIABLE, str(error), None, None)
         outcome.obligations = [Obligation("coverage", FAILED, {"unbounded_call": error.program})]
@@ -234,12 +237,12 @@ def _reference_obligations(task: Task, formulation: str, vset: VerificationSet) 
     for V and on random inputs far beyond the training sizes (not proved for all sizes)."""
     rng = random.Random(0)
     large = [task.sample_input(rng, LARGE_TEST_SIZE) for _ in range(LARGE_TEST_INPUTS)]
-    small = [value for value, _ in vset.concrete.per_input]
-    non_halting = wrong = 0
-    for value in small + large:
+    non_halting, wrong = vset.concrete.non_halting, vset.concrete.wrong
+    for value in large:
         run = run_reference(task, formulation, value, record=False)
         non_halting += not run.halted
         wrong += run.halted and not task.check(value, task.output(run.env))
+    small = vset.concrete.per_input
     evidence = {
         "inputs": len(small) + len(large),
         "small_inputs": len(small),

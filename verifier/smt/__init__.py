@@ -111,7 +111,10 @@ class AbstractDomain:
         the terms' declared ranges one by one and keep the ones it cannot rule out (sound)."""
         solver = z3.Solver()
         solver.set("timeout", self.timeout_ms)
-        solver.add(premise)
+        # Bind each term to a variable: the model gives the variable's value even where the
+        # term holds a quantifier that model evaluation would leave unreduced.
+        names = [z3.Int(f"abstract_{k}") for k in range(len(terms))]
+        solver.add(premise, *[name == term for name, term in zip(names, terms)])
         found: set[Abstract] = set()
         while True:
             result = self._check(solver)
@@ -120,9 +123,13 @@ class AbstractDomain:
             if result == z3.unknown:
                 return frozenset(found | self._candidates_not_refuted(premise, terms, found))
             model = solver.model()
-            values = tuple(model.eval(t, model_completion=True).as_long() for t in terms)
+            evaluated = [model.eval(name, model_completion=True) for name in names]
+            if not all(z3.is_int_value(v) for v in evaluated):  # a model Z3 left unreduced
+                self.stats.unknown += 1
+                return frozenset(found | self._candidates_not_refuted(premise, terms, found))
+            values = tuple(v.as_long() for v in evaluated)
             found.add(values)
-            solver.add(z3.Or([t != v for t, v in zip(terms, values)]))
+            solver.add(z3.Or([name != v for name, v in zip(names, values)]))
 
     def _candidates_not_refuted(
         self, premise: z3.BoolRef, terms: Sequence[z3.ArithRef], found: set[Abstract]
@@ -156,9 +163,9 @@ class AbstractDomain:
         return result
 
 
-def concrete_abstraction(semantics: Semantics, env: Any) -> Abstract:
-    """The abstraction of a concrete environment, computed through Z3 (for cross-checks)."""
-    return tuple(z3.simplify(t).as_long() for t in semantics.abstraction(semantics.encode(env)))
+def concrete_observation(semantics: Semantics, env: Any) -> Abstract:
+    """The observation of a concrete environment, computed through Z3 (for cross-checks)."""
+    return tuple(z3.simplify(t).as_long() for t in semantics.observation(semantics.encode(env)))
 
 
 def is_initial(semantics: Semantics, env: Any) -> bool:

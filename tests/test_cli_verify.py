@@ -1,0 +1,155 @@
+"""CLI: vset, certify and check, with a model fine-tuned to be wrong on one state."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.conftest import ROOT, vset_of
+from verifier.checkpoint import load_checkpoint, save_checkpoint
+from verifier.cli import main
+from verifier.runtime import Step
+from verifier.tasks.base import RETURN
+from verifier.training import TrainConfig, call_batch, loss, step_accuracy
+
+SHIPPED = ROOT / "models" / "bubblesort.pt"
+
+
+def invoke(*args: object) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def certified(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("proof")
+    shutil.copy(SHIPPED, folder / "model.pt")
+    code, out, err = invoke("certify", folder / "model.pt", "--task", "bubblesort",
+                            "-o", folder / "proofs" / "cert.json")
+    assert code == 0, (out, err)
+    return folder / "proofs" / "cert.json"
+
+
+def test_vset_json(certified: Path) -> None:
+    code, out, _ = invoke("vset", "--task", "bubblesort", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["exact"] and data["unwitnessed"] == 0 and len(data["states"]) == 49
+    assert sum(data["per_program"].values()) == 49
+    state = data["states"][0]
+    assert set(state) == {"program", "args", "observations", "action"}
+    assert set(state["action"]) == {"program", "args", "return"}
+
+
+def test_vset_of_a_looping_formulation_exits_3() -> None:
+    code, _, err = invoke("vset", "--task", "bubblesort", "--formulation", "non-recursive")
+    assert code == 3 and "BUBBLESORT" in err and len(err.strip().splitlines()) == 1
+
+
+def test_certificate_content(certified: Path) -> None:
+    data = json.loads(certified.read_text())
+    assert data["verdict"] == "certified" and data["format"] == "npi-verify-certificate/1"
+    assert data["verification_set"]["call_local_states"] == 49
+    assert {o["name"]: o["status"] for o in data["obligations"]}["coverage"] == "proved"
+    assert data["model"]["path"] == "../model.pt"
+
+
+def test_check_passes_and_writes_junit(certified: Path, tmp_path: Path) -> None:
+    code, out, _ = invoke("check", certified.parent, "--junit", tmp_path / "j.xml")
+    assert code == 0 and out.startswith("ok")
+    assert 'failures="0"' in (tmp_path / "j.xml").read_text()
+
+
+def test_check_refuses_an_edited_certificate(certified: Path, tmp_path: Path) -> None:
+    edited = tmp_path / "edited.json"
+    data = json.loads(certified.read_text())
+    data["verification_set"]["call_local_states"] = 50
+    edited.write_text(json.dumps(data))
+    shutil.copy(certified.parent.parent / "model.pt", tmp_path.parent / "model.pt")
+    code, out, _ = invoke("check", edited, "--junit", tmp_path / "j.xml")
+    assert code == 2 and "edited" in out
+    assert 'failures="1"' in (tmp_path / "j.xml").read_text()
+
+
+def test_check_refuses_a_changed_model(certified: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(certified.parent.parent, folder)
+    model = folder / "model.pt"
+    checkpoint = load_checkpoint(model)
+    with torch.no_grad():
+        checkpoint.model.end_head.bias.add_(1e-3)
+    save_checkpoint(model, checkpoint.task, checkpoint.formulation, checkpoint.model, {})
+    code, out, _ = invoke("check", folder / "proofs")
+    assert code == 1 and "changed" in out
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["certify", SHIPPED, "--task", "quicksort"], "is a bubblesort model, not quicksort"),
+        (["certify", SHIPPED, "--task", "sorting"], "unknown task"),
+        (["certify", "README.md", "--task", "bubblesort"], "not a loadable npi-verify model"),
+        (["check", "/nonexistent"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2(args: list, fragment: str) -> None:
+    code, _, err = invoke(*args)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_non_recursive_model_is_uncertifiable() -> None:
+    code, out, _ = invoke("certify", ROOT / "models" / "bubblesort-non-recursive.pt",
+                          "--task", "bubblesort", "--json")
+    assert code == 3 and json.loads(out)["verdict"] == "uncertifiable"
+
+
+def _fine_tune_with_one_flipped_label(tmp_path: Path) -> tuple[Path, tuple]:
+    """Fine-tune the shipped model on V with one reachable state's label flipped."""
+    checkpoint = load_checkpoint(SHIPPED)
+    vset = vset_of("bubblesort")
+    flipped = ("COMPSWAP", (), ((0, 1, 1, 0),))  # reference: SWAP(I1, I2) and return
+    labels = dict(vset.states)
+    assert labels[flipped].program == "SWAP"
+    labels[flipped] = RETURN
+    leaves = [k for k in labels if not any(o[:2] == k[:2] and o[2][:-1] == k[2] for o in labels)]
+    calls = [
+        [Step(0, p, a, obs[j], labels[(p, a, obs[: j + 1])]) for j in range(len(obs))]
+        for p, a, obs in leaves
+    ]
+    model = checkpoint.model
+    data = call_batch(model.config, calls)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(TrainConfig.max_steps):
+        optimizer.zero_grad()
+        loss(model, data).backward()
+        optimizer.step()
+        if step_accuracy(model, checkpoint.task, data) == 1.0:
+            break
+    model.eval()
+    path = tmp_path / "flipped.pt"
+    save_checkpoint(path, checkpoint.task, "recursive", model, {"note": "one flipped label"})
+    return path, flipped
+
+
+def test_model_wrong_on_one_state_is_refuted_with_a_reproducing_counterexample(tmp_path: Path) -> None:
+    path, flipped = _fine_tune_with_one_flipped_label(tmp_path)
+    code, out, _ = invoke("certify", path, "--task", "bubblesort", "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["verdict"] == "refuted"
+    example = data["counterexample"]
+    assert example["program"] == "COMPSWAP" and example["observations"] == [[0, 1, 1, 0]]
+    assert example["model_action"] == {"program": "NOP", "args": [], "return": True}
+    assert example["reference_action"] == {"program": "SWAP", "args": [0, 1], "return": True}
+    # the counterexample input reproduces: the model's answer is wrong (or it does not halt)
+    code, out, _ = invoke("run", path, "--input", json.dumps(example["input"]), "--json")
+    result = json.loads(out)
+    assert not result["halted"] or result["output"] != sorted(example["input"])
+    assert result["output"] == example["model_output"]

@@ -1,0 +1,124 @@
+"""Certification verdicts: reference certified, planted bugs refuted, unknowns inconclusive."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import z3
+
+from tests.conftest import vset_of
+from verifier.check import check_function
+from verifier.evaluation import correct, model_limits
+from verifier.runtime import Query, ReferencePolicy, execute, reference_action
+from verifier.smt import AbstractDomain
+from verifier.smt.registry import semantics_for
+from verifier.tasks import TASKS
+from verifier.tasks.base import RETURN, Action
+from verifier.verify import Subject, Verdict, certify_subject
+
+
+class StatePolicy:
+    """A policy that is the reference program except on `overrides` (call-local states)."""
+
+    def __init__(self, task_name: str, overrides: dict | None = None) -> None:
+        self.task = TASKS[task_name]
+        self.routines = self.task.routines("recursive")
+        self.overrides = overrides or {}
+
+    def decide(self, key: tuple) -> Action:
+        program, args, observations = key
+        if key in self.overrides:
+            return self.overrides[key]
+        return reference_action(self.routines, program, args, observations)
+
+    def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]:
+        out = []
+        for q in queries:
+            history = (q.memory or ()) + (q.observation,)
+            out.append((self.decide((q.program, q.args, history)), history))
+        return out
+
+    def subject(self) -> Subject:
+        return Subject(self.task, "recursive", self, lambda states: check_function(self.decide, states))
+
+
+@pytest.mark.parametrize("task_name", ["bubblesort", "bubblesort-values", "quicksort"])
+def test_reference_policy_is_certified(task_name: str) -> None:
+    outcome = certify_subject(StatePolicy(task_name).subject(), vset=vset_of(task_name))
+    assert outcome.verdict == Verdict.CERTIFIED, outcome.reason
+    statuses = {o.name: o.status for o in outcome.obligations}
+    assert statuses == {"semantics": "checked", "coverage": "proved", "agreement": "checked",
+                        "termination": "tested", "reference-correctness": "tested"}
+
+
+def test_without_z3_semantics_the_reference_is_never_certified() -> None:
+    """Coverage only tested: the verdict stays inconclusive even for a perfect policy."""
+    task_name = "toposort"
+    assert semantics_for(TASKS[task_name]) is None
+    outcome = certify_subject(StatePolicy(task_name).subject())
+    assert outcome.verdict == Verdict.INCONCLUSIVE
+    assert {o.name: o.status for o in outcome.obligations}["coverage"] == "tested"
+
+
+def _wrong_action(task_name: str, action: Action) -> Action:
+    task = TASKS[task_name]
+    if action != RETURN:
+        return RETURN
+    return Action(next(p.name for p in task.programs if not p.primitive), (0,) * task.program(
+        next(p.name for p in task.programs if not p.primitive)).arity, False)
+
+
+@pytest.mark.parametrize("task_name", ["bubblesort", "bubblesort-values", "quicksort"])
+@pytest.mark.parametrize("pick", [0, 17, 33])
+def test_one_wrong_reachable_state_is_refuted_with_a_replayable_counterexample(
+    task_name: str, pick: int
+) -> None:
+    vset = vset_of(task_name)
+    witnessed = sorted(vset.concrete.actions)
+    state = witnessed[pick % len(witnessed)]
+    policy = StatePolicy(task_name, {state: _wrong_action(task_name, vset.states[state])})
+    outcome = certify_subject(policy.subject(), vset=vset)
+    assert outcome.verdict == Verdict.REFUTED
+    assert [d.state for d in outcome.check.disagreements] == [state]
+    example = outcome.counterexample
+    task = TASKS[task_name]
+    # the counterexample reproduces: the planted policy fails on that input, at that step
+    limits = model_limits(task, "recursive", example.input)
+    (run,) = execute(task, policy, [example.input], limits)
+    reference = execute(task, ReferencePolicy(task, "recursive"), [example.input])[0]
+    first = next(k for k, (a, b) in enumerate(zip(run.steps, reference.steps)) if a.action != b.action)
+    assert first + 1 == example.step
+    assert run.steps[first].program == example.program == state[0]
+    assert example.model_action == run.steps[first].action != example.reference_action
+    assert example.model_halted == run.halted
+    if run.halted:
+        assert example.model_output == task.output(run.env)
+
+
+def test_wrong_only_on_unwitnessed_states_is_inconclusive() -> None:
+    vset = vset_of("bubblesort-values")
+    state = sorted(vset.unwitnessed)[0]
+    policy = StatePolicy("bubblesort-values", {state: _wrong_action("bubblesort-values", vset.states[state])})
+    outcome = certify_subject(policy.subject(), vset=vset)
+    assert outcome.verdict == Verdict.INCONCLUSIVE
+    assert outcome.counterexample is None
+
+
+def test_a_solver_unknown_never_certifies(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = AbstractDomain._check
+    calls = {"n": 0}
+
+    def first_unknown(self: AbstractDomain, solver: z3.Solver) -> z3.CheckSatResult:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            self.stats.queries += 1
+            self.stats.unknown += 1
+            return z3.unknown
+        return original(self, solver)
+
+    monkeypatch.setattr(AbstractDomain, "_check", first_unknown)
+    outcome = certify_subject(StatePolicy("bubblesort").subject())
+    assert outcome.verdict == Verdict.INCONCLUSIVE
+    assert {o.name: o.status for o in outcome.obligations}["coverage"] == "unknown"

@@ -1,0 +1,137 @@
+"""Quicksort in Z3: array A, a stack of (lo, hi) frames, pointers p_lo, p_hi, pivot, j."""
+
+from __future__ import annotations
+
+import z3
+
+from verifier.smt import Semantics, SymEnv, array_of, bit
+from verifier.tasks.base import Args, Task
+from verifier.tasks.quicksort import (
+    HI, J, J_LO, J_NULL, LO, MOVABLE, PIVOT, PIVOT_LO, POP, PUSH_CALL1, PUSH_CALL2, RIGHT,
+    Partitioned,
+)  # fmt: skip
+
+_POINTER = {LO: "plo", HI: "phi", PIVOT: "piv", J: "j"}
+_NULL = {PIVOT: "piv_null", J: "j_null"}
+
+
+class QuickSortSemantics(Semantics):
+    """Hidden predicates: the stack has at least two frames; p_lo, p_hi equal the top frame;
+    pivot and j are null; pivot == j; the Lomuto invariant at the pivot (pivot == j or
+    A[pivot] > A[hi]); p_lo <= pivot <= j <= p_hi; 1 <= p_lo and p_hi <= n.
+
+    Quantifier-free, so V over-approximates: nothing is known of the frames below the top,
+    which after a POP leaves the new top's bounds unconstrained (13 unreachable states)."""
+
+    hidden_names = ("sp>=2", "bounds==top", "pivot null", "j null", "pivot==j",
+                    "pivot==j or A[pivot]>A[hi]", "lo<=pivot<=j<=hi", "1<=lo and hi<=n")  # fmt: skip
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def fresh(self, tag: str) -> SymEnv:
+        ints = {name: z3.Int(f"{tag}_{name}") for name in ("n", "sp", "plo", "phi", "piv", "j")}
+        arrays = {
+            name: z3.Array(f"{tag}_{name}", z3.IntSort(), z3.IntSort()) for name in ("A", "LO", "HI")
+        }
+        flags = {name: z3.Bool(f"{tag}_{name}") for name in ("piv_null", "j_null")}
+        return {**ints, **arrays, **flags}
+
+    def domain(self, env: SymEnv) -> z3.BoolRef:
+        return z3.And(env["n"] >= 1, env["sp"] >= 0)
+
+    def initial(self, env: SymEnv) -> z3.BoolRef:
+        return z3.And(
+            env["sp"] == 1, env["LO"][1] == 1, env["HI"][1] == env["n"], env["plo"] == 1,
+            env["phi"] == env["n"], env["piv_null"], env["j_null"],
+        )  # fmt: skip
+
+    def _valid(self, env: SymEnv, pointer: int) -> z3.BoolRef:
+        p = env[_POINTER[pointer]]
+        in_range = z3.And(p >= 1, p <= env["n"])
+        return z3.And(z3.Not(env[_NULL[pointer]]), in_range) if pointer in _NULL else in_range
+
+    def apply(self, env: SymEnv, program: str, args: Args) -> SymEnv:
+        after = dict(env)
+        if program == "MOVE":
+            pointer = MOVABLE[args[0]]
+            name = _POINTER[pointer]
+            step = 1 if args[1] == RIGHT else -1
+            after[name] = z3.If(env[_NULL[pointer]], env[name], env[name] + step)
+        elif program == "SWAP":
+            p, q = (env[_POINTER[k]] for k in args)
+            a = env["A"]
+            swapped = z3.Store(z3.Store(a, p, a[q]), q, a[p])
+            both = z3.And(self._valid(env, args[0]), self._valid(env, args[1]))
+            after["A"] = z3.If(both, swapped, a)
+        elif program == "WRITE":
+            target = args[0]
+            if target == J_NULL:
+                after["j_null"] = z3.BoolVal(True)
+            else:
+                name = "piv" if target == PIVOT_LO else "j"
+                after[name] = env["plo"]
+                after[f"{name}_null"] = z3.BoolVal(False)
+        else:
+            self._stack(env, after, args[0])
+        return after
+
+    def _stack(self, env: SymEnv, after: SymEnv, operation: int) -> None:
+        sp, lo, hi = env["sp"], env["LO"], env["HI"]
+        nonempty = sp > 0
+        if operation == POP:
+            new_sp = sp - 1
+            after["sp"] = z3.If(nonempty, new_sp, sp)
+            sync = z3.And(nonempty, new_sp > 0)
+            after["plo"] = z3.If(sync, lo[new_sp], env["plo"])
+            after["phi"] = z3.If(sync, hi[new_sp], env["phi"])
+            return
+        active = z3.And(nonempty, z3.Not(env["piv_null"]))
+        if operation == PUSH_CALL2:
+            after["LO"] = z3.If(active, z3.Store(lo, sp, env["piv"] + 1), lo)
+        else:  # PUSH_CALL1
+            assert operation == PUSH_CALL1
+            new_sp = sp + 1
+            after["sp"] = z3.If(active, new_sp, sp)
+            after["LO"] = z3.If(active, z3.Store(lo, new_sp, env["plo"]), lo)
+            after["HI"] = z3.If(active, z3.Store(hi, new_sp, env["piv"] - 1), hi)
+            after["phi"] = z3.If(active, env["piv"] - 1, env["phi"])
+
+    def observation(self, env: SymEnv) -> list[z3.ArithRef]:
+        a, j, phi, sp = env["A"], env["j"], env["phi"], env["sp"]
+        both = z3.And(self._valid(env, J), self._valid(env, HI))
+        return [
+            bit(z3.And(both, a[j] <= a[phi])),
+            bit(z3.And(z3.Not(env["j_null"]), j == phi)),
+            bit(z3.And(sp > 0, env["LO"][sp] < env["HI"][sp])),
+            bit(sp == 0),
+        ]
+
+    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
+        sp, piv, j, phi, a = env["sp"], env["piv"], env["j"], env["phi"], env["A"]
+        return [
+            bit(sp >= 2),
+            bit(z3.Or(sp == 0, z3.And(env["plo"] == env["LO"][sp], phi == env["HI"][sp]))),
+            bit(env["piv_null"]),
+            bit(env["j_null"]),
+            bit(piv == j),
+            bit(z3.Or(piv == j, a[piv] > a[phi])),
+            bit(z3.And(env["plo"] <= piv, piv <= j, j <= phi)),
+            bit(z3.And(1 <= env["plo"], phi <= env["n"])),
+        ]
+
+    def encode(self, env: Partitioned) -> SymEnv:
+        pointers = env.pointers
+        symbolic: SymEnv = {
+            "n": z3.IntVal(len(env.values)),
+            "A": array_of(env.values),
+            "sp": z3.IntVal(len(env.frames)),
+            "LO": array_of([lo for lo, _ in env.frames]),
+            "HI": array_of([hi for _, hi in env.frames]),
+        }
+        for pointer, name in _POINTER.items():
+            symbolic[name] = z3.IntVal(pointers[pointer] if pointers[pointer] is not None else 0)
+        for pointer, name in _NULL.items():
+            symbolic[name] = z3.BoolVal(pointers[pointer] is None)
+        return symbolic
+
