@@ -11,8 +11,10 @@ import torch
 from click.testing import CliRunner
 
 from tests.conftest import ROOT, vset_of
+from verifier.check import check_model
 from verifier.checkpoint import load_checkpoint, save_checkpoint
 from verifier.cli import main
+from verifier.npi import pad_args
 from verifier.runtime import Step
 from verifier.tasks.base import RETURN
 from verifier.training import TrainConfig, call_batch, loss, step_accuracy
@@ -153,3 +155,23 @@ def test_model_wrong_on_one_state_is_refuted_with_a_reproducing_counterexample(t
     result = json.loads(out)
     assert not result["halted"] or result["output"] != sorted(example["input"])
     assert result["output"] == example["model_output"]
+
+
+def test_a_near_tie_is_never_certified(tmp_path: Path) -> None:
+    """Shift the return logit so that one decision of V sits exactly on the 0.5 threshold."""
+    checkpoint = load_checkpoint(SHIPPED)
+    vset = vset_of("bubblesort")
+    model = checkpoint.model
+    key = ("BUBBLESORT", (), ((1, 1, 1, 1),))  # the sorted-already call: reference returns
+    assert key in vset.states
+    ids = {n: k for k, n in enumerate(model.config.program_names)}
+    with torch.no_grad():
+        end, _, _, _ = model(torch.tensor([ids[key[0]]]), torch.tensor([pad_args(key[1])]),
+                             torch.tensor([list(key[2])]))
+        model.end_head.bias.sub_(end[0, -1])  # this decision's return logit becomes 0.0
+    result = check_model(model, checkpoint.task, vset.states)
+    assert result.min_margin < 1e-5
+    path = tmp_path / "tie.pt"
+    save_checkpoint(path, checkpoint.task, "recursive", model, {})
+    code, out, _ = invoke("certify", path, "--task", "bubblesort", "--json")
+    assert code != 0 and json.loads(out)["verdict"] != "certified"

@@ -10,7 +10,7 @@ import z3
 
 from tests.conftest import vset_of
 from verifier.check import check_function
-from verifier.evaluation import correct, model_limits
+from verifier.evaluation import model_limits
 from verifier.runtime import Query, ReferencePolicy, execute, reference_action
 from verifier.smt import AbstractDomain
 from verifier.smt.registry import semantics_for

@@ -22,6 +22,7 @@ from verifier.tasks.base import Action, Args, Observation
 
 StateKey = tuple[str, Args, tuple[Observation, ...]]
 FRAGILE_MARGIN = 1e-3
+NOISE_MARGIN = 1e-5  # float32 rounding can flip a decision this close to a tie: not trusted
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,12 @@ class CheckResult:
 
     @property
     def agrees(self) -> bool:
-        return not self.disagreements and self.fragile_flipped == 0
+        return not self.disagreements and self.fragile_flipped == 0 and not self.near_tie
+
+    @property
+    def near_tie(self) -> bool:
+        """Some decision is within float32 noise of a tie (or its logits are not finite)."""
+        return self.min_margin < NOISE_MARGIN
 
 
 def check_model(
@@ -116,6 +122,7 @@ def _step(
         for p, a, r in zip(decision.programs, decision.args, decision.returns)
     ]
     margin = _margins(end, program_logits, arg_logits, arg_mask, decision, c.arities)
+    margin = torch.nan_to_num(margin, nan=-1.0)  # non-finite logits decide nothing
     return actions, margin, list(zip(h.unbind(1), cell.unbind(1)))
 
 

@@ -59,6 +59,7 @@ class ConcreteStates:
     per_input: list[tuple[Any, frozenset[StateKey]]] = field(default_factory=list)
     counts_by_size: list[tuple[int, int]] = field(default_factory=list)  # (size, |V| so far)
     inputs_run: int = 0
+    saturated: bool = False  # the search stopped because sizes stopped adding states
     non_halting: int = 0  # reference runs that did not halt (never, for a sound reference)
     wrong: int = 0  # reference outputs that fail the task's independent check
 
@@ -113,6 +114,7 @@ def concrete_states(
         if quiet >= (1 if wanted else SATURATION_PATIENCE) or (
             wanted and wanted <= found.actions.keys()
         ):
+            found.saturated = True
             break
     return found
 

@@ -24,7 +24,7 @@ STEP_LIMIT = "step limit"
 DEPTH_LIMIT = "depth limit"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Query:
     """One question to a policy: the current call and what it observes now.
 
@@ -44,7 +44,7 @@ class Policy(Protocol):
     def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One step of an execution: inside a call of `program(args)` at call depth `depth`."""
 
@@ -92,7 +92,7 @@ class Execution:
         return f"exceeded the call-depth limit of {limits.max_depth}"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Frame:
     program: str
     args: Args

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.check import CheckResult, Disagreement, StateKey, check_model
+from verifier.check import NOISE_MARGIN, CheckResult, Disagreement, StateKey, check_model
 from verifier.checkpoint import Checkpoint
 from verifier.evaluation import model_limits
 from verifier.npi import NPIPolicy
@@ -43,8 +43,8 @@ class Verdict(enum.IntEnum):
 
 
 PROVED, CHECKED, TESTED, FAILED, UNKNOWN = "proved", "checked", "tested", "failed", "unknown"
-LARGE_TEST_INPUTS = 20  # random inputs far beyond training sizes for the reference obligations
-LARGE_TEST_SIZE = 60
+LARGE_TEST_INPUTS = 10  # random inputs far beyond training sizes for the reference obligations
+LARGE_TEST_SIZE = 40
 
 
 @dataclass
@@ -150,6 +150,9 @@ def _decide(subject: Subject, vset: VerificationSet, result: CheckResult) -> Out
     if result.disagreements:
         return Outcome(Verdict.INCONCLUSIVE, f"model disagrees only on {len(result.disagreements)} "
                        "states that no input was found to reach", vset, result)
+    if result.near_tie:
+        return Outcome(Verdict.INCONCLUSIVE, f"a decision is within {NOISE_MARGIN} of a tie "
+                       f"(minimum margin {result.min_margin:.2e}): too close to trust", vset, result)
     if result.fragile_flipped:
         return Outcome(Verdict.INCONCLUSIVE, f"{result.fragile_flipped} near-tie decisions change "
                        "in float64", vset, result)
@@ -195,6 +198,7 @@ def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -
         "concrete_states": len(vset.concrete.actions),
         "concrete_inputs_run": vset.concrete.inputs_run,
         "concrete_states_by_size": vset.concrete.counts_by_size,
+        "concrete_saturated": vset.concrete.saturated,
         "exact": vset.exact,
         "unwitnessed": len(vset.unwitnessed),
     }

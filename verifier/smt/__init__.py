@@ -87,6 +87,7 @@ class AbstractDomain:
     timeout_ms: int = QUERY_TIMEOUT_MS
     stats: SolverStats = field(default_factory=SolverStats)
     _posts: dict[tuple[Abstract, str, Args], frozenset[Abstract]] = field(default_factory=dict)
+    _templates: dict[tuple[str, Args], tuple] = field(default_factory=dict)
 
     def initial_states(self) -> frozenset[Abstract]:
         env = self.semantics.fresh("e")
@@ -96,13 +97,22 @@ class AbstractDomain:
     def post(self, state: Abstract, program: str, args: Args) -> frozenset[Abstract]:
         key = (state, program, args)
         if key not in self._posts:
+            domain, now, after = self._template(program, args)
+            premise = z3.And(domain, *[t == v for t, v in zip(now, state, strict=True)])
+            self._posts[key] = self._all_values(premise, after)
+        return self._posts[key]
+
+    def _template(
+        self, program: str, args: Args
+    ) -> tuple[z3.BoolRef, list[z3.ArithRef], list[z3.ArithRef]]:
+        """The terms of one primitive's post, built once (term building is slow in Python)."""
+        key = (program, args)
+        if key not in self._templates:
             sem = self.semantics
             env = sem.fresh("e")
-            now = sem.abstraction(env)
-            premise = z3.And(sem.domain(env), *[t == v for t, v in zip(now, state, strict=True)])
             after = sem.apply(env, program, args)
-            self._posts[key] = self._all_values(premise, sem.abstraction(after))
-        return self._posts[key]
+            self._templates[key] = (sem.domain(env), sem.abstraction(env), sem.abstraction(after))
+        return self._templates[key]
 
     def _all_values(self, premise: z3.BoolRef, terms: Sequence[z3.ArithRef]) -> frozenset[Abstract]:
         """Every value tuple the terms take on models of `premise` (all-SAT with blocking).

@@ -7,7 +7,7 @@ import z3
 from verifier.smt import Semantics, SymEnv, array_of, bit
 from verifier.tasks.base import Args, Task
 from verifier.tasks.quicksort import (
-    HI, J, J_LO, J_NULL, LO, MOVABLE, PIVOT, PIVOT_LO, POP, PUSH_CALL1, PUSH_CALL2, RIGHT,
+    HI, J, J_NULL, LO, MOVABLE, PIVOT, PIVOT_LO, POP, PUSH_CALL1, PUSH_CALL2, RIGHT,
     Partitioned,
 )  # fmt: skip
 

@@ -172,6 +172,29 @@ class Task(ABC):
         return self.program(action.program).format_call(action.args)
 
 
+class SortingTask(Task):
+    """Input handling shared by the sorting tasks: a non-empty JSON list of integers, sorted
+    output checked against Python's `sorted`."""
+
+    def parse_input(self, data: Any) -> list[int]:
+        values = int_list(data, f"{self.name} input")
+        require(len(values) >= 1, f"{self.name} input must hold at least one element")
+        return values
+
+    def input_to_json(self, value: list[int]) -> list[int]:
+        return list(value)
+
+    def input_size(self, value: list[int]) -> int:
+        return len(value)
+
+    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
+        """Only comparisons are observed: one array per weak ordering suffices."""
+        return weak_orderings(size, limit)
+
+    def check(self, value: list[int], output: Any) -> bool:
+        return output == sorted(value)
+
+
 FUBINI = (1, 1, 3, 13, 75, 541, 4683, 47293)  # weak orderings of 0..7 elements
 
 

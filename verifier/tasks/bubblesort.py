@@ -27,11 +27,9 @@ from verifier.tasks.base import (
     Observation,
     Program,
     Routines,
-    Task,
+    SortingTask,
     call,
-    int_list,
     require,
-    weak_orderings,
 )
 
 I1, I2, I3 = range(3)
@@ -156,7 +154,7 @@ def _read_values(obs: Observation) -> View:
     return View(i1_in and i2_in and v1 <= v2, i1_in, i2_in, bool(done))
 
 
-class BubbleSort(Task):
+class BubbleSort(SortingTask):
     name = "bubblesort"
     summary = "bubble sort of integers, comparison encoder (the variant C17 verified)"
     programs = (
@@ -181,23 +179,8 @@ class BubbleSort(Task):
     def _routines(self, formulation: str) -> Routines:
         return _routines(self.reader, formulation)
 
-    def parse_input(self, data: Any) -> list[int]:
-        values = int_list(data, f"{self.name} input")
-        require(len(values) >= 1, f"{self.name} input must hold at least one element")
-        return values
-
-    def input_to_json(self, value: list[int]) -> list[int]:
-        return list(value)
-
     def sample_input(self, rng: random.Random, size: int) -> list[int]:
         return [rng.randint(-50, 50) for _ in range(size)]
-
-    def input_size(self, value: list[int]) -> int:
-        return len(value)
-
-    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
-        """Only comparisons are observed: one array per weak ordering suffices."""
-        return weak_orderings(size, limit)
 
     def initial_env(self, value: list[int]) -> Row:
         return Row(list(value), [1, 1, 0])
@@ -219,9 +202,6 @@ class BubbleSort(Task):
 
     def output(self, env: Row) -> list[int]:
         return list(env.values)
-
-    def check(self, value: list[int], output: Any) -> bool:
-        return output == sorted(value)
 
 
 class BubbleSortValues(BubbleSort):

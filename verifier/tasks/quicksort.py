@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
 
 from verifier.tasks.base import (
     NON_RECURSIVE,
@@ -28,11 +27,8 @@ from verifier.tasks.base import (
     Observation,
     Program,
     Routines,
-    Task,
+    SortingTask,
     call,
-    int_list,
-    require,
-    weak_orderings,
 )
 
 LO, HI, PIVOT, J = range(4)
@@ -121,7 +117,7 @@ def _setter(target: int):
     return routine
 
 
-class QuickSort(Task):
+class QuickSort(SortingTask):
     name = "quicksort"
     summary = "recursive quicksort of integers with the Lomuto partition"
     programs = (
@@ -156,23 +152,8 @@ class QuickSort(Task):
             "SET_J_NULL": _setter(J_NULL),
         }
 
-    def parse_input(self, data: Any) -> list[int]:
-        values = int_list(data, "quicksort input")
-        require(len(values) >= 1, "quicksort input must hold at least one element")
-        return values
-
-    def input_to_json(self, value: list[int]) -> list[int]:
-        return list(value)
-
     def sample_input(self, rng: random.Random, size: int) -> list[int]:
         return [rng.randint(0, 9) for _ in range(size)]
-
-    def input_size(self, value: list[int]) -> int:
-        return len(value)
-
-    def small_inputs(self, size: int, limit: int) -> list[Any] | None:
-        """Only comparisons are observed: one array per weak ordering suffices."""
-        return weak_orderings(size, limit)
 
     def initial_env(self, value: list[int]) -> Partitioned:
         env = Partitioned(list(value), [(1, len(value))])
@@ -206,9 +187,6 @@ class QuickSort(Task):
 
     def output(self, env: Partitioned) -> list[int]:
         return list(env.values)
-
-    def check(self, value: list[int], output: Any) -> bool:
-        return output == sorted(value)
 
 
 def _stack(env: Partitioned, operation: int) -> None:
