@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from tests.conftest import ROOT, vset_of
+from verifier.certificate import digest_of
 from verifier.check import check_model
 from verifier.checkpoint import load_checkpoint, save_checkpoint
 from verifier.cli import main
@@ -175,3 +176,32 @@ def test_a_near_tie_is_never_certified(tmp_path: Path) -> None:
     save_checkpoint(path, checkpoint.task, "recursive", model, {})
     code, out, _ = invoke("certify", path, "--task", "bubblesort", "--json")
     assert code != 0 and json.loads(out)["verdict"] != "certified"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["model"].update(path=5),
+        lambda d: d.update(verification_set=[1, 2]),
+        lambda d: d.update(verdict="proved-ish"),
+        lambda d: d.update(model="models/x.pt"),
+    ],
+)
+def test_check_refuses_a_retyped_certificate_with_a_recomputed_digest(
+    certified: Path, tmp_path: Path, edit
+) -> None:
+    data = json.loads(certified.read_text())
+    edit(data)
+    data["digest"] = digest_of(data)
+    path = tmp_path / "retyped.json"
+    path.write_text(json.dumps(data))
+    code, out, _ = invoke("check", path)
+    assert code == 2 and out.startswith("FAIL")
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = invoke("dataset", "--task", "addition", "--count", "2", "--max-size", "1",
+                          "-o", blocker / "sub" / "x.jsonl")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from tests.conftest import vset_of
-from verifier.reach import UnboundedCall, build_vset, cross_check
+from verifier.reach import UnboundedCall, _raise_if_growing, build_vset, cross_check
 from verifier.runtime import run_reference, split_calls
 from verifier.smt.registry import semantics_for
 from verifier.tasks import TASKS
@@ -63,3 +63,19 @@ def test_non_recursive_formulation_is_unbounded(task_name: str) -> None:
 def test_partial_formulation_is_unbounded() -> None:
     with pytest.raises(UnboundedCall):
         build_vset(TASKS["bubblesort"], "partial")
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_growth_detector_flags_loops_and_spares_recursion(task_name: str) -> None:
+    """Where no Z3 semantics exist, unbounded calls are found by growth with input size."""
+    task = TASKS[task_name]
+    _raise_if_growing(task, "recursive")  # bounded calls: never flagged
+    for formulation in task.formulations:
+        if formulation != "recursive":
+            with pytest.raises(UnboundedCall, match="grows with the input"):
+                _raise_if_growing(task, formulation)
+
+
+def test_non_recursive_models_without_semantics_are_uncertifiable() -> None:
+    with pytest.raises(UnboundedCall):
+        build_vset(TASKS["toposort"], "non-recursive")

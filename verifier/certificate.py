@@ -20,7 +20,7 @@ from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from verifier.errors import BadFile, VerifierError
 from verifier.runtime import SEMANTICS
 from verifier.smt import z3_version
-from verifier.verify import Outcome, certify
+from verifier.verify import Outcome, Verdict, certify
 
 CERTIFICATE_FORMAT = "npi-verify-certificate/1"
 REQUIRED = ("format", "task", "formulation", "verdict", "model", "semantics", "verification_set",
@@ -101,9 +101,27 @@ def read_certificate(path: Path) -> dict[str, Any]:
         raise BadFile(f"{path} lacks {', '.join(missing)}")
     if data["digest"] != digest_of(data):
         raise BadFile(f"{path} was edited: its digest does not match its content")
-    if not isinstance(data["model"], dict) or not {"path", "sha256"} <= set(data["model"]):
-        raise BadFile(f"{path}: model must name a path and a sha256")
+    _validate_fields(path, data)
     return data
+
+
+def _validate_fields(path: Path, data: dict[str, Any]) -> None:
+    """Field types, checked even where the digest matches: the digest detects accidental and
+    naive edits, but anyone can recompute it, so nothing in the file is trusted blindly."""
+    model = data["model"]
+    if not (isinstance(model, dict) and isinstance(model.get("path"), str)
+            and isinstance(model.get("sha256"), str) and len(model["sha256"]) == 64):
+        raise BadFile(f"{path}: model must name a path and a sha256")
+    for name in ("task", "formulation", "verdict"):
+        if not isinstance(data[name], str):
+            raise BadFile(f"{path}: {name} must be a string")
+    if data["verdict"] not in {v.label for v in Verdict}:
+        raise BadFile(f"{path}: unknown verdict {data['verdict']!r}")
+    vset = data["verification_set"]
+    if vset is not None and not (
+        isinstance(vset, dict) and isinstance(vset.get("call_local_states"), int)
+    ):
+        raise BadFile(f"{path}: verification_set must record call_local_states")
 
 
 @dataclass(frozen=True)
@@ -136,7 +154,7 @@ def recheck(path: Path) -> Recheck:
         return Recheck(path, 1, f"re-check gives {outcome.verdict.label}, certificate says "
                        f"{data['verdict']}")
     states = None if outcome.vset is None else len(outcome.vset.states)
-    recorded = (data.get("verification_set") or {}).get("call_local_states")
+    recorded = (data["verification_set"] or {}).get("call_local_states")
     if states != recorded:
         return Recheck(path, 1, f"re-check finds {states} call-local states, certificate {recorded}")
     if outcome.verdict.label != "certified":

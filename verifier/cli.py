@@ -48,6 +48,10 @@ class _Group(click.Group):
         except VerifierError as error:
             click.echo(f"npi-verify: error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except OSError as error:  # an unwritable output path, a full disk: the user's to fix
+            where = f": {error.filename}" if error.filename else ""
+            click.echo(f"npi-verify: error: {error.strerror or error}{where}", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=_Group)

@@ -34,6 +34,8 @@ EXHAUSTIVE_LIMIT = 20_000  # inputs per size enumerated exhaustively, else sampl
 SAMPLES_PER_SIZE = 2_000  # random inputs per size where enumeration is too large
 SATURATION_PATIENCE = 2  # sizes in a row that add no state before concrete search stops
 CROSS_CHECK_STEPS = 1_000  # random primitive steps replayed through Z3 per build
+GROWTH_SIZES = (8, 16, 32)  # input sizes at which call lengths are compared ...
+GROWTH_SAMPLES = 10  # ... on this many random inputs each (a bounded call reaches its bound)
 
 
 class UnboundedCall(VerifierError):
@@ -41,12 +43,22 @@ class UnboundedCall(VerifierError):
 
     exit_code = 3
 
-    def __init__(self, program: str, steps: tuple[str, ...]) -> None:
-        loop = " ".join(steps[-8:])
-        super().__init__(
-            f"{program} runs more than {MAX_CALL_STEPS} steps in one call (it loops: ... {loop}); "
-            "its call-local sequences are unbounded, so the verification set is infinite"
-        )
+    def __init__(
+        self, program: str, steps: tuple[str, ...], lengths: list[int] | None = None
+    ) -> None:
+        if lengths:
+            sizes = ", ".join(f"{n} at size {s}" for n, s in zip(lengths, GROWTH_SIZES))
+            super().__init__(
+                f"the longest call of {program} grows with the input ({sizes} steps): it loops, "
+                "so its call-local sequences are unbounded and the verification set is infinite"
+            )
+        else:
+            loop = " ".join(steps[-8:])
+            super().__init__(
+                f"{program} runs more than {MAX_CALL_STEPS} steps in one call (it loops: ... "
+                f"{loop}); its call-local sequences are unbounded, so the verification set is "
+                "infinite"
+            )
         self.program = program
 
 
@@ -323,6 +335,8 @@ def build_vset(
         abstract = abstract_states(task, AbstractDomain(semantics), formulation)
         say("cross-checking Z3 semantics against the Python environment")
         cross = cross_check(task, semantics, CROSS_CHECK_STEPS)
+    if abstract is None:
+        _raise_if_growing(task, formulation)
     say("concrete reference runs on small inputs")
     concrete = concrete_states(
         task,
@@ -330,9 +344,7 @@ def build_vset(
         progress=lambda size, n: say(f"size {size}: {n} states"),
         target=abstract.actions if abstract else (),
     )
-    if abstract is None:
-        _raise_if_growing(task, formulation, concrete)
-    else:
+    if abstract is not None:
         missing = set(concrete.actions) - set(abstract.actions)
         if missing:  # the over-approximation must contain every concrete state
             raise VerifierError(
@@ -346,15 +358,19 @@ def build_vset(
     )
 
 
-def _raise_if_growing(task: Task, formulation: str, concrete: ConcreteStates) -> None:
-    """Without Z3 semantics: a call whose longest sequence still grows at the largest sizes."""
+def _raise_if_growing(task: Task, formulation: str) -> None:
+    """Without Z3 semantics: a program whose longest call keeps growing with the input size
+    (8, 16, 32) loops inside one call, so its call-local sequences are unbounded."""
+    rng = random.Random(0)
     longest: dict[str, list[int]] = defaultdict(list)
-    for size in (6, 12):
-        value = task.sample_input(random.Random(size), size)
-        for call in split_calls(run_reference(task, formulation, value).steps):
-            longest[call[0].program].append(len(call))
-    for program, lengths in longest.items():
-        if max(lengths) > MAX_CALL_STEPS or (
-            len(lengths) > 1 and max(lengths) > 2 * max(len(k[2]) for k in concrete.actions if k[0] == program)
-        ):
-            raise UnboundedCall(program, ())
+    for size in GROWTH_SIZES:
+        per_program: dict[str, int] = defaultdict(int)
+        for _ in range(GROWTH_SAMPLES):
+            value = task.sample_input(rng, size)
+            for call in split_calls(run_reference(task, formulation, value).steps):
+                per_program[call[0].program] = max(per_program[call[0].program], len(call))
+        for program in per_program:
+            longest[program].append(per_program[program])
+    for program, lengths in sorted(longest.items()):
+        if len(lengths) == len(GROWTH_SIZES) and all(a < b for a, b in zip(lengths, lengths[1:])):
+            raise UnboundedCall(program, (), lengths)
