@@ -80,7 +80,8 @@ def check_model(
         for key in list(memory):  # parents of the next level only
             if len(key[2]) < depth:
                 del memory[key]
-    flipped = sum(_float64_differs(model, task, key, states[key]) for key in fragile_keys)
+    double = _float64_copy(model) if fragile_keys else model
+    flipped = sum(_float64_differs(double, task, key, states[key]) for key in fragile_keys)
     minimum = float(torch.cat(margins).min()) if margins else float("inf")
     return CheckResult(len(states), disagreements, minimum, len(fragile_keys), flipped)
 
@@ -145,21 +146,28 @@ def _margins(
     return margin
 
 
-@torch.no_grad()
-def _float64_differs(model: NPI, task: Task, key: StateKey, reference: Action) -> bool:
-    """Replay one state's whole sequence in float64; True when that decision is not the
-    reference action (a float32 decision this close to a tie is not trusted)."""
-    program, args, observations = key
+def _float64_copy(model: NPI) -> NPI:
     double = NPI(model.config).double()
-    double.load_state_dict({k: v.double() if v.is_floating_point() else v
-                            for k, v in model.state_dict().items()})
-    ids = {name: k for k, name in enumerate(model.config.program_names)}
+    double.load_state_dict(
+        {k: v.double() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    )
+    return double.eval()
+
+
+@torch.no_grad()
+def _float64_differs(double: NPI, task: Task, key: StateKey, reference: Action) -> bool:
+    """Replay one state's whole sequence with the float64 copy of the model; True when that
+    decision is not the reference action (a float32 decision this close to a tie is not
+    trusted)."""
+    program, args, observations = key
+    config = double.config
+    ids = {name: k for k, name in enumerate(config.program_names)}
     end, program_logits, arg_logits, _ = double(
         torch.tensor([ids[program]]), torch.tensor([pad_args(args)]),
         torch.tensor([list(observations)]),
     )
     decision = decode(end[:, -1], program_logits[:, -1], arg_logits[:, -1],
-                      valid_arg_mask(model.config, task), model.config.arities)
-    chosen = Action(model.config.program_names[decision.programs[0]], tuple(decision.args[0]),
+                      valid_arg_mask(config, task), config.arities)
+    chosen = Action(config.program_names[decision.programs[0]], tuple(decision.args[0]),
                     decision.returns[0])
     return chosen != reference

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -200,13 +201,12 @@ def dataset(
 
 def _progress_line(text: str) -> None:
     """A self-overwriting progress line, shown only on a terminal."""
-    stream = click.get_text_stream("stderr")
-    if stream.isatty():
+    if sys.stderr.isatty():
         click.echo(f"\r{text}\x1b[K", err=True, nl=False)
 
 
 def _end_progress() -> None:
-    if click.get_text_stream("stderr").isatty():
+    if sys.stderr.isatty():
         click.echo("", err=True)
 
 
@@ -378,10 +378,6 @@ def evaluate(
         _emit_json({"task": task.name, "results": [r.to_json() for r in results]})
 
 
-def _say(text: str) -> None:
-    _progress_line(text)
-
-
 @main.command()
 @task_option
 @formulation_option
@@ -392,7 +388,7 @@ def vset(task_name: str, formulation: str, as_json: bool) -> None:
     Exits 0, or 3 when a call's sequences are unbounded (non-recursive formulations)."""
     task = get_task(task_name)
     task.routines(formulation)
-    result = build_vset(task, formulation, progress=_say)
+    result = build_vset(task, formulation, progress=_progress_line)
     _end_progress()
     states = sorted(result.states.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
     if as_json:
@@ -441,7 +437,7 @@ def certify(model_path: Path, task_name: str, cert_path: Path | None, as_json: b
     checkpoint = load_checkpoint(model_path)
     if checkpoint.task is not task:
         raise VerifierError(f"{model_path} is a {checkpoint.task.name} model, not {task.name}")
-    outcome = certify_model(checkpoint, progress=_say)
+    outcome = certify_model(checkpoint, progress=_progress_line)
     _end_progress()
     reference = model_path if cert_path is None else Path(os.path.relpath(model_path, cert_path.parent))
     certificate = build_certificate(checkpoint, reference, outcome)

@@ -58,7 +58,7 @@ class Semantics(ABC):
 
     @abstractmethod
     def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
-        """Hidden predicates (0/1 or small integers) that make the abstraction precise."""
+        """Hidden predicates, each 0 or 1, that make the abstraction precise."""
 
     @abstractmethod
     def encode(self, env: Any) -> SymEnv:
@@ -158,10 +158,9 @@ class AbstractDomain:
 
     def ranges(self) -> list[int]:
         """Value ranges of the abstraction's components: observations as declared, hidden
-        predicates 0/1 unless the semantics says otherwise."""
+        predicates 0/1."""
         sem = self.semantics
-        hidden = getattr(sem, "hidden_ranges", (2,) * len(sem.hidden_names))
-        return [len(v) for v in sem.task.observation_values] + list(hidden)
+        return [len(v) for v in sem.task.observation_values] + [2] * len(sem.hidden_names)
 
     def _check(self, solver: z3.Solver) -> z3.CheckSatResult:
         started = time.perf_counter()
