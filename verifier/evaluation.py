@@ -18,7 +18,11 @@ DEPTH_SLACK = 8
 
 def model_limits(task: Task, formulation: str, value: Any) -> Limits:
     """Limits derived from the reference program's cost on the same input (design §3)."""
-    reference = run_reference(task, formulation, value, record=False)
+    return limits_after(run_reference(task, formulation, value, record=False))
+
+
+def limits_after(reference: Execution) -> Limits:
+    """A model's limits given the reference program's run on the same input."""
     return Limits(
         STEP_FACTOR * reference.step_count, DEPTH_FACTOR * reference.max_depth + DEPTH_SLACK
     )

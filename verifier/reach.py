@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.errors import VerifierError
-from verifier.runtime import reference_action, run_reference, split_calls
+from verifier.runtime import call_local_steps, reference_action, run_reference, split_calls
 from verifier import smt
 from verifier.smt import Abstract, AbstractDomain, SolverStats
 from verifier.smt.registry import semantics_for
@@ -80,15 +80,11 @@ class ConcreteStates:
         run = run_reference(task, formulation, value)
         self.non_halting += not run.halted
         self.wrong += run.halted and not task.check(value, task.output(run.env))
-        for call in split_calls(run.steps):
-            observations: tuple[Observation, ...] = ()
-            for step in call:
-                observations += (step.observation,)
-                key = (step.program, step.args, observations)
-                keys.add(key)
-                if key not in self.actions:
-                    self.actions[key] = step.action
-                    self.witness[key] = value
+        for key, step in call_local_steps(run.steps):
+            keys.add(key)
+            if key not in self.actions:
+                self.actions[key] = step.action
+                self.witness[key] = value
         self.inputs_run += 1
         return frozenset(keys)
 

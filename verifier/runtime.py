@@ -12,7 +12,7 @@ own memory when the callee returns. Then, if the return flag is set, this call e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -232,3 +232,14 @@ def split_calls(steps: Sequence[Step]) -> list[list[Step]]:
         open_calls[-1].append(step)
     calls.extend(reversed(open_calls))
     return calls
+
+
+def call_local_steps(
+    steps: Sequence[Step],
+) -> Iterator[tuple[tuple[str, Args, tuple[Observation, ...]], Step]]:
+    """Each step of a trace with its call-local state (program, args, observations so far)."""
+    for call in split_calls(steps):
+        observations: tuple[Observation, ...] = ()
+        for step in call:
+            observations += (step.observation,)
+            yield (step.program, step.args, observations), step

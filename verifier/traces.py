@@ -17,7 +17,7 @@ from typing import Any
 
 from verifier import __version__
 from verifier.errors import BadFile, VerifierError
-from verifier.runtime import Execution, Step, run_reference, split_calls
+from verifier.runtime import Execution, Step, call_local_steps, run_reference
 from verifier.tasks import Task, get_task
 from verifier.tasks.base import NOP, RECURSIVE, Action
 
@@ -94,13 +94,7 @@ COVER_POOL = 25  # candidates sampled per requested input when covering
 
 def call_local_states(steps: Sequence[Step]) -> set[tuple]:
     """The (program, args, observations so far) of every step of a trace."""
-    states = set()
-    for call in split_calls(steps):
-        seen: tuple = ()
-        for step in call:
-            seen += (step.observation,)
-            states.add((step.program, step.args, seen))
-    return states
+    return {key for key, _ in call_local_steps(steps)}
 
 
 def greedy_cover(task: Task, pool: Sequence[Any], count: int) -> list[Any]:

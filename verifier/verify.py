@@ -17,7 +17,7 @@ from typing import Any
 
 from verifier.check import NOISE_MARGIN, CheckResult, Disagreement, StateKey, check_model
 from verifier.checkpoint import Checkpoint
-from verifier.evaluation import model_limits
+from verifier.evaluation import limits_after
 from verifier.npi import NPIPolicy
 from verifier.reach import UnboundedCall, VerificationSet, build_vset
 from verifier.runtime import SEMANTICS, Policy, execute, run_reference, split_calls
@@ -171,8 +171,7 @@ def replay(subject: Subject, disagreements: list[Disagreement], vset: Verificati
     )
     value = witnesses[0]
     reference = run_reference(task, formulation, value)
-    limits = model_limits(task, formulation, value)
-    (run,) = execute(task, subject.policy, [value], limits)
+    (run,) = execute(task, subject.policy, [value], limits_after(reference))
     for index, (mine, theirs) in enumerate(zip(run.steps, reference.steps)):
         if mine.action != theirs.action:
             break
