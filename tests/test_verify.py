@@ -44,7 +44,7 @@ class StatePolicy:
         return Subject(self.task, "recursive", self, lambda states: check_function(self.decide, states))
 
 
-@pytest.mark.parametrize("task_name", ["bubblesort", "bubblesort-values", "quicksort"])
+@pytest.mark.parametrize("task_name", ["addition", "bubblesort", "bubblesort-values", "quicksort"])
 def test_reference_policy_is_certified(task_name: str) -> None:
     outcome = certify_subject(StatePolicy(task_name).subject(), vset=vset_of(task_name))
     assert outcome.verdict == Verdict.CERTIFIED, outcome.reason
@@ -70,7 +70,7 @@ def _wrong_action(task_name: str, action: Action) -> Action:
         next(p.name for p in task.programs if not p.primitive)).arity, False)
 
 
-@pytest.mark.parametrize("task_name", ["bubblesort", "bubblesort-values", "quicksort"])
+@pytest.mark.parametrize("task_name", ["addition", "bubblesort", "bubblesort-values", "quicksort"])
 @pytest.mark.parametrize("pick", [0, 17, 33])
 def test_one_wrong_reachable_state_is_refuted_with_a_replayable_counterexample(
     task_name: str, pick: int

@@ -24,6 +24,7 @@ from verifier.errors import VerifierError
 from verifier.runtime import call_local_steps, reference_action, run_reference, split_calls
 from verifier import smt
 from verifier.smt import Abstract, AbstractDomain, SolverStats
+from verifier.smt.product import ProductDomain, ProductSemantics
 from verifier.smt.registry import semantics_for
 from verifier.tasks.base import NOP, RECURSIVE, Action, Args, Observation, Task
 from verifier.traces import greedy_cover_sets
@@ -34,6 +35,8 @@ EXHAUSTIVE_LIMIT = 20_000  # inputs per size enumerated exhaustively, else sampl
 SAMPLES_PER_SIZE = 2_000  # random inputs per size where enumeration is too large
 SATURATION_PATIENCE = 2  # sizes in a row that add no state before concrete search stops
 CROSS_CHECK_STEPS = 1_000  # random primitive steps replayed through Z3 per build
+COVER_PROBES = 50  # random inputs offered to the witness cover besides the inputs searched ...
+COVER_PROBE_SIZE = 24  # ... each of at most this size
 GROWTH_SIZES = (8, 16, 32)  # input sizes at which call lengths are compared ...
 GROWTH_SAMPLES = 10  # ... on this many random inputs each (a bounded call reaches its bound)
 
@@ -98,18 +101,18 @@ def concrete_states(
     progress: Callable[[int, int], None] | None = None,
     target: Iterable[StateKey] = (),
 ) -> ConcreteStates:
-    """Reference runs on all small inputs (sampled where too many), size by size, until
-    SATURATION_PATIENCE sizes in a row add nothing, every state of `target` has a witness,
-    or `max_size` is reached."""
+    """Reference runs on all small inputs, size by size; then the task's covering inputs;
+    then random inputs of growing size. Stops when every state of `target` has a witness,
+    when SATURATION_PATIENCE sizes in a row add nothing, or after `max_size`."""
     wanted = set(target)
     found = ConcreteStates()
     rng = random.Random(seed)
     quiet = 0
-    for size in range(1, max_size + 1):
+
+    def run_size(size: int, inputs: list[Any]) -> bool:
+        """Run one size's inputs; True when the search is done."""
+        nonlocal quiet
         before = len(found.actions)
-        inputs = task.small_inputs(size, EXHAUSTIVE_LIMIT)
-        if inputs is None:
-            inputs = [task.sample_input(rng, size) for _ in range(samples)]
         for value in inputs:
             keys = found.add_run(task, formulation, value)
             found.per_input.append((value, keys))
@@ -119,10 +122,25 @@ def concrete_states(
         quiet = quiet + 1 if len(found.actions) == before else 0
         # With an over-approximation as target, the search only collects witnesses, so one
         # size without news is enough; alone it must see SATURATION_PATIENCE such sizes.
-        if quiet >= (1 if wanted else SATURATION_PATIENCE) or (
+        found.saturated = quiet >= (1 if wanted else SATURATION_PATIENCE) or bool(
             wanted and wanted <= found.actions.keys()
+        )
+        return found.saturated
+
+    size = 1
+    while size <= max_size and (inputs := task.small_inputs(size, EXHAUSTIVE_LIMIT)) is not None:
+        if run_size(size, inputs):
+            return found
+        size += 1
+    covering = [v for v in task.covering_inputs() if task.input_size(v) >= size]
+    for covering_size in sorted({task.input_size(v) for v in covering}):
+        if run_size(covering_size, [v for v in covering if task.input_size(v) == covering_size]) and (
+            wanted <= found.actions.keys()
         ):
-            found.saturated = True
+            return found
+    quiet = 0
+    for size in range(size, max_size + 1):
+        if run_size(size, [task.sample_input(rng, size) for _ in range(samples)]):
             break
     return found
 
@@ -137,80 +155,96 @@ class AbstractStates:
     seconds: float
 
 
-def abstract_states(
-    task: Task, domain: AbstractDomain, formulation: str = RECURSIVE
-) -> AbstractStates:
-    """Least fixed point of call exploration with function summaries (design §5.2)."""
+Domain = AbstractDomain | ProductDomain
+
+
+def domain_for(semantics: smt.Semantics) -> Domain:
+    """The abstract domain of a task: part by part where its environment is a product."""
+    if isinstance(semantics, ProductSemantics):
+        return ProductDomain(semantics)
+    return AbstractDomain(semantics)
+
+
+Context = tuple[str, Args, Abstract]  # (program, args, abstract state at entry)
+Point = tuple[tuple[Observation, ...], Abstract]  # a call's observations so far, its state now
+
+
+@dataclass
+class _Call:
+    """One explored context: the points reached in it, its exit states, and the points of
+    its callers waiting for those exits."""
+
+    seen: set[Point] = field(default_factory=set)
+    exits: set[Abstract] = field(default_factory=set)
+    return_sites: list[tuple[Context, tuple[Observation, ...], bool]] = field(default_factory=list)
+
+
+def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) -> AbstractStates:
+    """Least fixed point of call exploration with function summaries (design §5.2).
+
+    A worklist of (context, observations, abstract state) items: the reference action depends
+    only on the observations, and what follows only on the state now, so two histories that
+    agree on both are explored once. A call to a subprogram records a return site with the
+    callee; when the callee's exit set grows, only the new exits go to its return sites."""
     started = time.perf_counter()
     routines = task.routines(formulation)
     size = domain.semantics.observation_size
-    Context = tuple[str, Args, Abstract]
-    summaries: dict[Context, set[Abstract]] = defaultdict(set)
-    callers: dict[Context, set[Context]] = defaultdict(set)
-    explored: dict[Context, dict[StateKey, Action]] = {}
-    queue: deque[Context] = deque((task.entry, (), a) for a in sorted(domain.initial_states()))
-    queued = set(queue)
-    while queue:
-        context = queue.popleft()
-        queued.discard(context)
-        states, exits, callees = _explore_call(task, routines, domain, context, summaries, size)
-        explored[context] = states
-        for callee in callees:
-            callers[callee].add(context)
-            if callee not in explored and callee not in queued:
-                queue.append(callee)
-                queued.add(callee)
-        if exits != summaries[context]:
-            summaries[context] = exits
-            for caller in callers[context]:
-                if caller not in queued:
-                    queue.append(caller)
-                    queued.add(caller)
+    primitive = {p.name for p in task.programs if p.primitive}
     actions: dict[StateKey, Action] = {}
-    for states in explored.values():
-        actions.update(states)
-    return AbstractStates(actions, len(explored), domain.stats, time.perf_counter() - started)
+    calls: dict[Context, _Call] = {}
+    # Last in, first out: a call that loops reaches MAX_CALL_STEPS without first exploring
+    # every shorter history (the fixed point does not depend on the order).
+    work: list[tuple[Context, tuple[Observation, ...], Abstract]] = []
+    exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
 
+    def open_call(context: Context) -> _Call:
+        if context not in calls:
+            calls[context] = _Call()
+            entry = context[2]
+            work.append((context, (entry[:size],), entry))
+        return calls[context]
 
-def _explore_call(
-    task: Task,
-    routines: Any,
-    domain: AbstractDomain,
-    context: tuple[str, Args, Abstract],
-    summaries: dict,
-    size: int,
-) -> tuple[dict[StateKey, Action], set[Abstract], set[tuple[str, Args, Abstract]]]:
-    """All abstract histories of one call, given the current summaries of its callees."""
-    program, args, entry = context
-    states: dict[StateKey, Action] = {}
-    exits: set[Abstract] = set()
-    callees: set[tuple[str, Args, Abstract]] = set()
-    stack: list[tuple[Abstract, ...]] = [(entry,)]
-    seen: set[tuple[Abstract, ...]] = set()
-    while stack:
-        history = stack.pop()
-        if history in seen:
+    def continue_with(
+        context: Context, observed: tuple[Observation, ...], ret: bool, after: Iterable[Abstract]
+    ) -> None:
+        if ret:
+            exits.append((context, frozenset(after)))
+        else:
+            work.extend((context, observed + (a[:size],), a) for a in after)
+
+    for entry in sorted(domain.initial_states()):
+        open_call((task.entry, (), entry))
+    while work or exits:
+        if exits:
+            context, reached = exits.popleft()
+            call = calls[context]
+            new = reached - call.exits
+            if new:
+                call.exits |= new
+                for site, observed, ret in call.return_sites:
+                    continue_with(site, observed, ret, new)
             continue
-        seen.add(history)
-        observations = tuple(a[:size] for a in history)
-        if len(history) > MAX_CALL_STEPS:
-            raise UnboundedCall(program, _describe(task, routines, program, args, observations))
-        action = reference_action(routines, program, args, observations)
-        states[(program, args, observations)] = action
-        current = history[-1]
-        if task.program(action.program).primitive:
-            successors: Iterable[Abstract] = (
-                [current] if action.program == NOP else domain.post(current, action.program, action.args)
-            )
+        context, observed, current = work.pop()
+        seen = calls[context].seen
+        point = (observed, current)
+        if point in seen:
+            continue
+        seen.add(point)
+        program, args, _ = context
+        if len(observed) > MAX_CALL_STEPS:
+            raise UnboundedCall(program, _describe(task, routines, program, args, observed))
+        key = (program, args, observed)
+        action = actions.get(key)
+        if action is None:
+            action = actions[key] = reference_action(routines, program, args, observed)
+        if action.program in primitive:
+            after = (current,) if action.program == NOP else domain.post(current, action.program, action.args)
+            continue_with(context, observed, action.ret, after)
         else:
-            callee = (action.program, action.args, current)
-            callees.add(callee)
-            successors = summaries.get(callee, set())
-        if action.ret:
-            exits.update(successors)
-        else:
-            stack.extend(history + (s,) for s in successors)
-    return states, exits, callees
+            callee = open_call((action.program, action.args, current))
+            callee.return_sites.append((context, observed, action.ret))
+            continue_with(context, observed, action.ret, callee.exits)
+    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
 
 
 def _describe(task: Task, routines: Any, program: str, args: Args, observations: tuple) -> tuple[str, ...]:
@@ -270,6 +304,7 @@ class VerificationSet:
     predicates: tuple[str, ...]
     cross: CrossCheck | None
     seconds: float
+    _cover: list[Any] | None = field(default=None, init=False, repr=False)
 
     @property
     def coverage_proved(self) -> bool:
@@ -289,19 +324,29 @@ class VerificationSet:
     def exact(self) -> bool:
         return self.coverage_proved and not self.unwitnessed
 
-    def witness_cover(self, extra: int = 200, seed: int = 0) -> list[Any]:
+    def witness_cover(self, extra: int = COVER_PROBES, seed: int = 0) -> list[Any]:
         """A small set of inputs whose reference runs reach every witnessed state of V,
-        picked greedily from the small inputs plus `extra` random inputs up to twice the
-        largest size searched (longer inputs reach more states at once)."""
+        picked greedily from the inputs searched plus `extra` random inputs up to twice the
+        largest size searched (longer inputs reach more states at once), at most
+        COVER_PROBE_SIZE. Computed once per set with the default arguments."""
+        if (extra, seed) == (COVER_PROBES, 0) and self._cover is not None:
+            return self._cover
         pool = list(self.concrete.per_input)
         rng = random.Random(seed)
-        top = 2 * max(size for size, _ in self.concrete.counts_by_size)
+        top = min(2 * max(size for size, _ in self.concrete.counts_by_size), COVER_PROBE_SIZE)
         probe = ConcreteStates()
         for _ in range(extra):
             value = self.task.sample_input(rng, rng.randint(1, top))
             pool.append((value, probe.add_run(self.task, self.formulation, value)))
-        sets = [keys & self.concrete.actions.keys() for _, keys in pool]
-        return [pool[k][0] for k in greedy_cover_sets(sets)]
+        searched = len(self.concrete.per_input)  # their states are all in the concrete set
+        sets = [
+            keys if k < searched else keys & self.concrete.actions.keys()
+            for k, (_, keys) in enumerate(pool)
+        ]
+        cover = [pool[k][0] for k in greedy_cover_sets(sets)]
+        if (extra, seed) == (COVER_PROBES, 0):
+            self._cover = cover
+        return cover
 
     def per_program(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
@@ -328,7 +373,7 @@ def build_vset(
     cross = None
     if semantics is not None:
         say("abstract fixed point (Z3)")
-        abstract = abstract_states(task, AbstractDomain(semantics), formulation)
+        abstract = abstract_states(task, domain_for(semantics), formulation)
         say("cross-checking Z3 semantics against the Python environment")
         cross = cross_check(task, semantics, CROSS_CHECK_STEPS)
     if abstract is None:

@@ -105,23 +105,35 @@ def greedy_cover(task: Task, pool: Sequence[Any], count: int) -> list[Any]:
 
 
 def greedy_cover_sets(sets: Sequence[set | frozenset], count: int | None = None) -> list[int]:
-    """Indices of sets picked greedily (most new elements first, lazily re-scored) until
-    `count` are picked or nothing new remains."""
+    """Indices of sets picked greedily (most new elements first, ties to the lower index,
+    lazily re-scored) until `count` are picked or nothing new remains."""
+    index: dict[Any, int] = {}
+    masks = [_bitmask(s, index) for s in sets]  # set k as bits: re-scoring is a popcount
     heap = [(-len(s), k) for k, s in enumerate(sets)]
     heapq.heapify(heap)
-    covered: set = set()
+    covered = 0
     chosen: list[int] = []
     while heap and (count is None or len(chosen) < count):
         negative_gain, k = heapq.heappop(heap)
-        gain = len(sets[k] - covered)
+        gain = (masks[k] & ~covered).bit_count()
         if gain < -negative_gain:
             heapq.heappush(heap, (-gain, k))
             continue
         if count is None and gain == 0:
             break
         chosen.append(k)
-        covered |= sets[k]
+        covered |= masks[k]
     return chosen
+
+
+def _bitmask(elements: Iterable[Any], index: dict[Any, int]) -> int:
+    bits = [index.setdefault(e, len(index)) for e in elements]
+    if not bits:
+        return 0
+    buffer = bytearray(max(bits) // 8 + 1)
+    for b in bits:
+        buffer[b >> 3] |= 1 << (b & 7)
+    return int.from_bytes(buffer, "little")
 
 
 def write_dataset(

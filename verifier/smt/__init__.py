@@ -71,6 +71,11 @@ class Semantics(ABC):
     def observation_size(self) -> int:
         return len(self.task.observation_names)
 
+    def ranges(self) -> list[int]:
+        """Value ranges of the abstraction's components: observations as declared, hidden
+        predicates 0/1."""
+        return [len(v) for v in self.task.observation_values] + [2] * len(self.hidden_names)
+
 
 @dataclass
 class SolverStats:
@@ -92,39 +97,59 @@ class AbstractDomain:
     def initial_states(self) -> frozenset[Abstract]:
         env = self.semantics.fresh("e")
         premise = z3.And(self.semantics.domain(env), self.semantics.initial(env))
-        return self._all_values(premise, self.semantics.abstraction(env))
+        terms = self.semantics.abstraction(env)
+        solver, names = self._solver(premise, terms, "abstract")
+        return self._all_values(solver, names, premise, terms)
 
     def post(self, state: Abstract, program: str, args: Args) -> frozenset[Abstract]:
         key = (state, program, args)
         if key not in self._posts:
-            domain, now, after = self._template(program, args)
-            premise = z3.And(domain, *[t == v for t, v in zip(now, state, strict=True)])
-            self._posts[key] = self._all_values(premise, after)
+            solver, now, after, names = self._template(program, args)
+            fixed = [t == v for t, v in zip(now, state, strict=True)]
+            solver.push()  # the state's values and the blocking clauses live in this scope
+            solver.add(*fixed)
+            premise = z3.And(solver.assertions())
+            self._posts[key] = self._all_values(solver, names, premise, after)
+            solver.pop()
         return self._posts[key]
 
-    def _template(
-        self, program: str, args: Args
-    ) -> tuple[z3.BoolRef, list[z3.ArithRef], list[z3.ArithRef]]:
-        """The terms of one primitive's post, built once (term building is slow in Python)."""
+    def _template(self, program: str, args: Args) -> tuple[z3.Solver, list, list, list]:
+        """One solver per primitive, holding the domain and the post's terms bound to
+        variables, built once and reused for every state (term building is slow in Python)."""
         key = (program, args)
         if key not in self._templates:
             sem = self.semantics
             env = sem.fresh("e")
-            after = sem.apply(env, program, args)
-            self._templates[key] = (sem.domain(env), sem.abstraction(env), sem.abstraction(after))
+            now, after = sem.abstraction(env), sem.abstraction(sem.apply(env, program, args))
+            solver, names = self._solver(sem.domain(env), after, "after")
+            self._templates[key] = (solver, now, after, names)
         return self._templates[key]
 
-    def _all_values(self, premise: z3.BoolRef, terms: Sequence[z3.ArithRef]) -> frozenset[Abstract]:
-        """Every value tuple the terms take on models of `premise` (all-SAT with blocking).
-
-        If the solver answers `unknown`, fall back to testing each remaining candidate tuple in
-        the terms' declared ranges one by one and keep the ones it cannot rule out (sound)."""
+    def _solver(
+        self, premise: z3.BoolRef, terms: Sequence[z3.ArithRef], tag: str
+    ) -> tuple[z3.Solver, list[z3.ArithRef]]:
+        """A solver asserting `premise`, with each term bound to a variable: the model gives
+        the variable's value even where the term holds a quantifier that model evaluation
+        would leave unreduced."""
         solver = z3.Solver()
         solver.set("timeout", self.timeout_ms)
-        # Bind each term to a variable: the model gives the variable's value even where the
-        # term holds a quantifier that model evaluation would leave unreduced.
-        names = [z3.Int(f"abstract_{k}") for k in range(len(terms))]
+        names = [z3.Int(f"{tag}_{k}") for k in range(len(terms))]
         solver.add(premise, *[name == term for name, term in zip(names, terms)])
+        return solver, names
+
+    def _all_values(
+        self,
+        solver: z3.Solver,
+        names: list[z3.ArithRef],
+        premise: z3.BoolRef,
+        terms: Sequence[z3.ArithRef],
+    ) -> frozenset[Abstract]:
+        """Every value tuple the bound terms take on models of the solver's assertions
+        (all-SAT with blocking clauses, which the caller's scope removes).
+
+        If the solver answers `unknown`, fall back to testing each remaining candidate tuple in
+        the terms' declared ranges one by one against `premise` and keep the ones it cannot
+        rule out (sound)."""
         found: set[Abstract] = set()
         while True:
             result = self._check(solver)
@@ -144,7 +169,7 @@ class AbstractDomain:
     def _candidates_not_refuted(
         self, premise: z3.BoolRef, terms: Sequence[z3.ArithRef], found: set[Abstract]
     ) -> set[Abstract]:
-        ranges = [range(size) for size in self.ranges()]
+        ranges = [range(size) for size in self.semantics.ranges()]
         kept = set()
         for candidate in itertools.product(*ranges):
             if candidate in found:
@@ -155,12 +180,6 @@ class AbstractDomain:
             if self._check(solver) != z3.unsat:
                 kept.add(candidate)
         return kept
-
-    def ranges(self) -> list[int]:
-        """Value ranges of the abstraction's components: observations as declared, hidden
-        predicates 0/1."""
-        sem = self.semantics
-        return [len(v) for v in sem.task.observation_values] + [2] * len(sem.hidden_names)
 
     def _check(self, solver: z3.Solver) -> z3.CheckSatResult:
         started = time.perf_counter()

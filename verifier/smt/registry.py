@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from verifier.smt import Semantics
+from verifier.smt.addition import AdditionSemantics
 from verifier.smt.bubblesort import BubbleSortSemantics
 from verifier.smt.quicksort import QuickSortSemantics
 from verifier.tasks import Task
@@ -14,6 +15,8 @@ def semantics_for(task: Task) -> Semantics | None:
         return BubbleSortSemantics(task, values=False)
     if task.name == "bubblesort-values":
         return BubbleSortSemantics(task, values=True)
+    if task.name == "addition":
+        return AdditionSemantics(task)
     if task.name == "quicksort":
         return QuickSortSemantics(task)
     return None
