@@ -118,24 +118,61 @@ def render(rows: list[dict], loops: dict[str, str]) -> str:
         lines.append(f"Concrete states by input size: {v.concrete.counts_by_size} (the set "
                      f"{saturated}); minimum decision margin of the shipped model {r['margin']:.4f}.")
         lines.append("")
+        lines += unwitnessed_lines(r)
     lines += [
         "## What is not done",
         "",
-        "- `addition` and `toposort` have no Z3 semantics yet. Their V is the concrete set "
-        "(for addition it was still growing at size 12: sampling cannot enumerate all pairs of "
-        "columns), the shipped models agree with the reference on all of it, but "
-        "the verdict is `inconclusive`: coverage for every size is tested, not proved. Both need "
-        "quantified invariants (digits of an operand are contiguous; cells left of the pointers "
-        "are blank; DFS colour/stack facts), and Z3 models with quantified predicates came back "
-        "unreduced in a first attempt on quicksort.",
-        "- `bubblesort-values` and `quicksort` are certified on over-approximated V. Exactness "
-        "would need value-tracking predicates (value encoder) and facts about stack frames below "
-        "the top (quicksort).",
+        "- `toposort` has no Z3 semantics yet. Its V is the concrete set, the shipped model "
+        "agrees with the reference on all of it, but the verdict is `inconclusive`: coverage "
+        "for every size is tested, not proved. An exact abstraction needs depth-first-search "
+        "facts over the whole graph (grey vertices are exactly the stack, so a child of the "
+        "active vertex is never grey in a DAG; every vertex left of `p_start` is black), which "
+        "are quantified; Z3 models with quantified predicates came back unreduced in a first "
+        "attempt on quicksort.",
+        "- `bubblesort-values` and `quicksort` are certified on over-approximated V (the "
+        "unwitnessed states above). The model is checked on them too, so certification is "
+        "sound; a disagreement there would give `inconclusive`, not a counterexample.",
         "- Termination and reference correctness are tested (every small input run for V and "
         "10 random inputs of size 40), not proved with ranking functions.",
         "",
     ]
     return "\n".join(lines)
+
+
+REASONS = {
+    "bubblesort-values": (
+        "The abstraction keeps the two observed digits and bit predicates, not the digits "
+        "of cells the pointers have left. So when LSHIFT moves i2 left onto the cell i1 has "
+        "just left, any digit may appear there instead of the one i1 saw, and across a "
+        "BUBBLE pass the new A[1] is not tied to the old one (a pass never raises A[1])."
+    ),
+    "quicksort": (
+        "The abstraction knows the top stack frame only; after a POP the new top's bounds "
+        "are unconstrained, so partitions of ranges no run pushes appear."
+    ),
+}
+
+
+def unwitnessed_lines(r: dict) -> list[str]:
+    """Which states of V no input reached, and why (the targets ask for this precisely)."""
+    v = r["vset"]
+    missing = sorted(v.unwitnessed)
+    if v.abstract is None or not missing:
+        return []
+    per_program: dict[str, int] = {}
+    for program, _, _ in missing:
+        per_program[program] = per_program.get(program, 0) + 1
+    counts = ", ".join(f"{p} {n}" for p, n in sorted(per_program.items()))
+    lines = [f"Unwitnessed states: {len(missing)} ({counts}). {REASONS.get(r['task'], '')}", ""]
+    shown = missing if len(missing) <= 20 else missing[:: len(missing) // 10][:10]
+    lines.append("All of them:" if len(missing) <= 20 else "Ten of them, evenly spaced:")
+    lines.append("")
+    for program, args, observations in shown:
+        action = v.task.format_action(v.states[(program, args, observations)])
+        lines.append(f"- `{program}{tuple(args) if args else '()'}` observations "
+                     f"`{[list(o) for o in observations]}` -> `{action}`")
+    lines.append("")
+    return lines
 
 
 def main() -> None:

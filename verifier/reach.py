@@ -32,7 +32,7 @@ from verifier.traces import greedy_cover_sets
 StateKey = tuple[str, Args, tuple[Observation, ...]]
 MAX_CALL_STEPS = 64  # an abstract call longer than this loops (a non-recursive formulation)
 EXHAUSTIVE_LIMIT = 20_000  # inputs per size enumerated exhaustively, else sampled
-SAMPLES_PER_SIZE = 2_000  # random inputs per size where enumeration is too large
+SAMPLES_PER_SIZE = 1_000  # random inputs per size where enumeration is too large
 SATURATION_PATIENCE = 2  # sizes in a row that add no state before concrete search stops
 CROSS_CHECK_STEPS = 1_000  # random primitive steps replayed through Z3 per build
 COVER_PROBES = 50  # random inputs offered to the witness cover besides the inputs searched ...
