@@ -126,7 +126,7 @@ def render(rows: list[dict], loops: dict[str, str]) -> str:
         "agrees with the reference on all of it, but the verdict is `inconclusive`: coverage "
         "for every size is tested, not proved. An exact abstraction needs depth-first-search "
         "facts over the whole graph (grey vertices are exactly the stack, so a child of the "
-        "active vertex is never grey in a DAG; every vertex left of `p_start` is black), which "
+        "active vertex is never grey in a DAG; every vertex numbered below `p_start` is black), which "
         "are quantified; Z3 models with quantified predicates came back unreduced in a first "
         "attempt on quicksort.",
         "- `bubblesort-values` and `quicksort` are certified on over-approximated V (the "
