@@ -329,7 +329,8 @@ class VerificationSet:
         picked greedily from the inputs searched plus `extra` random inputs up to twice the
         largest size searched (longer inputs reach more states at once), at most
         COVER_PROBE_SIZE. Computed once per set with the default arguments."""
-        if (extra, seed) == (COVER_PROBES, 0) and self._cover is not None:
+        default = (extra, seed) == (COVER_PROBES, 0)
+        if default and self._cover is not None:
             return self._cover
         pool = list(self.concrete.per_input)
         rng = random.Random(seed)
@@ -344,7 +345,7 @@ class VerificationSet:
             for k, (_, keys) in enumerate(pool)
         ]
         cover = [pool[k][0] for k in greedy_cover_sets(sets)]
-        if (extra, seed) == (COVER_PROBES, 0):
+        if default:
             self._cover = cover
         return cover
 

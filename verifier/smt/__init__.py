@@ -99,17 +99,15 @@ class AbstractDomain:
         premise = z3.And(self.semantics.domain(env), self.semantics.initial(env))
         terms = self.semantics.abstraction(env)
         solver, names = self._solver(premise, terms, "abstract")
-        return self._all_values(solver, names, premise, terms)
+        return self._all_values(solver, names, terms)
 
     def post(self, state: Abstract, program: str, args: Args) -> frozenset[Abstract]:
         key = (state, program, args)
         if key not in self._posts:
             solver, now, after, names = self._template(program, args)
-            fixed = [t == v for t, v in zip(now, state, strict=True)]
             solver.push()  # the state's values and the blocking clauses live in this scope
-            solver.add(*fixed)
-            premise = z3.And(solver.assertions())
-            self._posts[key] = self._all_values(solver, names, premise, after)
+            solver.add(*[t == v for t, v in zip(now, state, strict=True)])
+            self._posts[key] = self._all_values(solver, names, after)
             solver.pop()
         return self._posts[key]
 
@@ -141,26 +139,27 @@ class AbstractDomain:
         self,
         solver: z3.Solver,
         names: list[z3.ArithRef],
-        premise: z3.BoolRef,
         terms: Sequence[z3.ArithRef],
     ) -> frozenset[Abstract]:
         """Every value tuple the bound terms take on models of the solver's assertions
         (all-SAT with blocking clauses, which the caller's scope removes).
 
         If the solver answers `unknown`, fall back to testing each remaining candidate tuple in
-        the terms' declared ranges one by one against `premise` and keep the ones it cannot
-        rule out (sound)."""
+        the terms' declared ranges one by one against the assertions and keep the ones it
+        cannot rule out (sound: the blocking clauses exclude only tuples already found)."""
         found: set[Abstract] = set()
         while True:
             result = self._check(solver)
             if result == z3.unsat:
                 return frozenset(found)
             if result == z3.unknown:
+                premise = z3.And(solver.assertions())
                 return frozenset(found | self._candidates_not_refuted(premise, terms, found))
             model = solver.model()
             evaluated = [model.eval(name, model_completion=True) for name in names]
             if not all(z3.is_int_value(v) for v in evaluated):  # a model Z3 left unreduced
                 self.stats.unknown += 1
+                premise = z3.And(solver.assertions())
                 return frozenset(found | self._candidates_not_refuted(premise, terms, found))
             values = tuple(v.as_long() for v in evaluated)
             found.add(values)
