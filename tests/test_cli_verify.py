@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -50,8 +51,11 @@ def test_vset_json(certified: Path) -> None:
 
 
 def test_vset_of_a_looping_formulation_exits_3() -> None:
+    """The error names a function that loops (all three loop in this formulation; which one
+    the abstract exploration reaches first depends on its order)."""
     code, _, err = invoke("vset", "--task", "bubblesort", "--formulation", "non-recursive")
-    assert code == 3 and "BUBBLESORT" in err and len(err.strip().splitlines()) == 1
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    assert re.search(r"error: (BUBBLESORT|BUBBLE|RESET) runs more than 64 steps in one call", err)
 
 
 def test_certificate_content(certified: Path) -> None:

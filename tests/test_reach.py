@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+from typing import Any
 
 import pytest
+import z3
 
 from tests.conftest import vset_of
 from verifier.reach import UnboundedCall, _raise_if_growing, build_vset, cross_check
 from verifier.runtime import run_reference, split_calls
-from verifier.smt import AbstractDomain
+from verifier.smt import AbstractDomain, Universal
 from verifier.smt.product import ProductDomain, ProductSemantics
 from verifier.smt.registry import semantics_for
 from verifier.tasks import TASKS
@@ -43,6 +46,57 @@ def test_addition_v_is_exact_for_all_sizes(vsets: dict) -> None:
     assert v.coverage_proved and v.exact
     assert len(v.states) == len(v.concrete.actions) == 77_056
     assert v.per_program() == {"ADD": 24_901, "ADD1": 343, "CARRY": 306, "LSHIFT": 51_506}
+
+
+def test_toposort_v_is_exact_for_all_sizes(vsets: dict) -> None:
+    """The depth-first-search invariants (quantified, instantiated) make V exact."""
+    v = vsets["toposort"]
+    assert v.coverage_proved and v.exact
+    assert len(v.states) == len(v.concrete.actions) == 83
+    assert v.per_program() == {"CHECK_CHILD": 7, "EXPLORE": 35, "NEXT_START": 6, "STACK": 16,
+                               "TOPOSORT": 5, "TRAVERSE": 14}  # fmt: skip
+
+
+def _concrete_abstraction(semantics: Any, env: Any) -> tuple[int, ...]:
+    """A toposort environment's abstract state, each universal predicate evaluated at every
+    vertex and stack position (and a margin around them)."""
+    encoded = semantics.encode(env)
+    ranges = {"vertex": range(-1, env.n + 3), "index": range(-1, env.p_stack + 3)}
+    ranges["upper"] = ranges["index"]
+    values = []
+    for term in semantics.abstraction(encoded):
+        if isinstance(term, Universal):
+            choices = itertools.product(*(ranges[kind] for kind in term.kinds))
+            holds = all(z3.is_true(z3.simplify(term.body(*map(z3.IntVal, c)))) for c in choices)
+            values.append(int(holds))
+        else:
+            values.append(z3.simplify(term).as_long())
+    return tuple(values)
+
+
+def test_toposort_abstract_posts_contain_the_concrete_steps() -> None:
+    """Along reference runs, the abstract state after each primitive (hidden predicates and
+    all) is one of the abstract posts of the state before it: the instantiated universal
+    predicates and the ghost rank and stack positions are sound."""
+    task = TASKS["toposort"]
+    semantics = semantics_for(task)
+    domain = AbstractDomain(semantics)
+    rng = random.Random(5)
+    steps = 0
+    for _ in range(4):
+        value = task.sample_input(rng, rng.randint(2, 5))
+        env = task.initial_env(value)
+        state = _concrete_abstraction(semantics, env)
+        assert state in domain.initial_states()
+        for step in run_reference(task, "recursive", value).steps:
+            if not task.program(step.action.program).primitive or step.action.program == "NOP":
+                continue
+            task.apply(env, step.action.program, step.action.args)
+            after = _concrete_abstraction(semantics, env)
+            assert after in domain.post(state, step.action.program, step.action.args), (value, step)
+            state = after
+            steps += 1
+    assert steps > 100
 
 
 def test_product_posts_equal_the_joint_posts() -> None:
@@ -104,6 +158,7 @@ def test_growth_detector_flags_loops_and_spares_recursion(task_name: str) -> Non
                 _raise_if_growing(task, formulation)
 
 
-def test_non_recursive_models_without_semantics_are_uncertifiable() -> None:
-    with pytest.raises(UnboundedCall):
+def test_non_recursive_models_without_semantics_are_uncertifiable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("verifier.reach.semantics_for", lambda task: None)
+    with pytest.raises(UnboundedCall, match="grows with the input"):
         build_vset(TASKS["toposort"], "non-recursive")

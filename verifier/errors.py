@@ -25,5 +25,12 @@ class PolicyError(VerifierError):
     """A policy emitted an action that is not a legal program call."""
 
 
+class UndecidedPost(VerifierError):
+    """Z3 could not decide an abstract post, and too many candidates remain to test one by
+    one: the verification set cannot be proved complete (inconclusive)."""
+
+    exit_code = 3
+
+
 class ReferenceBug(Exception):
     """A reference program broke its own contract. A bug in npi-verify, never the user's fault."""

@@ -210,7 +210,7 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
         if ret:
             exits.append((context, frozenset(after)))
         else:
-            work.extend((context, observed + (a[:size],), a) for a in after)
+            work.extend((context, observed + (a[:size],), a) for a in sorted(after))
 
     for entry in sorted(domain.initial_states()):
         open_call((task.entry, (), entry))

@@ -10,24 +10,43 @@ states can follow which under each primitive, for environments of every size.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import z3
 
+from verifier.errors import UndecidedPost
 from verifier.tasks.base import Args, Task
 
 Abstract = tuple[int, ...]
 SymEnv = dict[str, Any]  # name -> z3 term
 
 QUERY_TIMEOUT_MS = 10_000
+FALLBACK_CANDIDATES = 1 << 16  # most abstract states tested one by one after an unknown
 
 
 def bit(condition: z3.BoolRef) -> z3.ArithRef:
     return z3.If(condition, z3.IntVal(1), z3.IntVal(0))
+
+
+@dataclass(frozen=True)
+class Universal:
+    """A hidden predicate or axiom `for all x1..xk: body(x1, ..., xk)`, each variable of a named
+    kind (say "vertex" or "index"). As a hidden predicate its value is 1 where the body holds
+    for every choice of the variables. Z3 never sees the quantifier (see `AbstractDomain`)."""
+
+    kinds: tuple[str, ...]
+    body: Callable[..., z3.BoolRef]
+
+    def instances(self, pool: dict[str, list[z3.ArithRef]]) -> list[z3.BoolRef]:
+        return [self.body(*choice) for choice in itertools.product(*(pool[k] for k in self.kinds))]
+
+
+Term = z3.ArithRef | Universal
 
 
 class Semantics(ABC):
@@ -57,14 +76,25 @@ class Semantics(ABC):
         """The task's observation, component by component, exactly as `Task.observe`."""
 
     @abstractmethod
-    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
+    def hidden(self, env: SymEnv) -> list[Term]:
         """Hidden predicates, each 0 or 1, that make the abstraction precise."""
 
     @abstractmethod
     def encode(self, env: Any) -> SymEnv:
         """A concrete Python environment as Z3 constants (for the cross-check)."""
 
-    def abstraction(self, env: SymEnv) -> list[z3.ArithRef]:
+    def axioms(self, env: SymEnv) -> list[Universal]:
+        """Universal facts true of every environment of the task (used by instances only)."""
+        return []
+
+    def instance_terms(
+        self, envs: list[SymEnv], witnesses: dict[str, list[z3.ArithRef]]
+    ) -> dict[str, list[z3.ArithRef]]:
+        """The terms of each kind at which universal facts about `envs` are instantiated,
+        given the fresh witnesses of the universal predicates that a query asserts false."""
+        raise NotImplementedError(f"{type(self).__name__} declares no instance terms")
+
+    def abstraction(self, env: SymEnv) -> list[Term]:
         return self.observation(env) + self.hidden(env)
 
     @property
@@ -86,7 +116,13 @@ class SolverStats:
 
 @dataclass
 class AbstractDomain:
-    """Abstract initial states and abstract posts of one task, computed by Z3 and cached."""
+    """Abstract initial states and abstract posts of one task, computed by Z3 and cached.
+
+    Every abstraction term is bound to an integer variable, and a query enumerates the values
+    of those variables. A `Universal` term is bound without a quantifier: value 0 asserts its
+    body false at fresh witnesses (exact), value 1 asserts its body at every combination of
+    the semantics' instance terms (weaker than the universal statement). Both weakenings only
+    add models, so the posts over-approximate and stay sound for environments of every size."""
 
     semantics: Semantics
     timeout_ms: int = QUERY_TIMEOUT_MS
@@ -95,90 +131,118 @@ class AbstractDomain:
     _templates: dict[tuple[str, Args], tuple] = field(default_factory=dict)
 
     def initial_states(self) -> frozenset[Abstract]:
-        env = self.semantics.fresh("e")
-        premise = z3.And(self.semantics.domain(env), self.semantics.initial(env))
-        terms = self.semantics.abstraction(env)
-        solver, names = self._solver(premise, terms, "abstract")
-        return self._all_values(solver, names, terms)
+        sem = self.semantics
+        env = sem.fresh("e")
+        facts, (names,) = self._bind([env], [("abstract", sem.abstraction(env))])
+        solver = self._new_solver()
+        solver.add(sem.domain(env), sem.initial(env), *facts)
+        return self._all_values(solver, names)
 
     def post(self, state: Abstract, program: str, args: Args) -> frozenset[Abstract]:
         key = (state, program, args)
         if key not in self._posts:
-            solver, now, after, names = self._template(program, args)
+            solver, now, after = self._template(program, args)
             solver.push()  # the state's values and the blocking clauses live in this scope
-            solver.add(*[t == v for t, v in zip(now, state, strict=True)])
-            self._posts[key] = self._all_values(solver, names, after)
+            solver.add(*[name == v for name, v in zip(now, state, strict=True)])
+            self._posts[key] = self._all_values(solver, after)
             solver.pop()
         return self._posts[key]
 
-    def _template(self, program: str, args: Args) -> tuple[z3.Solver, list, list, list]:
-        """One solver per primitive, holding the domain and the post's terms bound to
-        variables, built once and reused for every state (term building is slow in Python)."""
+    def _template(self, program: str, args: Args) -> tuple[z3.Solver, list, list]:
+        """One solver per primitive, holding the domain and the terms before and after it bound
+        to variables, built once and reused for every state (term building is slow in Python)."""
         key = (program, args)
         if key not in self._templates:
             sem = self.semantics
             env = sem.fresh("e")
-            now, after = sem.abstraction(env), sem.abstraction(sem.apply(env, program, args))
-            solver, names = self._solver(sem.domain(env), after, "after")
-            self._templates[key] = (solver, now, after, names)
+            moved = sem.apply(env, program, args)
+            groups = [("now", sem.abstraction(env)), ("after", sem.abstraction(moved))]
+            facts, (now, after) = self._bind([env, moved], groups)
+            solver = self._new_solver()
+            solver.add(sem.domain(env), *facts)
+            self._templates[key] = (solver, now, after)
         return self._templates[key]
 
-    def _solver(
-        self, premise: z3.BoolRef, terms: Sequence[z3.ArithRef], tag: str
-    ) -> tuple[z3.Solver, list[z3.ArithRef]]:
-        """A solver asserting `premise`, with each term bound to a variable: the model gives
-        the variable's value even where the term holds a quantifier that model evaluation
-        would leave unreduced."""
-        solver = z3.Solver()
-        solver.set("timeout", self.timeout_ms)
-        names = [z3.Int(f"{tag}_{k}") for k in range(len(terms))]
-        solver.add(premise, *[name == term for name, term in zip(names, terms)])
-        return solver, names
+    def _bind(
+        self, envs: list[SymEnv], groups: list[tuple[str, Sequence[Term]]]
+    ) -> tuple[list[z3.BoolRef], list[list[z3.ArithRef]]]:
+        """Facts binding each term of each group to a fresh variable, plus the instances of the
+        semantics' axioms (true of every environment) over the instance terms of `envs`."""
+        facts: list[z3.BoolRef] = []
+        bound: list[list[z3.ArithRef]] = []
+        universals: list[tuple[z3.ArithRef, Universal]] = []
+        witnesses: dict[str, list[z3.ArithRef]] = {}
+        for tag, terms in groups:
+            names = [z3.Int(f"{tag}_{k}") for k in range(len(terms))]
+            for k, (name, term) in enumerate(zip(names, terms)):
+                if not isinstance(term, Universal):
+                    facts.append(name == term)
+                    continue
+                chosen = [z3.Int(f"{tag}_{k}_w{m}") for m in range(len(term.kinds))]
+                for kind, witness in zip(term.kinds, chosen):
+                    witnesses.setdefault(kind, []).append(witness)
+                facts += [z3.Or(name == 0, name == 1), z3.Implies(name == 0, z3.Not(term.body(*chosen)))]
+                universals.append((name, term))
+            bound.append(names)
+        axioms = self.semantics.axioms(envs[0])
+        if universals or axioms:
+            pool = self.semantics.instance_terms(envs, witnesses)
+            for name, term in universals:
+                facts.append(z3.Implies(name == 1, z3.And(term.instances(pool))))
+            for axiom in axioms:
+                facts += axiom.instances(pool)
+        return facts, bound
 
-    def _all_values(
-        self,
-        solver: z3.Solver,
-        names: list[z3.ArithRef],
-        terms: Sequence[z3.ArithRef],
-    ) -> frozenset[Abstract]:
-        """Every value tuple the bound terms take on models of the solver's assertions
+    def _all_values(self, solver: z3.Solver, names: list[z3.ArithRef]) -> frozenset[Abstract]:
+        """Every value tuple the bound variables take on models of the solver's assertions
         (all-SAT with blocking clauses, which the caller's scope removes).
 
         If the solver answers `unknown`, fall back to testing each remaining candidate tuple in
         the terms' declared ranges one by one against the assertions and keep the ones it
-        cannot rule out (sound: the blocking clauses exclude only tuples already found)."""
+        cannot rule out (sound: the blocking clauses exclude only tuples already found), or
+        raise UndecidedPost where there are too many candidates to test."""
         found: set[Abstract] = set()
         while True:
             result = self._check(solver)
+            if result == z3.sat:
+                model = solver.model()
+                evaluated = [model.eval(name, model_completion=True) for name in names]
+                if all(z3.is_int_value(v) for v in evaluated):
+                    values = tuple(v.as_long() for v in evaluated)
+                    found.add(values)
+                    solver.add(z3.Or([name != v for name, v in zip(names, values)]))
+                    continue
+                self.stats.unknown += 1  # a model Z3 left unreduced
             if result == z3.unsat:
                 return frozenset(found)
-            if result == z3.unknown:
-                premise = z3.And(solver.assertions())
-                return frozenset(found | self._candidates_not_refuted(premise, terms, found))
-            model = solver.model()
-            evaluated = [model.eval(name, model_completion=True) for name in names]
-            if not all(z3.is_int_value(v) for v in evaluated):  # a model Z3 left unreduced
-                self.stats.unknown += 1
-                premise = z3.And(solver.assertions())
-                return frozenset(found | self._candidates_not_refuted(premise, terms, found))
-            values = tuple(v.as_long() for v in evaluated)
-            found.add(values)
-            solver.add(z3.Or([name != v for name, v in zip(names, values)]))
+            premise = z3.And(solver.assertions())
+            return frozenset(found | self._candidates_not_refuted(premise, names, found))
 
     def _candidates_not_refuted(
-        self, premise: z3.BoolRef, terms: Sequence[z3.ArithRef], found: set[Abstract]
+        self, premise: z3.BoolRef, names: list[z3.ArithRef], found: set[Abstract]
     ) -> set[Abstract]:
-        ranges = [range(size) for size in self.semantics.ranges()]
+        sizes = self.semantics.ranges()
+        if math.prod(sizes) > FALLBACK_CANDIDATES:
+            raise UndecidedPost(
+                f"{self.semantics.task.name}: Z3 could not decide an abstract post and "
+                f"{math.prod(sizes):,} candidate states are too many to test one by one; "
+                "the verification set cannot be proved complete"
+            )
+        ranges = [range(size) for size in sizes]
         kept = set()
         for candidate in itertools.product(*ranges):
             if candidate in found:
                 continue
-            solver = z3.Solver()
-            solver.set("timeout", self.timeout_ms)
-            solver.add(premise, *[t == v for t, v in zip(terms, candidate)])
+            solver = self._new_solver()
+            solver.add(premise, *[name == v for name, v in zip(names, candidate)])
             if self._check(solver) != z3.unsat:
                 kept.add(candidate)
         return kept
+
+    def _new_solver(self) -> z3.Solver:
+        solver = z3.Solver()
+        solver.set("timeout", self.timeout_ms)
+        return solver
 
     def _check(self, solver: z3.Solver) -> z3.CheckSatResult:
         started = time.perf_counter()
@@ -196,9 +260,20 @@ def concrete_observation(semantics: Semantics, env: Any) -> Abstract:
 
 
 def is_initial(semantics: Semantics, env: Any) -> bool:
-    """Whether a concrete initial environment satisfies the Z3 initial condition."""
+    """Whether a concrete initial environment satisfies the Z3 initial condition and axioms
+    (by simplification, or by a solver where they compare arrays or have free arguments)."""
     symbolic = semantics.encode(env)
-    return z3.is_true(z3.simplify(z3.And(semantics.domain(symbolic), semantics.initial(symbolic))))
+    facts = [semantics.domain(symbolic), semantics.initial(symbolic)]
+    for k, axiom in enumerate(semantics.axioms(symbolic)):  # at unconstrained arguments
+        facts.append(axiom.body(*[z3.Int(f"axiom{k}_x{m}") for m in range(len(axiom.kinds))]))
+    condition = z3.And(facts)
+    simplified = z3.simplify(condition)
+    if z3.is_true(simplified) or z3.is_false(simplified):
+        return z3.is_true(simplified)
+    solver = z3.Solver()
+    solver.set("timeout", QUERY_TIMEOUT_MS)
+    solver.add(z3.Not(condition))
+    return solver.check() == z3.unsat
 
 
 def concrete_observation_after(semantics: Semantics, env: Any, program: str, args: Args) -> Abstract:

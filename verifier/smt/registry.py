@@ -6,6 +6,7 @@ from verifier.smt import Semantics
 from verifier.smt.addition import AdditionSemantics
 from verifier.smt.bubblesort import BubbleSortSemantics
 from verifier.smt.quicksort import QuickSortSemantics
+from verifier.smt.toposort import TopoSortSemantics
 from verifier.tasks import Task
 
 
@@ -19,4 +20,6 @@ def semantics_for(task: Task) -> Semantics | None:
         return AdditionSemantics(task)
     if task.name == "quicksort":
         return QuickSortSemantics(task)
+    if task.name == "toposort":
+        return TopoSortSemantics(task)
     return None
