@@ -80,7 +80,11 @@ def render(rows: list[dict], loops: dict[str, str]) -> str:
         "(an over-approximation for every size), *concrete* the states reached by reference "
         "runs on all small inputs (an under-approximation with witnesses). Equal sets prove V "
         "exact; where the abstract set is larger, the extra states are unwitnessed, and a model "
-        "is certified only if it agrees on them too.",
+        "is certified only if it agrees on them too. Toposort's depth-first-search facts are "
+        "universal predicates (over vertices or stack positions); Z3 never sees them as "
+        "quantifiers: a predicate asserted false gets fresh witnesses, one asserted true is "
+        "instantiated at the terms the semantics names, so every query is quantifier-free and "
+        "the posts stay over-approximations.",
         "",
         "| task | verdict | abstract | concrete | exact | unwitnessed | witness cover (ours) "
         "| paper's verification set | Z3 queries | Z3 s | certify s | model on cover, one by one, s "
@@ -122,13 +126,10 @@ def render(rows: list[dict], loops: dict[str, str]) -> str:
     lines += [
         "## What is not done",
         "",
-        "- `toposort` has no Z3 semantics yet. Its V is the concrete set, the shipped model "
-        "agrees with the reference on all of it, but the verdict is `inconclusive`: coverage "
-        "for every size is tested, not proved. An exact abstraction needs depth-first-search "
-        "facts over the whole graph (grey vertices are exactly the stack, so a child of the "
-        "active vertex is never grey in a DAG; every vertex numbered below `p_start` is black), which "
-        "are quantified; Z3 models with quantified predicates came back unreduced in a first "
-        "attempt on quicksort.",
+        "- Hidden predicates are declared per task (per row kind for addition), not chosen "
+        "from templates automatically. Toposort's universal predicates are instantiated at "
+        "terms its semantics names (`TopoSortSemantics.instance_terms`); a poor choice there "
+        "costs precision, never soundness.",
         "- `bubblesort-values` and `quicksort` are certified on over-approximated V (the "
         "unwitnessed states above). The model is checked on them too, so certification is "
         "sound; a disagreement there would give `inconclusive`, not a counterexample.",
