@@ -73,6 +73,7 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
             "reference_action": example.reference_action.to_json(),
             "model_output": example.model_output,
             "model_halted": example.model_halted,
+            "output_correct": example.output_correct,
             "summary": example.describe(task),
         }
     data["digest"] = digest_of(data)

@@ -24,6 +24,8 @@ from verifier.runtime import SEMANTICS, Policy, execute, run_reference, split_ca
 from verifier.tasks import Task
 from verifier.tasks.base import NOP, Action
 
+REPLAY_CANDIDATES = 64  # inputs reaching a disagreement replayed to find a wrong answer
+
 
 class Verdict(enum.IntEnum):
     """Ordered: the worst finding wins."""
@@ -57,13 +59,20 @@ class Counterexample:
     reference_action: Action
     model_output: Any
     model_halted: bool
+    output_correct: bool  # the model left the reference program but its answer still passes
 
     def describe(self, task: Task) -> str:
         model = _describe_action(task, self.model_action)
         reference = _describe_action(task, self.reference_action)
-        ending = (
-            f"model output {self.model_output}" if self.model_halted else "the model does not halt"
-        )
+        if not self.model_halted:
+            ending = "the model does not halt"
+        elif self.output_correct:
+            ending = (
+                f"model output {self.model_output}, which passes the task's check: the model "
+                "leaves the reference program, but no input tried shows a wrong answer"
+            )
+        else:
+            ending = f"model output {self.model_output}, which is wrong"
         return (
             f"{task.name}: input {task.input_to_json(self.input)}: step {self.step} in "
             f"{self.program}: model {model}, reference {reference}; {ending}"
@@ -165,20 +174,38 @@ def _decide(subject: Subject, vset: VerificationSet, result: CheckResult) -> Out
 
 
 def replay(subject: Subject, disagreements: list[Disagreement], vset: VerificationSet) -> Counterexample:
-    """Run the model on the smallest witness of a disagreement; report the first divergence."""
+    """Run the model on inputs that reach a disagreement, smallest first, and report the first
+    divergence on the smallest one where the model's answer is wrong or it does not halt.
+
+    Diverging from the reference program does not always spoil the answer (a topological
+    order is not unique), so up to REPLAY_CANDIDATES inputs are tried; where the model's
+    answer passes the task's check on all of them, the smallest witness is reported with
+    `output_correct` set."""
     task, formulation = subject.task, subject.formulation
-    witnesses = sorted(
-        (vset.concrete.witness[d.state] for d in disagreements), key=lambda v: (task.input_size(v), repr(v))
-    )
-    value = witnesses[0]
-    reference = run_reference(task, formulation, value)
-    (run,) = execute(task, subject.policy, [value], limits_after(reference))
+    states = {d.state for d in disagreements}
+    reaching = {repr(v): v for v in (vset.concrete.witness[s] for s in states)}
+    for value, keys in vset.concrete.per_input:
+        if len(reaching) >= REPLAY_CANDIDATES:
+            break
+        if not keys.isdisjoint(states):
+            reaching.setdefault(repr(value), value)
+    candidates = sorted(reaching.values(), key=lambda v: (task.input_size(v), repr(v)))
+    candidates = candidates[:REPLAY_CANDIDATES]
+    references = [run_reference(task, formulation, v) for v in candidates]
+    runs = execute(task, subject.policy, candidates, [limits_after(r) for r in references])
+    chosen = 0
+    for k, (value, run) in enumerate(zip(candidates, runs)):
+        if not (run.halted and task.check(value, task.output(run.env))):
+            chosen = k
+            break
+    value, run, reference = candidates[chosen], runs[chosen], references[chosen]
     for index, (mine, theirs) in enumerate(zip(run.steps, reference.steps)):
         if mine.action != theirs.action:
             break
-    else:  # pragma: no cover - a witnessed disagreement always shows in the replay
+    else:  # pragma: no cover - an input reaching a disagreement always shows it in the replay
         raise AssertionError("witnessed disagreement did not reproduce")
     call = next(c for c in split_calls(run.steps[: index + 1]) if c[-1] is run.steps[index])
+    output = task.output(run.env) if run.halted else None
     return Counterexample(
         value,
         index + 1,
@@ -186,8 +213,9 @@ def replay(subject: Subject, disagreements: list[Disagreement], vset: Verificati
         [list(s.observation) for s in call],
         mine.action,
         theirs.action,
-        task.output(run.env) if run.halted else None,
+        output,
         run.halted,
+        run.halted and task.check(value, output),
     )
 
 
