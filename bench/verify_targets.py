@@ -148,8 +148,12 @@ REASONS = {
         "BUBBLE pass the new A[1] is not tied to the old one (a pass never raises A[1])."
     ),
     "quicksort": (
-        "The abstraction knows the top stack frame only; after a POP the new top's bounds "
-        "are unconstrained, so partitions of ranges no run pushes appear."
+        "All are QUICKSORT states after its first recursive call returns. A call's summary "
+        "maps its entry state to its exit states without relating the two, so nothing says "
+        "that the frame the call uncovers is the one pushed just before it: its lo < hi bit "
+        "may differ from the one observed after PUSH_CALL2, and the stack may seem empty. "
+        "Removing them needs summaries that relate entry and exit (a frame rule for the "
+        "frames below the callee's), which the fixed point does not have yet."
     ),
 }
 

@@ -48,6 +48,17 @@ def test_addition_v_is_exact_for_all_sizes(vsets: dict) -> None:
     assert v.per_program() == {"ADD": 24_901, "ADD1": 343, "CARRY": 306, "LSHIFT": 51_506}
 
 
+def test_quicksort_v_over_approximates_only_after_a_recursive_call(vsets: dict) -> None:
+    """What is left of the over-approximation: 7 QUICKSORT states, each after the first
+    recursive call returns (non-relational summaries; see QuickSortSemantics)."""
+    v = vsets["quicksort"]
+    assert v.coverage_proved and not v.exact
+    assert (len(v.states), len(v.concrete.actions)) == (50, 43)
+    assert len(v.unwitnessed) == 7
+    for program, _, observations in v.unwitnessed:
+        assert program == "QUICKSORT" and (len(observations) == 1 or len(observations) == 5)
+
+
 def test_toposort_v_is_exact_for_all_sizes(vsets: dict) -> None:
     """The depth-first-search invariants (quantified, instantiated) make V exact."""
     v = vsets["toposort"]

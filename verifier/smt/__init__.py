@@ -282,6 +282,16 @@ def concrete_observation_after(semantics: Semantics, env: Any, program: str, arg
     return tuple(z3.simplify(t).as_long() for t in semantics.observation(after))
 
 
+def distinct(terms: Sequence[Any]) -> list[Any]:
+    """The terms without repeats, simplified (Z3 shares structurally equal terms, so their
+    ids compare them): instance pools stay small."""
+    unique: dict[int, Any] = {}
+    for term in terms:
+        term = z3.simplify(term)
+        unique.setdefault(term.get_id(), term)
+    return list(unique.values())
+
+
 def array_of(values: Sequence[int], default: int = 0) -> z3.ArrayRef:
     """A Z3 array holding values[0..] at indices 1.. (1-based, like the tasks' rows)."""
     array = z3.K(z3.IntSort(), z3.IntVal(default))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import z3
 
-from verifier.smt import Semantics, SymEnv, array_of, bit
+from verifier.smt import Semantics, SymEnv, Term, Universal, array_of, bit, distinct
 from verifier.tasks.base import Args, Task
 from verifier.tasks.quicksort import (
     HI, J, J_NULL, LO, MOVABLE, PIVOT, PIVOT_LO, POP, PUSH_CALL1, PUSH_CALL2, RIGHT,
@@ -18,13 +20,21 @@ _NULL = {PIVOT: "piv_null", J: "j_null"}
 class QuickSortSemantics(Semantics):
     """Hidden predicates: the stack has at least two frames; p_lo, p_hi equal the top frame;
     pivot and j are null; pivot == j; the Lomuto invariant at the pivot (pivot == j or
-    A[pivot] > A[hi]); p_lo <= pivot <= j <= p_hi; 1 <= p_lo and p_hi <= n.
+    A[pivot] > A[hi]); p_lo <= pivot <= j <= p_hi, and its form between COMPSWAP's pivot
+    move and the loop's j move (p_lo <= pivot <= j+1, j < p_hi); pivot == p_lo;
+    1 <= p_lo and p_hi <= n; and, universally over the stack, every frame's bounds lie in
+    1..n (so the frame a POP uncovers is in range too).
 
-    Quantifier-free, so V over-approximates: nothing is known of the frames below the top,
-    which after a POP leaves the new top's bounds unconstrained (13 unreachable states)."""
+    V still over-approximates (7 unreachable states, all in QUICKSORT): a call's summary maps
+    its entry state to its exit states without relating them, so after the first recursive
+    call returns nothing says that the frame it uncovers is the one pushed before it (its
+    lo < hi bit, and that the stack is not empty)."""
 
-    hidden_names = ("sp>=2", "bounds==top", "pivot null", "j null", "pivot==j",
-                    "pivot==j or A[pivot]>A[hi]", "lo<=pivot<=j<=hi", "1<=lo and hi<=n")  # fmt: skip
+    hidden_names = (
+        "sp>=2", "bounds==top", "pivot null", "j null", "pivot==j",
+        "pivot==j or A[pivot]>A[hi]", "lo<=pivot<=j<=hi", "lo<=pivot<=j+1 and j<hi",
+        "pivot==lo", "1<=lo and hi<=n", "every frame's lo >= 1 and hi <= n",
+    )  # fmt: skip
 
     def __init__(self, task: Task) -> None:
         self.task = task
@@ -107,8 +117,13 @@ class QuickSortSemantics(Semantics):
             bit(sp == 0),
         ]
 
-    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
+    def hidden(self, env: SymEnv) -> list[Term]:
         sp, piv, j, phi, a = env["sp"], env["piv"], env["j"], env["phi"], env["A"]
+
+        def in_range(k: Any) -> z3.BoolRef:
+            frame = z3.And(env["LO"][k] >= 1, env["HI"][k] <= env["n"])
+            return z3.Implies(z3.And(k >= 1, k <= sp), frame)
+
         return [
             bit(sp >= 2),
             bit(z3.Or(sp == 0, z3.And(env["plo"] == env["LO"][sp], phi == env["HI"][sp]))),
@@ -117,8 +132,18 @@ class QuickSortSemantics(Semantics):
             bit(piv == j),
             bit(z3.Or(piv == j, a[piv] > a[phi])),
             bit(z3.And(env["plo"] <= piv, piv <= j, j <= phi)),
+            bit(z3.And(env["plo"] <= piv, piv <= j + 1, j < phi)),
+            bit(piv == env["plo"]),
             bit(z3.And(1 <= env["plo"], phi <= env["n"])),
+            Universal(("index",), in_range),
         ]
+
+    def instance_terms(
+        self, envs: list[SymEnv], witnesses: dict[str, list[z3.ArithRef]]
+    ) -> dict[str, list[z3.ArithRef]]:
+        """Stack positions: the witnesses and the top two of each environment."""
+        terms = witnesses.get("index", []) + [e["sp"] - d for e in envs for d in (0, 1)]
+        return {"index": distinct(terms)}
 
     def encode(self, env: Partitioned) -> SymEnv:
         pointers = env.pointers

@@ -27,7 +27,7 @@ from typing import Any
 import networkx as nx
 import z3
 
-from verifier.smt import Semantics, SymEnv, Term, Universal, bit
+from verifier.smt import Semantics, SymEnv, Term, Universal, bit, distinct
 from verifier.tasks.base import Args, Task
 from verifier.tasks.toposort import (
     ACTIVE_NEIGHB, ACTIVE_STACK, ACTIVE_START, BLACK, CHILD_ACTIVE, CHILD_SAVE, COLOR_CURR,
@@ -228,10 +228,10 @@ class TopoSortSemantics(Semantics):
         stored = [self._child(env) for env in envs] + vertex_witnesses
         indices = tops + [z3.IntVal(1)] + [envs[0]["pos"][v] for v in stored]
         return {
-            "vertex": _distinct(vertices),
-            "index": _distinct(indices),
-            "upper": _distinct(tops),
-            "slot": _distinct(slots),
+            "vertex": distinct(vertices),
+            "index": distinct(indices),
+            "upper": distinct(tops),
+            "slot": distinct(slots),
         }
 
     def encode(self, env: Search) -> SymEnv:
@@ -273,11 +273,3 @@ def _array(cells: dict[int, int]) -> z3.ArrayRef:
         array = z3.Store(array, index, value)
     return array
 
-
-def _distinct(terms: list[Any]) -> list[Any]:
-    """The terms without repeats (Z3 shares structurally equal terms, so ids compare them)."""
-    unique = {}
-    for term in terms:
-        term = z3.simplify(term)
-        unique.setdefault(term.get_id(), term)
-    return list(unique.values())
