@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from verifier.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
-from verifier.evaluation import run_model  # noqa: E402
+from verifier.evaluation import correct, run_model  # noqa: E402
 from verifier.npi import NPIPolicy  # noqa: E402
 from verifier.reach import build_vset  # noqa: E402
 from verifier.verify import Verdict, certify_subject, model_subject  # noqa: E402
@@ -48,7 +48,7 @@ def wrong_answers(checkpoint: Checkpoint, values: list) -> list[bool]:
     task = checkpoint.task
     policy = NPIPolicy(checkpoint.model, task)
     runs = run_model(policy, task, checkpoint.formulation, values, batch_size=50)
-    return [not (run.halted and task.check(v, task.output(run.env))) for v, (run, _) in zip(values, runs)]
+    return [not correct(task, run) for run, _ in runs]
 
 
 def sweep(task_name: str, inputs: int, max_size: int) -> list[dict]:

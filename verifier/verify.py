@@ -17,7 +17,7 @@ from typing import Any
 
 from verifier.check import NOISE_MARGIN, CheckResult, Disagreement, StateKey, check_model
 from verifier.checkpoint import Checkpoint
-from verifier.evaluation import limits_after
+from verifier.evaluation import correct, limits_after
 from verifier.npi import NPIPolicy
 from verifier.reach import UnboundedCall, VerificationSet, build_vset
 from verifier.runtime import SEMANTICS, Policy, execute, run_reference, split_calls
@@ -179,7 +179,7 @@ def replay(subject: Subject, disagreements: list[Disagreement], vset: Verificati
 
     Diverging from the reference program does not always spoil the answer (a topological
     order is not unique), so up to REPLAY_CANDIDATES inputs are tried; where the model's
-    answer passes the task's check on all of them, the smallest witness is reported with
+    answer passes the task's check on all of them, the smallest of them is reported with
     `output_correct` set."""
     task, formulation = subject.task, subject.formulation
     states = {d.state for d in disagreements}
@@ -193,11 +193,7 @@ def replay(subject: Subject, disagreements: list[Disagreement], vset: Verificati
     candidates = candidates[:REPLAY_CANDIDATES]
     references = [run_reference(task, formulation, v) for v in candidates]
     runs = execute(task, subject.policy, candidates, [limits_after(r) for r in references])
-    chosen = 0
-    for k, (value, run) in enumerate(zip(candidates, runs)):
-        if not (run.halted and task.check(value, task.output(run.env))):
-            chosen = k
-            break
+    chosen = next((k for k, run in enumerate(runs) if not correct(task, run)), 0)
     value, run, reference = candidates[chosen], runs[chosen], references[chosen]
     for index, (mine, theirs) in enumerate(zip(run.steps, reference.steps)):
         if mine.action != theirs.action:
@@ -205,7 +201,6 @@ def replay(subject: Subject, disagreements: list[Disagreement], vset: Verificati
     else:  # pragma: no cover - an input reaching a disagreement always shows it in the replay
         raise AssertionError("witnessed disagreement did not reproduce")
     call = next(c for c in split_calls(run.steps[: index + 1]) if c[-1] is run.steps[index])
-    output = task.output(run.env) if run.halted else None
     return Counterexample(
         value,
         index + 1,
@@ -213,9 +208,9 @@ def replay(subject: Subject, disagreements: list[Disagreement], vset: Verificati
         [list(s.observation) for s in call],
         mine.action,
         theirs.action,
-        output,
+        task.output(run.env) if run.halted else None,
         run.halted,
-        run.halted and task.check(value, output),
+        correct(task, run),
     )
 
 

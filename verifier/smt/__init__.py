@@ -13,7 +13,7 @@ import itertools
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,8 +294,13 @@ def distinct(terms: Sequence[Any]) -> list[Any]:
 
 def array_of(values: Sequence[int], default: int = 0) -> z3.ArrayRef:
     """A Z3 array holding values[0..] at indices 1.. (1-based, like the tasks' rows)."""
+    return array_at(dict(enumerate(values, start=1)), default)
+
+
+def array_at(cells: Mapping[int, int], default: int = 0) -> z3.ArrayRef:
+    """A Z3 array holding `cells` (index -> value) and `default` everywhere else."""
     array = z3.K(z3.IntSort(), z3.IntVal(default))
-    for index, value in enumerate(values, start=1):
+    for index, value in sorted(cells.items()):
         array = z3.Store(array, index, value)
     return array
 

@@ -23,19 +23,12 @@ from typing import Any
 import z3
 
 from verifier.errors import VerifierError
-from verifier.smt import SymEnv, bit
+from verifier.smt import SymEnv, array_at, bit
 from verifier.smt.product import Part, ProductSemantics
 from verifier.tasks.addition import BLANK, CARRY, IN1, IN2, OUT, RIGHT, ROWS, Pad
 from verifier.tasks.base import Args, Task
 
 _SYMBOLS = BLANK + 1  # digits 0-9 and the blank
-
-
-def _cells(row: dict[int, int], default: int) -> z3.ArrayRef:
-    array = z3.K(z3.IntSort(), z3.IntVal(default))
-    for column, value in sorted(row.items()):
-        array = z3.Store(array, column, value)
-    return array
 
 
 def _digits_around(array: z3.ArrayRef, p: z3.ArithRef) -> list[z3.BoolRef]:
@@ -93,7 +86,7 @@ class OperandRow(_Row):
             "p": z3.IntVal(pad.pointers[self.row]),
             "L": z3.IntVal(min(cells)),
             "S": z3.IntVal(pad.width - 1),
-            "D": _cells(cells, 0),
+            "D": array_at(cells, 0),
         }
 
 
@@ -163,7 +156,7 @@ class WrittenRow(_Row):
             "S": z3.IntVal(start),
             "W": z3.IntVal(min(cells, default=start + 1)),
             "R": z3.IntVal(max(cells, default=start)),
-            "C": _cells(cells, BLANK),
+            "C": array_at(cells, BLANK),
         }
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import networkx as nx
 import z3
 
-from verifier.smt import Semantics, SymEnv, Term, Universal, bit, distinct
+from verifier.smt import Semantics, SymEnv, Term, Universal, array_at, bit, distinct
 from verifier.tasks.base import Args, Task
 from verifier.tasks.toposort import (
     ACTIVE_NEIGHB, ACTIVE_STACK, ACTIVE_START, BLACK, CHILD_ACTIVE, CHILD_SAVE, COLOR_CURR,
@@ -245,7 +245,7 @@ class TopoSortSemantics(Semantics):
         rank = {u: k for k, u in enumerate(nx.lexicographical_topological_sort(graph))}
         kid = z3.K(z3.IntSort(), z3.K(z3.IntSort(), z3.IntVal(0)))
         for u in range(1, n + 1):
-            kid = z3.Store(kid, u, _array(dict(enumerate(env.children[u]))))
+            kid = z3.Store(kid, u, array_at(dict(enumerate(env.children[u]))))
         stack = {k: (w or 0) for k, w in env.stack.items()}
         position = {w: k for k, w in sorted(env.stack.items()) if w is not None}
         symbolic: SymEnv = {
@@ -255,21 +255,14 @@ class TopoSortSemantics(Semantics):
             "p_start": z3.IntVal(env.p_start),
             "active": z3.IntVal(env.active or 0),
             "save": z3.IntVal(env.save or 0),
-            "color": _array(dict(enumerate(env.color))),
-            "child": _array(dict(enumerate(env.child))),
-            "nchild": _array({u: len(kids) for u, kids in enumerate(env.children)}),
-            "stack": _array(stack),
-            "result": _array({k: (w or 0) for k, w in enumerate(env.result)}),
-            "r": _array(rank),
-            "pos": _array(position),
+            "color": array_at(dict(enumerate(env.color))),
+            "child": array_at(dict(enumerate(env.child))),
+            "nchild": array_at({u: len(kids) for u, kids in enumerate(env.children)}),
+            "stack": array_at(stack),
+            "result": array_at({k: (w or 0) for k, w in enumerate(env.result)}),
+            "r": array_at(rank),
+            "pos": array_at(position),
             "kid": kid,
         }
         return symbolic
-
-
-def _array(cells: dict[int, int]) -> z3.ArrayRef:
-    array = z3.K(z3.IntSort(), z3.IntVal(0))
-    for index, value in sorted(cells.items()):
-        array = z3.Store(array, index, value)
-    return array
 
