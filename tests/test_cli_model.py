@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from verifier.checkpoint import load_checkpoint, save_checkpoint
 from verifier.cli import main
+from verifier.tasks import TASKS
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -23,7 +24,8 @@ def test_run_json_trace_equals_reference_trace(bubblesort_model: Path) -> None:
     code, out, _ = invoke("run", bubblesort_model, "--input", given, "--trace", "--json")
     assert code == 0
     result = json.loads(out)
-    assert set(result) == {"output", "halted", "steps"}
+    assert set(result) == {"output", "halted", "correct", "reason", "steps"}
+    assert result["correct"] and result["reason"] is None
     assert result["halted"] and result["output"] == sorted(json.loads(given))
     _, reference, _ = invoke("trace", "--task", "bubblesort", "--input", given, "--json")
     assert result["steps"] == json.loads(reference)["steps"]
@@ -31,7 +33,8 @@ def test_run_json_trace_equals_reference_trace(bubblesort_model: Path) -> None:
 
 def test_run_without_trace_omits_steps(bubblesort_model: Path) -> None:
     code, out, _ = invoke("run", bubblesort_model, "--input", "[2, 1]", "--json")
-    assert code == 0 and json.loads(out) == {"output": [1, 2], "halted": True}
+    assert code == 0
+    assert json.loads(out) == {"output": [1, 2], "halted": True, "correct": True, "reason": None}
     code, out, _ = invoke("run", bubblesort_model, "--input", "[2, 1]")
     assert code == 0 and "output [1, 2] (correct)" in out
 
@@ -48,9 +51,26 @@ def never_returns(bubblesort_model: Path, tmp_path_factory: pytest.TempPathFacto
 
 def test_non_halting_model_reports_and_exits_1(never_returns: Path) -> None:
     code, out, _ = invoke("run", never_returns, "--input", "[3, 1, 2]", "--json")
-    assert code == 1 and json.loads(out) == {"output": None, "halted": False}
+    result = json.loads(out)
+    assert code == 1 and result["output"] is None and not result["halted"]
+    assert not result["correct"] and "limit" in result["reason"]
     code, out, _ = invoke("run", never_returns, "--input", "[3, 1, 2]")
     assert code == 1 and ("did not halt within" in out or "call-depth limit" in out)
+
+
+def test_wrong_answer_is_reported_and_fails_only_with_expect_correct(
+    bubblesort_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task's independent check is made to reject every answer: `run` must say so."""
+    monkeypatch.setattr(TASKS["bubblesort"], "check", lambda value, output: False)
+    code, out, _ = invoke("run", bubblesort_model, "--input", "[3, 1, 2]", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["halted"] and not result["correct"] and result["reason"] is None
+    code, out, _ = invoke("run", bubblesort_model, "--input", "[3, 1, 2]", "--expect-correct")
+    assert code == 1 and "(WRONG)" in out
+    monkeypatch.undo()
+    code, _, _ = invoke("run", bubblesort_model, "--input", "[3, 1, 2]", "--expect-correct")
+    assert code == 0
 
 
 def test_evaluate_json(bubblesort_model: Path, never_returns: Path) -> None:

@@ -33,6 +33,7 @@ def invoke(*args: object) -> tuple[int, str, str]:
 def certified(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("proof")
     shutil.copy(SHIPPED, folder / "model.pt")
+    (folder / "proofs").mkdir()
     code, out, err = invoke("certify", folder / "model.pt", "--task", "bubblesort",
                             "-o", folder / "proofs" / "cert.json")
     assert code == 0, (out, err)

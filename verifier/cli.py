@@ -6,38 +6,32 @@ Exit codes: 0 success (or certified); 1 refuted / wrong answer; 2 usage error or
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 import sys
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
 
 from verifier import __version__
+from verifier.budget import refuse_unless_fits, time_budget
 from verifier.errors import InvalidInput, VerifierError
-from verifier.runtime import run_reference
 from verifier.tasks import TASKS, Task, get_task
+from verifier.config import NPIConfig, TrainConfig
 from verifier.tasks.base import RECURSIVE
-from verifier.certificate import build_certificate, junit_xml, recheck, write_certificate
-from verifier.checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from verifier.evaluation import SizeResult, correct, evaluation_inputs, run_model
-from verifier.npi import NPIConfig, NPIPolicy
-from verifier.reach import build_vset
-from verifier.traces import (
-    Sampling,
-    canonical_line,
-    format_trace,
-    read_dataset,
-    trace_record,
-    write_dataset,
-)
-from verifier.training import TrainConfig, steps_from_records
-from verifier.training import train as train_model
-from verifier.verify import certify as certify_model
+
+if TYPE_CHECKING:  # torch-dependent modules are imported inside the commands that need them
+    from verifier.checkpoint import Checkpoint
+
+# Commands that need no model (tasks, trace, dataset, vset, --help, --version) never import
+# torch: each command imports the torch-dependent modules it uses.
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
 
 
 class _Group(click.Group):
@@ -49,25 +43,58 @@ class _Group(click.Group):
         except VerifierError as error:
             click.echo(f"npi-verify: error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            ctx.exit(EXIT_BROKEN_PIPE)
         except OSError as error:  # an unwritable output path, a full disk: the user's to fix
             where = f": {error.filename}" if error.filename else ""
             click.echo(f"npi-verify: error: {error.strerror or error}{where}", err=True)
             ctx.exit(2)
+        except MemoryError:
+            click.echo("npi-verify: error: out of memory; give a smaller input or a --timeout",
+                       err=True)
+            ctx.exit(2)
 
 
-@click.group(cls=_Group)
-@click.version_option(__version__, prog_name="npi-verify")
+def _quiet_broken_pipe() -> None:
+    """The reader of our output went away (`| head`): stop quietly, as Unix tools do. Point
+    stdout at /dev/null so that Python's final flush does not complain either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (a test runner)
+        pass
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="npi-verify")
 def main() -> None:
-    """Train, run and formally verify recursive Neural Programmer-Interpreters."""
+    """Train, run and formally verify recursive Neural Programmer-Interpreters.
+
+    Exit codes: 0 success or certified; 1 refuted, wrong answer, model did not halt,
+    training budget exhausted or certificate no longer holds; 2 usage error or bad input;
+    3 inconclusive or uncertifiable; 4 a --timeout budget ran out (nothing concluded);
+    141 the reader of the output went away (a closed pipe)."""
+
+
+def read_input_text(text: str) -> str:
+    """The JSON text of `--input`: inline, @FILE, or @- for standard input."""
+    if not text.startswith("@"):
+        return text
+    source = text[1:]
+    try:
+        if source == "-":
+            return sys.stdin.read()
+        return Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        where = "standard input" if source == "-" else f"file {source}"
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise InvalidInput(f"cannot read --input {where}: {reason}") from None
 
 
 def parse_problem(task: Task, text: str) -> Any:
-    """A task input from `--input`: inline JSON, or @FILE to read the JSON from a file."""
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InvalidInput(f"cannot read --input file {text[1:]}: {error}") from None
+    """A task input from `--input`: inline JSON, @FILE, or @- for standard input."""
+    text = read_input_text(text)
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, ValueError) as error:
@@ -86,14 +113,89 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, sort_keys=True))
 
 
-task_option = click.option("--task", "task_name", required=True, help="Task name (see `tasks`).")
+def output_path(path: Path | None, option: str = "-o") -> Path | None:
+    """Check an output file before any work starts: its folder must exist (it is never
+    created silently) and the path must not be a folder."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise VerifierError(f"{option} {path} is a directory; give a file path")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise VerifierError(f"{option} {path}: folder {parent} {what}")
+    return path
+
+
+class _Names(click.Choice):
+    """Lists the known names in --help; an unknown name is left to the library, whose error
+    names the known ones in one line (click's own would print a usage block)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return value
+
+
+TASK_CHOICE = _Names(list(TASKS))
+task_option = click.option(
+    "--task", "task_name", required=True, type=TASK_CHOICE, help="Task name (see `tasks`)."
+)
+FORMULATIONS = list(dict.fromkeys(f for t in TASKS.values() for f in t.formulations))
 formulation_option = click.option(
     "--formulation",
     default=RECURSIVE,
     show_default=True,
-    help="recursive, non-recursive, or partial (bubble sorts only).",
+    type=_Names(FORMULATIONS),
+    help="Formulation of the reference program (partial: bubble sorts only).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def timeout_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--timeout SECONDS` for a command: the whole command runs under that wall-clock budget,
+    and exits 4 with one line when it runs out (`what` says what was being done)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option("--timeout", type=float, default=None, metavar="SECONDS",
+                      help="Wall-clock budget; exit 4 with one line when it runs out.")
+        @functools.wraps(command)
+        def run(*args: Any, timeout: float | None, **kwargs: Any) -> Any:
+            with time_budget(timeout, what):
+                return command(*args, timeout=timeout, **kwargs)
+
+        return run
+
+    return decorate
+
+
+class Status:
+    """One status line or bar on stderr that replaces itself and is cleared when done;
+    shown only on a terminal (tqdm decides), so logs and pipes get none of it."""
+
+    def __init__(self, total: int | None = None, unit: str = "it") -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit=unit, leave=False, file=sys.stderr, disable=None,
+                        dynamic_ncols=True, bar_format=None if total else "{desc}")
+
+    def text(self, text: str) -> None:
+        self.bar.set_description_str(text)
+
+    def count(self, done: int, text: str | None = None) -> None:
+        self.bar.update(done - self.bar.n)
+        if text is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextmanager
+def status(total: int | None = None, unit: str = "it") -> Iterator[Status]:
+    line = Status(total, unit)
+    try:
+        yield line
+    finally:
+        line.close()
 
 
 @main.command()
@@ -110,7 +212,7 @@ def tasks(as_json: bool) -> None:
                     "entry": t.entry,
                     "programs": [p.name for p in t.programs],
                     "observation": list(t.observation_names),
-                    "input_example": t.input_example,
+                    "input_example": json.loads(t.input_example),
                 }
                 for t in TASKS.values()
             ]
@@ -126,24 +228,46 @@ def tasks(as_json: bool) -> None:
 
 @main.command()
 @task_option
-@click.option("--input", "input_text", required=True, help="Problem as JSON, or @FILE.")
+@click.option("--input", "input_text", required=True, metavar="JSON",
+              help="Problem as JSON, @FILE, or @- for standard input.")
 @formulation_option
 @json_option
-def trace(task_name: str, input_text: str, formulation: str, as_json: bool) -> None:
-    """Run the reference program on one input and show its execution trace."""
+@timeout_option("tracing the reference program")
+def trace(
+    task_name: str, input_text: str, formulation: str, as_json: bool, timeout: float | None
+) -> None:
+    """Run the reference program on one input and show its execution trace.
+
+    The trace is streamed as it runs, in constant memory, whatever the input's size."""
+    from verifier.runtime import run_reference
+    from verifier.traces import trace_header, trace_line
+
     task = get_task(task_name)
     task.routines(formulation)
     value = parse_problem(task, input_text)
-    run = run_reference(task, formulation, value)
-    record = trace_record(task, formulation, run)
-    if as_json:
-        _emit_json(record)
+    refuse_unless_fits(task.min_reference_steps(value), None, timeout, "this input's trace")
+    out = sys.stdout
+    if as_json:  # the `trace --json` record, written field by field with its steps streamed
+        head = {"task": task.name, "formulation": formulation, "input": task.input_to_json(value)}
+        out.write(json.dumps(head)[:-1] + ', "steps": [')
+        separator = [""]
+
+        def emit(step: Any) -> None:
+            out.write(separator[0] + json.dumps(step.to_json()))
+            separator[0] = ", "
+
+        run = run_reference(task, formulation, value, record=False, on_step=emit)
+        out.write(f'], "output": {json.dumps(task.output(run.env))}}}\n')
         return
-    click.echo(format_trace(task, run.steps))
-    click.echo(
-        f"{task.name} ({formulation}): input {json.dumps(record['input'])} -> "
-        f"output {json.dumps(record['output'])} in {run.step_count} steps, "
-        f"call depth {run.max_depth}"
+    out.write(trace_header(task) + "\n")
+    run = run_reference(
+        task, formulation, value, record=False,
+        on_step=lambda step: out.write(trace_line(task, step) + "\n"),
+    )
+    out.write(
+        f"{task.name} ({formulation}): input {json.dumps(task.input_to_json(value))} -> "
+        f"output {json.dumps(task.output(run.env))} in {run.step_count} steps, "
+        f"call depth {run.max_depth}\n"
     )
 
 
@@ -161,9 +285,11 @@ def trace(task_name: str, input_text: str, formulation: str, as_json: bool) -> N
 )
 @click.option("--sizes", help="Comma-separated sizes, one sampled input each (instead of --count).")
 @click.option(
-    "--input", "inputs", multiple=True, help="Explicit input (JSON or @FILE); repeatable."
+    "--input", "inputs", multiple=True, metavar="JSON",
+    help="Explicit input (JSON, @FILE or @-); repeatable.",
 )
-@click.option("-o", "--output", "path", type=click.Path(path_type=Path), required=True)
+@click.option("-o", "--output", "path", type=click.Path(path_type=Path), required=True,
+              help="Dataset file to write (.jsonl); its folder must exist.")
 def dataset(
     task_name: str,
     formulation: str,
@@ -177,8 +303,11 @@ def dataset(
     path: Path,
 ) -> None:
     """Write a training set of reference traces (JSON lines) from sampled or given inputs."""
+    from verifier.traces import Sampling, write_dataset
+
     task = get_task(task_name)
     task.routines(formulation)
+    output_path(path)
     if inputs:
         if count is not None or max_size is not None or sizes is not None:
             raise VerifierError("give either --input or sampling options, not both")
@@ -199,17 +328,6 @@ def dataset(
     click.echo(f"wrote {written} {task.name} ({formulation}) traces to {path}", err=True)
 
 
-def _progress_line(text: str) -> None:
-    """A self-overwriting progress line, shown only on a terminal."""
-    if sys.stderr.isatty():
-        click.echo(f"\r{text}\x1b[K", err=True, nl=False)
-
-
-def _end_progress() -> None:
-    if sys.stderr.isatty():
-        click.echo("", err=True)
-
-
 @main.command()
 @task_option
 @click.option("--formulation", default=None, help="Formulation (default: the dataset's, or recursive).")
@@ -222,7 +340,8 @@ def _end_progress() -> None:
               help="Budget of optimizer updates.")
 @click.option("--hidden", type=int, default=NPIConfig.d_hidden, show_default=True,
               help="LSTM units per layer.")
-@click.option("-o", "--output", "path", type=click.Path(path_type=Path), required=True)
+@click.option("-o", "--output", "path", type=click.Path(path_type=Path), required=True,
+              help="Checkpoint file to write; its folder must exist.")
 def train(
     task_name: str,
     formulation: str | None,
@@ -239,7 +358,20 @@ def train(
 
     Exits 0 when the model is right on every step of its training set, 1 when the step
     budget ran out first (the model is written either way)."""
+    import hashlib
+    from dataclasses import asdict
+
+    import torch
+
+    from verifier.checkpoint import file_sha256, save_checkpoint
+    from verifier.npi import NPIConfig
+    from verifier.runtime import run_reference
+    from verifier.traces import Sampling, canonical_line, read_dataset, trace_record
+    from verifier.training import TrainConfig, steps_from_records
+    from verifier.training import train as train_model
+
     task = get_task(task_name)
+    output_path(path)
     if data_path is not None:
         if count is not None or max_size is not None:
             raise VerifierError("give either --data or --count/--max-size, not both")
@@ -267,16 +399,17 @@ def train(
         raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
     config = NPIConfig.for_task(task, d_hidden=hidden)
     settings = TrainConfig(seed=seed, max_steps=max_steps)
+    line = Status()
     model, report = train_model(
         task,
         steps_from_records(records),
         config,
         settings,
-        progress=lambda step, loss, acc: _progress_line(
+        progress=lambda step, loss, acc: line.text(
             f"step {step}/{max_steps}  loss {loss:.4f}  training accuracy {acc:.2%}"
         ),
     )
-    _end_progress()
+    line.close()
     training = {
         "dataset": source,
         "dataset_sha256": digest,
@@ -308,35 +441,76 @@ model_argument = click.argument("model_path", metavar="MODEL", type=click.Path(p
 
 @main.command()
 @model_argument
-@click.option("--input", "input_text", required=True, help="Problem as JSON, or @FILE.")
-@click.option("--trace", "show_trace", is_flag=True, help="Include the execution trace.")
+@click.option("--input", "input_text", required=True, metavar="JSON",
+              help="Problem as JSON, @FILE, or @- for standard input.")
+@click.option("--trace", "show_trace", is_flag=True,
+              help="Include the execution trace (streamed as the model runs).")
+@click.option("--expect-correct", is_flag=True,
+              help="Exit 1 when the answer is wrong, not only when the model does not halt.")
 @json_option
-def run(model_path: Path, input_text: str, show_trace: bool, as_json: bool) -> None:
+@timeout_option("running the model")
+def run(
+    model_path: Path,
+    input_text: str,
+    show_trace: bool,
+    expect_correct: bool,
+    as_json: bool,
+    timeout: float | None,
+) -> None:
     """Run a trained model on one input (the task comes from the checkpoint).
 
-    Exits 0 when the model halts, 1 when it does not halt within its limits."""
+    Exits 0 when the model halts, 1 when it does not halt within its limits (4x the
+    reference program's steps and call depth) or, with --expect-correct, when its answer is
+    wrong. `--json` prints {"output", "halted", "correct", "reason"} (reason: why it did not
+    halt, else null) and, with --trace, "steps"."""
+    from verifier.checkpoint import load_checkpoint
+    from verifier.evaluation import model_limits
+    from verifier.npi import NPIPolicy
+    from verifier.runtime import execute
+    from verifier.traces import trace_header, trace_line
+
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     value = parse_problem(task, input_text)
-    policy = NPIPolicy(checkpoint.model, task)
-    ((execution, limits),) = run_model(
-        policy, task, checkpoint.formulation, [value], batch_size=1, record=show_trace
-    )
+    refuse_unless_fits(task.min_reference_steps(value), None, timeout, "this input's run")
+    limits = model_limits(task, checkpoint.formulation, value)
+    out = sys.stdout
+    on_step: Callable[[int, Any], None] | None = None
+    if show_trace and as_json:
+        out.write('{"steps": [')
+        separator = [""]
+
+        def on_step(_: int, step: Any) -> None:
+            out.write(separator[0] + json.dumps(step.to_json()))
+            separator[0] = ", "
+
+    elif show_trace:
+        out.write(trace_header(task) + "\n")
+
+        def on_step(_: int, step: Any) -> None:
+            out.write(trace_line(task, step) + "\n")
+
+    with status() as line:
+        (execution,) = execute(
+            task, NPIPolicy(checkpoint.model, task), [value], limits, record=False,
+            on_step=on_step,
+            progress=lambda _, steps: line.text(f"step {steps:,}/{limits.max_steps:,}"),
+        )
     output = task.output(execution.env) if execution.halted else None
+    right = execution.halted and task.check(value, output)
+    reason = None if execution.halted else execution.describe_stop(limits)
     if as_json:
-        result: dict[str, Any] = {"output": output, "halted": execution.halted}
+        result = {"output": output, "halted": execution.halted, "correct": right, "reason": reason}
         if show_trace:
-            result["steps"] = [step.to_json() for step in execution.steps]
-        _emit_json(result)
-    else:
-        if show_trace:
-            click.echo(format_trace(task, execution.steps))
-        if execution.halted:
-            verdict = "correct" if task.check(value, output) else "WRONG"
-            click.echo(f"output {json.dumps(output)} ({verdict}) in {execution.step_count} steps")
+            out.write("], " + json.dumps(result, sort_keys=True)[1:] + "\n")
         else:
-            click.echo(f"{execution.describe_stop(limits)}; no output")
-    if not execution.halted:
+            _emit_json(result)
+    elif execution.halted:
+        verdict = "correct" if right else "WRONG"
+        click.echo(f"output {json.dumps(output)} ({verdict}) in {execution.step_count} steps")
+    else:
+        click.echo(f"{reason}; no output")
+    if not execution.halted or (expect_correct and not right):
         raise SystemExit(1)
 
 
@@ -348,10 +522,21 @@ def run(model_path: Path, input_text: str, show_trace: bool, as_json: bool) -> N
 @click.option("--batch-size", type=int, default=None,
               help="Inputs run in lockstep (default: all samples of a size at once).")
 @json_option
+@timeout_option("evaluating the model")
 def evaluate(
-    model_path: Path, sizes: str, samples: int, seed: int, batch_size: int | None, as_json: bool
+    model_path: Path,
+    sizes: str,
+    samples: int,
+    seed: int,
+    batch_size: int | None,
+    as_json: bool,
+    timeout: float | None,
 ) -> None:
     """Accuracy (whole answers right, by the task's independent check) per input size."""
+    from verifier.checkpoint import load_checkpoint
+    from verifier.evaluation import SizeResult, correct, evaluation_inputs, run_model
+    from verifier.npi import NPIPolicy
+
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     size_list = _int_list(sizes, "--sizes")
@@ -361,17 +546,16 @@ def evaluate(
     results = []
     for size in size_list:
         values = evaluation_inputs(task, size, samples, seed)
-        done = [0]
-
-        def tick(n: int, size: int = size) -> None:
-            done[0] += n
-            _progress_line(f"size {size}: {done[0]}/{samples} problems")
-
-        runs = run_model(policy, task, checkpoint.formulation, values,
-                         batch_size or samples, progress=tick)
+        needed = sum(task.min_reference_steps(v) for v in values)
+        refuse_unless_fits(needed, None, timeout, f"evaluating size {size}")
+        with status(samples, "problem") as line:
+            line.text(f"size {size}")
+            runs = run_model(
+                policy, task, checkpoint.formulation, values, batch_size or samples,
+                progress=lambda done, steps: line.count(done, f"step {steps:,}"),
+            )
         right = sum(correct(task, execution) for execution, _ in runs)
         results.append(SizeResult(size, samples, right / samples))
-        _end_progress()
         if not as_json:
             click.echo(f"size {size:>5}: {right}/{samples} right ({right / samples:.1%})")
     if as_json:
@@ -382,14 +566,19 @@ def evaluate(
 @task_option
 @formulation_option
 @json_option
-def vset(task_name: str, formulation: str, as_json: bool) -> None:
-    """Compute the verification set V: every reachable call-local state, with its action.
+@timeout_option("building the verification set")
+def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None) -> None:
+    """Compute the verification set V: every reachable call-local state.
 
-    Exits 0, or 3 when a call's sequences are unbounded (non-recursive formulations)."""
+    The text output counts V's states per program and says how V was built; `--json` lists
+    every state with its reference action. Exits 0, or 3 when a call's sequences are
+    unbounded (non-recursive formulations)."""
+    from verifier.reach import build_vset
+
     task = get_task(task_name)
     task.routines(formulation)
-    result = build_vset(task, formulation, progress=_progress_line)
-    _end_progress()
+    with status() as line:
+        result = build_vset(task, formulation, progress=line.text)
     states = sorted(result.states.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
     if as_json:
         _emit_json({
@@ -425,20 +614,34 @@ def vset(task_name: str, formulation: str, as_json: bool) -> None:
 
 @main.command()
 @model_argument
-@task_option
+@click.option("--task", "task_name", type=TASK_CHOICE, default=None,
+              help="Expected task: an error if the checkpoint is for another (default: its own).")
 @click.option("-o", "--output", "cert_path", type=click.Path(path_type=Path),
-              help="Write the certificate here.")
+              help="Write the certificate here (its folder must exist).")
 @json_option
-def certify(model_path: Path, task_name: str, cert_path: Path | None, as_json: bool) -> None:
+@timeout_option("certifying the model")
+def certify(
+    model_path: Path,
+    task_name: str | None,
+    cert_path: Path | None,
+    as_json: bool,
+    timeout: float | None,
+) -> None:
     """Prove the model right on every input of every size, or find a failing input.
 
-    Exits 0 certified, 1 refuted, 3 inconclusive or uncertifiable, 2 bad input."""
-    task = get_task(task_name)
+    The task comes from the checkpoint. Exits 0 certified, 1 refuted, 3 inconclusive or
+    uncertifiable, 2 bad input, 4 when --timeout ran out (nothing concluded)."""
+    from verifier.certificate import build_certificate, write_certificate
+    from verifier.checkpoint import load_checkpoint
+    from verifier.verify import certify as certify_model
+
+    output_path(cert_path)
     checkpoint = load_checkpoint(model_path)
-    if checkpoint.task is not task:
-        raise VerifierError(f"{model_path} is a {checkpoint.task.name} model, not {task.name}")
-    outcome = certify_model(checkpoint, progress=_progress_line)
-    _end_progress()
+    task = checkpoint.task
+    if task_name is not None and get_task(task_name) is not task:
+        raise VerifierError(f"{model_path} is a {task.name} model, not {task_name}")
+    with status() as line:
+        outcome = certify_model(checkpoint, progress=line.text)
     reference = model_path if cert_path is None else Path(os.path.relpath(model_path, cert_path.parent))
     certificate = build_certificate(checkpoint, reference, outcome)
     if cert_path is not None:
@@ -446,30 +649,40 @@ def certify(model_path: Path, task_name: str, cert_path: Path | None, as_json: b
     if as_json:
         _emit_json(certificate)
     else:
-        click.echo(f"{task.name} ({checkpoint.formulation}) {model_path}: {outcome.verdict.label}")
-        click.echo(f"  {outcome.reason}")
-        for obligation in outcome.obligations:
-            click.echo(f"  {obligation.name:<22} {obligation.status}")
-        if outcome.check is not None:
-            click.echo(f"  minimum decision margin {outcome.check.min_margin:.4f}; "
-                       f"{outcome.seconds:.1f} s")
-        if outcome.counterexample is not None:
-            click.echo(f"  counterexample: {outcome.counterexample.describe(task)}")
-        if cert_path is not None:
-            click.echo(f"  certificate written to {cert_path}")
+        _print_outcome(checkpoint, model_path, outcome, cert_path)
     raise SystemExit(outcome.verdict.exit_code)
+
+
+def _print_outcome(
+    checkpoint: Checkpoint, model_path: Path, outcome: Any, cert_path: Path | None
+) -> None:
+    task = checkpoint.task
+    click.echo(f"{task.name} ({checkpoint.formulation}) {model_path}: {outcome.verdict.label}")
+    click.echo(f"  {outcome.reason}")
+    for obligation in outcome.obligations:
+        click.echo(f"  {obligation.name:<22} {obligation.status}")
+    if outcome.check is not None:
+        click.echo(f"  minimum decision margin {outcome.check.min_margin:.4f}; "
+                   f"{outcome.seconds:.1f} s")
+    if outcome.counterexample is not None:
+        click.echo(f"  counterexample: {outcome.counterexample.describe(task)}")
+    if cert_path is not None:
+        click.echo(f"  certificate written to {cert_path}")
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path),
               help="Also write JUnit XML (one test case per certificate).")
-def check(paths: tuple[Path, ...], junit_path: Path | None) -> None:
+@timeout_option("re-checking certificates")
+def check(paths: tuple[Path, ...], junit_path: Path | None, timeout: float | None) -> None:
     """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
 
     Exits 0 when every certificate holds and certifies its model; 2 if any is edited or
     malformed; 1 if any no longer holds (model changed, verdict differs); 3 if a valid
     certificate's verdict is not `certified`."""
+    from verifier.certificate import junit_xml, recheck
+
     files = _certificate_files(paths)
     results = [recheck(path) for path in files]
     for result in results:

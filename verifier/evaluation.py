@@ -35,17 +35,19 @@ def run_model(
     values: Sequence[Any],
     batch_size: int,
     record: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[Execution, Limits]]:
-    """Run the model on every input, `batch_size` inputs at a time in lockstep."""
+    """Run the model on every input, `batch_size` inputs at a time in lockstep. `progress` is
+    told how many inputs have stopped so far and how many steps the current batch has run."""
     results: list[tuple[Execution, Limits]] = []
     for start in range(0, len(values), batch_size):
         chunk = values[start : start + batch_size]
         limits = [model_limits(task, formulation, v) for v in chunk]
-        runs = execute(task, policy, chunk, limits, record=record)
+        report = None if progress is None else (
+            lambda stopped, steps, start=start: progress(start + stopped, steps)
+        )
+        runs = execute(task, policy, chunk, limits, record=record, progress=report)
         results.extend(zip(runs, limits))
-        if progress:
-            progress(len(chunk))
     return results
 
 

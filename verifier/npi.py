@@ -13,46 +13,16 @@ The hidden state is reset at every call by the interpreter: `NPIPolicy` keeps ea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from verifier.config import ARG_SLOTS, NPIConfig
 from verifier.runtime import Query
 from verifier.tasks import Task
 from verifier.tasks.base import Action
-
-ARG_SLOTS = 3
-
-
-@dataclass(frozen=True)
-class NPIConfig:
-    """Sizes of the network; the task fixes the first four, the rest are hyper-parameters."""
-
-    observation_sizes: tuple[int, ...]
-    program_names: tuple[str, ...]
-    arg_size: int  # values per argument slot (the largest argument range of the task)
-    arities: tuple[int, ...]  # arity of each program, aligned with program_names
-    d_state: int = 64
-    d_hidden: int = 128
-    d_program: int = 32
-    d_key: int = 16
-    layers: int = 2
-
-    @classmethod
-    def for_task(cls, task: Task, **sizes: int) -> NPIConfig:
-        ranges = [r for p in task.programs for r in p.arg_ranges]
-        return cls(
-            observation_sizes=tuple(len(v) for v in task.observation_values),
-            program_names=tuple(p.name for p in task.programs),
-            arg_size=max(ranges, default=1),
-            arities=tuple(p.arity for p in task.programs),
-            **sizes,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class NPI(nn.Module):

@@ -12,7 +12,7 @@ own memory when the callee returns. Then, if the return flag is set, this call e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -106,14 +106,23 @@ def execute(
     inputs: Sequence[Any],
     limits: Limits | Sequence[Limits] = Limits(),
     record: bool = True,
+    on_step: Callable[[int, Step], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Execution]:
-    """Run `policy` on every input in lockstep; one `policy.step` call per interpreter step."""
+    """Run `policy` on every input in lockstep; one `policy.step` call per interpreter step.
+
+    With `record`, each execution keeps its steps; `on_step(k, step)` instead receives every
+    step of input k as it happens (a caller streaming a long trace keeps nothing). `progress`
+    is told every PROGRESS_EVERY interpreter steps how many inputs have stopped and how many
+    steps the longest run has taken."""
     per_input = [limits] * len(inputs) if isinstance(limits, Limits) else list(limits)
     runs = [Execution(value, task.initial_env(value)) for value in inputs]
     stacks = [[_Frame(task.entry, ())] for _ in inputs]
+    sinks = [_sink(run, k, record, on_step) for k, run in enumerate(runs)]
     for run in runs:
         run.max_depth = 1
     active = list(range(len(inputs)))
+    iterations = 0
     while active:
         queries = []
         for i in active:
@@ -122,10 +131,27 @@ def execute(
         answers = policy.step(queries)
         still_running = []
         for i, query, (action, memory) in zip(active, queries, answers, strict=True):
-            if _advance(task, runs[i], stacks[i], query, action, memory, per_input[i], record):
+            if _advance(task, runs[i], stacks[i], query, action, memory, per_input[i], sinks[i]):
                 still_running.append(i)
         active = still_running
+        iterations += 1
+        if progress is not None and iterations % PROGRESS_EVERY == 0:
+            progress(len(inputs) - len(active), iterations)
+    if progress is not None:
+        progress(len(inputs), iterations)
     return runs
+
+
+PROGRESS_EVERY = 4096  # interpreter steps between progress reports
+
+
+def _sink(
+    run: Execution, k: int, record: bool, on_step: Callable[[int, Step], None] | None
+) -> Callable[[Step], None] | None:
+    """Where input k's steps go: its own list, the caller's callback, or nowhere."""
+    if on_step is not None:
+        return lambda step: on_step(k, step)
+    return run.steps.append if record else None
 
 
 def _advance(
@@ -136,7 +162,7 @@ def _advance(
     action: Action,
     memory: Any,
     limits: Limits,
-    record: bool,
+    sink: Callable[[Step], None] | None,
 ) -> bool:
     """Apply one action to one input; return whether that input is still running."""
     program = task.program(action.program)
@@ -146,8 +172,8 @@ def _advance(
         raise PolicyError(f"{task.name}: illegal arguments {action.args} for {program.name}")
     frame = stack[-1]
     frame.memory = memory
-    if record:
-        run.steps.append(Step(len(stack) - 1, query.program, query.args, query.observation, action))
+    if sink is not None:
+        sink(Step(len(stack) - 1, query.program, query.args, query.observation, action))
     run.step_count += 1
     if program.primitive:
         if program.name != NOP:
@@ -213,10 +239,23 @@ def reference_action(
 
 
 def run_reference(
-    task: Task, formulation: str, value: Any, record: bool = True
+    task: Task,
+    formulation: str,
+    value: Any,
+    record: bool = True,
+    limits: Limits = Limits(),
+    on_step: Callable[[Step], None] | None = None,
 ) -> Execution:
-    """Run the reference program on one input (it always halts, so no limits)."""
-    (run,) = execute(task, ReferencePolicy(task, formulation), [value], record=record)
+    """Run the reference program on one input (it always halts; `limits` only budget it),
+    keeping its steps (`record`) or handing each to `on_step` as it happens."""
+    (run,) = execute(
+        task,
+        ReferencePolicy(task, formulation),
+        [value],
+        limits,
+        record=record,
+        on_step=None if on_step is None else (lambda _, step: on_step(step)),
+    )
     return run
 
 

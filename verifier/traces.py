@@ -35,15 +35,26 @@ def trace_record(task: Task, formulation: str, run: Execution) -> dict[str, Any]
     }
 
 
-def format_trace(task: Task, steps: Sequence[Step]) -> str:
+INDENT_CAP = 12  # call levels drawn as indentation; deeper calls also show their depth
+ACTION_WIDTH = 2 * INDENT_CAP + 34  # fixed, so a trace streams line by line in constant memory
+
+
+def format_trace(task: Task, steps: Iterable[Step]) -> str:
     """Human-readable trace, indented by call depth as in C17's Figures 1-2."""
-    width = 2 * max((s.depth for s in steps), default=0) + 34
-    lines = [f"{task.entry:<{width}}  | observation before each step"]
-    for step in steps:
-        action = _format_action(task, step.action)
-        text = "  " * (step.depth + 1) + action
-        lines.append(f"{text:<{width}}  | {task.format_observation(step.observation)}")
-    return "\n".join(lines)
+    return "\n".join([trace_header(task), *(trace_line(task, step) for step in steps)])
+
+
+def trace_header(task: Task) -> str:
+    return f"{task.entry:<{ACTION_WIDTH}}  | observation before each step"
+
+
+def trace_line(task: Task, step: Step) -> str:
+    """One step: the action indented by call depth (capped at INDENT_CAP levels, beyond which
+    the depth is written out), then the observation the step saw."""
+    level = step.depth + 1
+    deep = f"[depth {step.depth}] " if level > INDENT_CAP else ""
+    text = "  " * min(level, INDENT_CAP) + deep + _format_action(task, step.action)
+    return f"{text:<{ACTION_WIDTH}}  | {task.format_observation(step.observation)}"
 
 
 def _format_action(task: Task, action: Action) -> str:

@@ -16,19 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from verifier.npi import ARG_SLOTS, NPI, NPIConfig, decode, pad_args, valid_arg_mask
+from verifier.config import ARG_SLOTS, NPIConfig, TrainConfig
+from verifier.npi import NPI, decode, pad_args, valid_arg_mask
 from verifier.runtime import Step, split_calls
 from verifier.tasks import Task
 from verifier.tasks.base import Action
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    seed: int = 0
-    max_steps: int = 4000  # optimizer updates
-    learning_rate: float = 3e-3
-    batch_size: int = 256
-    check_every: int = 20  # updates between full training-set accuracy checks
 
 
 @dataclass(frozen=True)

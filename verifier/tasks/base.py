@@ -139,6 +139,11 @@ class Task(ABC):
         there are more than `limit` (the caller then samples)."""
         return None
 
+    def min_reference_steps(self, value: Any) -> int:
+        """A lower bound on the reference program's step count on `value`, in every
+        formulation, cheap to compute: budgets refuse inputs that cannot fit before running."""
+        return 0
+
     def covering_inputs(self) -> list[Any]:
         """Inputs built to reach call-local states that random small inputs rarely do, smallest
         first (the concrete search runs them after the exhaustive sizes). A task whose
