@@ -83,7 +83,7 @@ def test_batched_and_one_at_a_time_evaluate_agree(bubblesort_model: Path) -> Non
         (["run", "MODEL", "--input", "[1, 2.5]"], "must be an integer"),
         (["run", "MODEL", "--input", "{"], "not valid JSON"),
         (["run", "/nonexistent.pt", "--input", "[1]"], "does not exist"),
-        (["run", "BAD", "--input", "[1]"], "not a loadable npi-verify model"),
+        (["run", "BAD", "--input", "[1]"], "is not an npi-verify model file"),
         (["evaluate", "MODEL", "--sizes", "0"], "must be positive"),
         (["evaluate", "MODEL", "--sizes", "a,b"], "comma-separated integers"),
         (["train", "--task", "quicksort", "--data", "TRACES", "--seed", "0", "-o", "x.pt"],

@@ -100,7 +100,7 @@ def test_check_refuses_a_changed_model(certified: Path, tmp_path: Path) -> None:
     [
         (["certify", SHIPPED, "--task", "quicksort"], "is a bubblesort model, not quicksort"),
         (["certify", SHIPPED, "--task", "sorting"], "unknown task"),
-        (["certify", "README.md", "--task", "bubblesort"], "not a loadable npi-verify model"),
+        (["certify", "README.md", "--task", "bubblesort"], "not an npi-verify model file"),
         (["check", "/nonexistent"], "does not exist"),
     ],
 )
