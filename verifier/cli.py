@@ -6,16 +6,13 @@ Exit codes: 0 success (or certified); 1 refuted / wrong answer; 2 usage error or
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
 from verifier import __version__
 from verifier.errors import InvalidInput, VerifierError
@@ -23,20 +20,20 @@ from verifier.runtime import run_reference
 from verifier.tasks import TASKS, Task, get_task
 from verifier.tasks.base import RECURSIVE
 from verifier.certificate import build_certificate, junit_xml, recheck, write_certificate
-from verifier.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from verifier.checkpoint import load_checkpoint
 from verifier.evaluation import SizeResult, correct, evaluation_inputs, run_model
 from verifier.npi import NPIConfig, NPIPolicy
 from verifier.reach import build_vset
+from verifier.paths import check_output_file
 from verifier.traces import (
     Sampling,
-    canonical_line,
     format_trace,
-    read_dataset,
+    sampled_training_set,
     trace_record,
+    training_set_from_file,
     write_dataset,
 )
-from verifier.training import TrainConfig, steps_from_records
-from verifier.training import train as train_model
+from verifier.training import TrainConfig
 from verifier.verify import certify as certify_model
 
 
@@ -238,38 +235,30 @@ def train(
     """Train an NPI on reference traces until every training step is right.
 
     Exits 0 when the model is right on every step of its training set, 1 when the step
-    budget ran out first (the model is written either way)."""
+    budget ran out first (the model is written either way). The same command and seed give
+    a byte-identical file."""
+    from verifier.checkpoint import save_checkpoint
+    from verifier.training import provenance, steps_from_records
+    from verifier.training import train as train_model
+
     task = get_task(task_name)
+    check_output_file(path)
+    if not 1 <= hidden <= 4096 or max_steps < 0:
+        raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
     if data_path is not None:
         if count is not None or max_size is not None:
             raise VerifierError("give either --data or --count/--max-size, not both")
-        data = read_dataset(data_path)
-        if data.task is not task:
-            raise VerifierError(f"{data_path} holds {data.task.name} traces, not {task.name}")
-        if formulation not in (None, data.formulation):
-            raise VerifierError(f"{data_path} holds {data.formulation} traces, not {formulation}")
-        formulation, records = data.formulation, data.traces
-        digest = file_sha256(data_path)
-        source = str(data_path)
+        data = training_set_from_file(data_path, task, formulation)
     else:
         if count is None or max_size is None:
             raise VerifierError("train needs --data, or --count and --max-size")
-        formulation = formulation or RECURSIVE
-        task.routines(formulation)
-        values = Sampling(count, 1, max_size, seed, cover=cover).inputs(task)
-        records = [trace_record(task, formulation, run_reference(task, formulation, v))
-                   for v in values]
-        digest = hashlib.sha256(
-            "\n".join(canonical_line(r) for r in records).encode()
-        ).hexdigest()
-        source = f"sampled: count={count} max_size={max_size} cover={cover}"
-    if not 1 <= hidden <= 4096 or max_steps < 0:
-        raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
+        sampling = Sampling(count, 1, max_size, seed, cover=cover)
+        data = sampled_training_set(task, formulation or RECURSIVE, sampling)
     config = NPIConfig.for_task(task, d_hidden=hidden)
     settings = TrainConfig(seed=seed, max_steps=max_steps)
     model, report = train_model(
         task,
-        steps_from_records(records),
+        steps_from_records(data.records),
         config,
         settings,
         progress=lambda step, loss, acc: _progress_line(
@@ -277,26 +266,12 @@ def train(
         ),
     )
     _end_progress()
-    training = {
-        "dataset": source,
-        "dataset_sha256": digest,
-        "seed": seed,
-        "steps": report.steps,
-        "accuracy": report.accuracy,
-        "converged": report.converged,
-        "seconds": round(report.seconds, 2),
-        "calls": report.calls,
-        "call_steps": report.call_steps,
-        "train_config": asdict(settings),
-        "npi_verify": __version__,
-        "torch": str(torch.__version__),
-    }
-    save_checkpoint(path, task, formulation, model, training)
+    save_checkpoint(path, task, data.formulation, model, provenance(data, settings, report))
     verdict = "every training step right" if report.converged else (
         f"budget of {max_steps} steps ran out at training accuracy {report.accuracy:.2%}"
     )
     click.echo(
-        f"{task.name} ({formulation}): {verdict}; {report.steps} updates on {report.calls} "
+        f"{task.name} ({data.formulation}): {verdict}; {report.steps} updates on {report.calls} "
         f"unique calls ({report.call_steps} steps) in {report.seconds:.1f} s -> {path}"
     )
     if not report.converged:
