@@ -198,12 +198,50 @@ def test_train_refuses_a_header_only_dataset(tmp_path: Path) -> None:
         (None, "is a directory, not a model file"),
     ],
 )
-def test_non_models_get_one_clear_line(tmp_path: Path, content: bytes | None, fragment: str) -> None:
+@pytest.mark.parametrize("command", [["run", "M", "--input", "[1]"], ["info", "M"]])
+def test_non_models_get_one_clear_line(
+    tmp_path: Path, content: bytes | None, fragment: str, command: list[str]
+) -> None:
     model = tmp_path / "m.pt"
     if content is None:
         model.mkdir()
     else:
         model.write_bytes(content)
-    code, out, err = invoke("run", model, "--input", "[1]")
+    code, out, err = invoke(*(str(model) if a == "M" else a for a in command))
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert fragment in err and "Traceback" not in err
+
+
+def test_info_shows_task_config_provenance_and_digests(tmp_path: Path) -> None:
+    path = tmp_path / "q.pt"
+    code, _, err = invoke("train", "--task", "quicksort", "--count", "3", "--max-size", "3",
+                          "--seed", "2", "--hidden", "8", "--max-steps", "5", "-o", path)
+    assert code in (0, 1), err
+    checkpoint = load_checkpoint(path)
+    code, out, _ = invoke("info", path, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["task"] == "quicksort" and data["formulation"] == "recursive"
+    assert data["format"] == "npi-verify-model/2" and data["config"]["d_hidden"] == 8
+    assert data["training"] == checkpoint.training and data["training"]["seed"] == 2
+    assert data["sha256"] == checkpoint.sha256
+    assert data["weights_sha256"] == checkpoint.weights_sha256
+    assert data["parameters"] == sum(p.numel() for p in checkpoint.model.parameters())
+    code, out, _ = invoke("info", path)
+    assert code == 0 and "quicksort (recursive), npi-verify-model/2" in out
+    assert checkpoint.weights_sha256 in out and checkpoint.sha256 in out
+    assert re.search(r"dataset_sha256\s+\"[0-9a-f]{64}\"", out)
+
+
+def test_info_reads_a_legacy_checkpoint(bubblesort_model: Path, tmp_path: Path) -> None:
+    checkpoint = load_checkpoint(bubblesort_model)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"format": "npi-verify-model/1", "task": "bubblesort", "formulation": "recursive",
+                "config": checkpoint.model.config.to_json(),
+                "state_dict": checkpoint.model.state_dict(), "training": {"seconds": 0.3}},
+               legacy)
+    code, out, _ = invoke("info", legacy, "--json")
+    data = json.loads(out)
+    assert code == 0 and data["format"] == "npi-verify-model/1"
+    assert data["weights_sha256"] == checkpoint.weights_sha256
+    assert data["training"] == {"seconds": 0.3}

@@ -283,6 +283,30 @@ model_argument = click.argument("model_path", metavar="MODEL", type=click.Path(p
 
 @main.command()
 @model_argument
+@json_option
+def info(model_path: Path, as_json: bool) -> None:
+    """Show a checkpoint's task, formulation, config, training provenance and digests."""
+    from verifier.checkpoint import describe_checkpoint
+
+    data = describe_checkpoint(load_checkpoint(model_path))
+    if as_json:
+        _emit_json({"path": str(model_path), **data})
+        return
+    config = data["config"]
+    sizes = " ".join(f"{k}={config[k]}" for k in ("d_state", "d_hidden", "d_program", "d_key",
+                                                   "layers"))
+    click.echo(f"{model_path}: {data['task']} ({data['formulation']}), {data['format']}")
+    click.echo(f"  network          {sizes}; {data['parameters']} parameters")
+    click.echo(f"  file sha256      {data['sha256']}")
+    click.echo(f"  weights sha256   {data['weights_sha256']}")
+    training = data["training"]
+    click.echo("  training" + ("" if training else "         (no provenance recorded)"))
+    for key in sorted(training):
+        click.echo(f"    {key:<15} {json.dumps(training[key], sort_keys=True)}")
+
+
+@main.command()
+@model_argument
 @click.option("--input", "input_text", required=True, help="Problem as JSON, or @FILE.")
 @click.option("--trace", "show_trace", is_flag=True, help="Include the execution trace.")
 @json_option
