@@ -67,7 +67,7 @@ def test_new_files_are_safetensors_with_json_metadata(bubblesort_model: Path) ->
     model = load_checkpoint(bubblesort_model).model
     with safe_open(str(bubblesort_model), framework="numpy") as handle:
         metadata = handle.metadata()
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not iterable)
     assert metadata["format"] == MODEL_FORMAT and metadata["task"] == "bubblesort"
     assert json.loads(metadata["config"])["d_hidden"] == model.config.d_hidden
     assert json.loads(metadata["training"]) == {"seed": 0}
@@ -190,7 +190,7 @@ def test_malformed_legacy_checkpoints_are_refused(
 
 def _parts(bubblesort_model: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     with safe_open(str(bubblesort_model), framework="numpy") as handle:
-        return handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}
+        return handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
 
 
 def _with_config(metadata: dict, **change: object) -> None:
@@ -288,7 +288,7 @@ def test_foreign_safetensors_file_is_refused(tmp_path: Path) -> None:
     [
         (b"", "is empty, not an npi-verify model file"),
         (b"not a checkpoint\n", "is not an npi-verify model file"),
-        ("weights: 1.0\n".encode(), "is not an npi-verify model file"),
+        (b"weights: 1.0\n", "is not an npi-verify model file"),
         (random.Random(0).randbytes(4096), "is not an npi-verify model file"),
         (bytes(range(256)) * 8, "is not an npi-verify model file"),
         (b"PK\x03\x04 truncated zip", "is not an npi-verify model file"),

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from verifier.errors import BadFile
-from verifier.tasks import TASKS
 from verifier.runtime import run_reference
+from verifier.tasks import TASKS
 from verifier.traces import (
     Sampling,
     call_local_states,
@@ -97,11 +97,10 @@ def test_shipped_style_dataset_agrees_with_the_reference(tmp_path: Path) -> None
     [
         # one action changed: the first SWAP becomes a no-op return from COMPSWAP
         (lambda r: r["steps"][_first(r, "SWAP")]["action"].update(program="NOP"),
-         r"b.jsonl:3: trace disagrees with the recursive reference program: step \d+ in "
-         r"COMPSWAP\(\) at depth \d, seeing .*: recorded return, reference SWAP\(I1, I2\)"),
+         (r"b.jsonl:3: trace disagrees with the recursive reference program: step \d+ in "
+          r"COMPSWAP\(\) at depth \d, seeing .*: recorded return, reference SWAP\(I1, I2\)")),
         (lambda r: r.update(output=[1, 2, 3, 4]), "b.jsonl:3: .*recorded output \\[1,2,3,4\\]"),
-        (lambda r: r["steps"].pop(), "b.jsonl:3: .*recorded \\d+ steps, the reference program "
-                                     "takes \\d+"),
+        (lambda r: r["steps"].pop(), r"b.jsonl:3: .*recorded \d+ steps, the reference program"),
         (lambda r: r.update(input=[3, "x"]), "b.jsonl:3: .*must be an integer"),
     ],
 )

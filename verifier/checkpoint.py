@@ -158,7 +158,7 @@ def _read_legacy(path: Path) -> dict[str, Any]:
         with warnings.catch_warnings():  # torch warns about odd pickles; we refuse them anyway
             warnings.simplefilter("ignore")
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or hostile files
+    except Exception as error:  # noqa: BLE001 (torch raises many types for corrupt files)
         raise BadFile(f"{path} is not an npi-verify model file "
                       f"({type(error).__name__}: {_reason(error)})") from None
     if not isinstance(data, dict) or data.get("format") != LEGACY_FORMAT:
@@ -225,7 +225,7 @@ def _safetensors(path: Path, use: Callable[[Any], Any]) -> Any:
             return use(handle)
     except VerifierError:
         raise
-    except Exception as error:  # safetensors raises its own error type for malformed files
+    except Exception as error:  # noqa: BLE001 (SafetensorError, or torch's for odd tensors)
         raise BadFile(f"{path} is not an npi-verify model file (malformed safetensors: "
                       f"{_reason(error)})") from None
 
