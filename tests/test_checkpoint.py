@@ -67,7 +67,7 @@ def test_new_files_are_safetensors_with_json_metadata(bubblesort_model: Path) ->
     model = load_checkpoint(bubblesort_model).model
     with safe_open(str(bubblesort_model), framework="numpy") as handle:
         metadata = handle.metadata()
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not iterable)
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     assert metadata["format"] == MODEL_FORMAT and metadata["task"] == "bubblesort"
     assert json.loads(metadata["config"])["d_hidden"] == model.config.d_hidden
     assert json.loads(metadata["training"]) == {"seed": 0}
@@ -79,8 +79,9 @@ def test_same_model_and_provenance_give_the_same_bytes(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = NPI(NPIConfig.for_task(TASKS["addition"], d_hidden=8))
     first, second = tmp_path / "1.pt", tmp_path / "2.pt"
-    save_checkpoint(first, TASKS["addition"], "recursive", model, {"b": 1, "a": [2, {"y": 0, "x": 1}]})
-    save_checkpoint(second, TASKS["addition"], "recursive", model, {"a": [2, {"x": 1, "y": 0}], "b": 1})
+    task = TASKS["addition"]
+    save_checkpoint(first, task, "recursive", model, {"b": 1, "a": [2, {"y": 0, "x": 1}]})
+    save_checkpoint(second, task, "recursive", model, {"a": [2, {"x": 1, "y": 0}], "b": 1})
     assert first.read_bytes() == second.read_bytes()
 
 
@@ -264,7 +265,8 @@ def _metadata_number(data: bytes) -> bytes:
         (lambda d: d + b"trailing", "malformed safetensors"),
         (_shifted_offsets, "malformed safetensors"),
         (_metadata_number, "malformed safetensors"),
-        (lambda d: _with_header(*_header(d), pad=MAX_HEADER_BYTES), "header of \\d+ bytes; at most"),
+        (lambda d: _with_header(*_header(d), pad=MAX_HEADER_BYTES),
+         "header of \\d+ bytes; at most"),
     ],
 )
 def test_damaged_safetensors_files_are_refused(

@@ -216,7 +216,8 @@ def _first_difference(task: Task, recorded: dict[str, Any], expected: dict[str, 
     for k, (mine, theirs) in enumerate(zip(recorded["steps"], expected["steps"]), start=1):
         if mine == theirs:
             continue
-        (where, action), (their_where, their_action) = _describe(task, mine), _describe(task, theirs)
+        (where, action), (their_where, their_action) = (_describe(task, mine),
+                                                         _describe(task, theirs))
         if where == their_where:
             return f"step {k} {where}: recorded {action}, reference {their_action}"
         return f"step {k}: recorded {where}: {action}, reference {their_where}: {their_action}"
