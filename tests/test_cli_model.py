@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def test_batched_and_one_at_a_time_evaluate_agree(bubblesort_model: Path) -> Non
         (["run", "MODEL", "--input", "[1, 2.5]"], "must be an integer"),
         (["run", "MODEL", "--input", "{"], "not valid JSON"),
         (["run", "/nonexistent.pt", "--input", "[1]"], "does not exist"),
-        (["run", "BAD", "--input", "[1]"], "not a loadable npi-verify model"),
+        (["run", "BAD", "--input", "[1]"], "is not an npi-verify model file"),
         (["evaluate", "MODEL", "--sizes", "0"], "must be positive"),
         (["evaluate", "MODEL", "--sizes", "a,b"], "comma-separated integers"),
         (["train", "--task", "quicksort", "--data", "TRACES", "--seed", "0", "-o", "x.pt"],
@@ -140,3 +141,127 @@ def test_train_budget_exhausted_exits_1(tmp_path: Path) -> None:
                           "--max-steps", "2", "-o", tmp_path / "a.pt")
     assert code == 1 and "budget of 2 steps ran out" in out
     assert (tmp_path / "a.pt").exists()
+
+
+TRACES = Path(__file__).parent.parent / "traces"
+
+
+def test_same_train_command_gives_a_byte_identical_file(tmp_path: Path) -> None:
+    files = []
+    for name in ("a.pt", "b.pt"):
+        code, out, err = invoke("train", "--task", "bubblesort", "--data",
+                                TRACES / "bubblesort-recursive.jsonl", "--seed", "3",
+                                "--hidden", "16", "--max-steps", "40", "-o", tmp_path / name)
+        assert code in (0, 1), err
+        assert " s -> " in out  # the wall-clock time is reported, not stored
+        files.append((tmp_path / name).read_bytes())
+    assert files[0] == files[1]
+    assert "seconds" not in load_checkpoint(tmp_path / "a.pt").training
+
+
+@pytest.mark.parametrize(
+    "output,fragment",
+    [
+        (".", "is a directory"),
+        ("missing/m.pt", "output directory .*missing does not exist"),
+        ("file/m.pt", "file is not a directory"),
+    ],
+)
+def test_train_checks_its_output_before_training(
+    tmp_path: Path, output: str, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import verifier.training
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained before checking the output")
+
+    monkeypatch.setattr(verifier.training, "train", never)
+    (tmp_path / "file").write_text("")
+    code, _, err = invoke("train", "--task", "bubblesort", "--data",
+                          TRACES / "bubblesort-recursive.jsonl", "--seed", "0",
+                          "-o", tmp_path / output)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(fragment, err), err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_train_refuses_a_dataset_that_disagrees_with_the_reference(tmp_path: Path) -> None:
+    lines = (TRACES / "bubblesort-recursive.jsonl").read_text().splitlines()
+    record = json.loads(lines[2])
+    step = next(s for s in record["steps"] if s["action"]["program"] == "PTR")
+    step["action"]["args"] = [1, 0]  # one pointer moved the wrong way
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join([*lines[:2], json.dumps(record), *lines[3:]]) + "\n")
+    code, out, err = invoke("train", "--task", "bubblesort", "--data", data, "--seed", "0",
+                            "-o", tmp_path / "m.pt")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"{data}:3: trace disagrees with the recursive reference program: step " in err
+    assert "recorded PTR(I2, LEFT), reference PTR(I2, RIGHT)" in err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_refuses_a_header_only_dataset(tmp_path: Path) -> None:
+    data = tmp_path / "h.jsonl"
+    data.write_text((TRACES / "bubblesort-recursive.jsonl").read_text().splitlines()[0] + "\n")
+    code, _, err = invoke("train", "--task", "bubblesort", "--data", data, "--seed", "0",
+                          "-o", tmp_path / "m.pt")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "holds no traces (only a header)" in err
+
+
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        (b"", "is empty, not an npi-verify model file"),
+        (b"a text file\nnot a model\n", "is not an npi-verify model file"),
+        (bytes(range(7, 256)) * 9, "is not an npi-verify model file"),
+        (None, "is a directory, not a model file"),
+    ],
+)
+@pytest.mark.parametrize("command", [["run", "M", "--input", "[1]"], ["info", "M"]])
+def test_non_models_get_one_clear_line(
+    tmp_path: Path, content: bytes | None, fragment: str, command: list[str]
+) -> None:
+    model = tmp_path / "m.pt"
+    if content is None:
+        model.mkdir()
+    else:
+        model.write_bytes(content)
+    code, out, err = invoke(*(str(model) if a == "M" else a for a in command))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert fragment in err and "Traceback" not in err
+
+
+def test_info_shows_task_config_provenance_and_digests(tmp_path: Path) -> None:
+    path = tmp_path / "q.pt"
+    code, _, err = invoke("train", "--task", "quicksort", "--count", "3", "--max-size", "3",
+                          "--seed", "2", "--hidden", "8", "--max-steps", "5", "-o", path)
+    assert code in (0, 1), err
+    checkpoint = load_checkpoint(path)
+    code, out, _ = invoke("info", path, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["task"] == "quicksort" and data["formulation"] == "recursive"
+    assert data["format"] == "npi-verify-model/2" and data["config"]["d_hidden"] == 8
+    assert data["training"] == checkpoint.training and data["training"]["seed"] == 2
+    assert data["sha256"] == checkpoint.sha256
+    assert data["weights_sha256"] == checkpoint.weights_sha256
+    assert data["parameters"] == sum(p.numel() for p in checkpoint.model.parameters())
+    code, out, _ = invoke("info", path)
+    assert code == 0 and "quicksort (recursive), npi-verify-model/2" in out
+    assert checkpoint.weights_sha256 in out and checkpoint.sha256 in out
+    assert re.search(r"dataset_sha256\s+\"[0-9a-f]{64}\"", out)
+
+
+def test_info_reads_a_legacy_checkpoint(bubblesort_model: Path, tmp_path: Path) -> None:
+    checkpoint = load_checkpoint(bubblesort_model)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"format": "npi-verify-model/1", "task": "bubblesort", "formulation": "recursive",
+                "config": checkpoint.model.config.to_json(),
+                "state_dict": checkpoint.model.state_dict(), "training": {"seconds": 0.3}},
+               legacy)
+    code, out, _ = invoke("info", legacy, "--json")
+    data = json.loads(out)
+    assert code == 0 and data["format"] == "npi-verify-model/1"
+    assert data["weights_sha256"] == checkpoint.weights_sha256
+    assert data["training"] == {"seconds": 0.3}

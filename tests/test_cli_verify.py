@@ -65,6 +65,9 @@ def test_certificate_content(certified: Path) -> None:
     assert data["verification_set"]["call_local_states"] == 49
     assert {o["name"]: o["status"] for o in data["obligations"]}["coverage"] == "proved"
     assert data["model"]["path"] == "../model.pt"
+    model = load_checkpoint(certified.parent.parent / "model.pt")
+    assert data["model"]["sha256"] == model.sha256
+    assert data["model"]["weights_sha256"] == model.weights_sha256
 
 
 def test_check_passes_and_writes_junit(certified: Path, tmp_path: Path) -> None:
@@ -93,7 +96,58 @@ def test_check_refuses_a_changed_model(certified: Path, tmp_path: Path) -> None:
         checkpoint.model.end_head.bias.add_(1e-3)
     save_checkpoint(model, checkpoint.task, checkpoint.formulation, checkpoint.model, {})
     code, out, _ = invoke("check", folder / "proofs")
-    assert code == 1 and "changed" in out
+    assert code == 1 and "changed since it was certified (other weights)" in out
+
+
+def _copy_with_resaved_model(certified: Path, tmp_path: Path) -> Path:
+    """The proof folder with its model re-saved under other provenance: new file bytes,
+    the same config and weights."""
+    folder = tmp_path / "copy"
+    shutil.copytree(certified.parent.parent, folder)
+    model = folder / "model.pt"
+    checkpoint = load_checkpoint(model)
+    save_checkpoint(model, checkpoint.task, checkpoint.formulation, checkpoint.model,
+                    {"note": "retrained elsewhere"})
+    assert load_checkpoint(model).sha256 != checkpoint.sha256
+    return folder / "proofs" / certified.name
+
+
+def test_check_accepts_the_same_weights_in_a_different_file(
+    certified: Path, tmp_path: Path
+) -> None:
+    """The proof is about the network, so it still holds; check says what differs."""
+    code, out, _ = invoke("check", _copy_with_resaved_model(certified, tmp_path))
+    assert code == 0, out
+    assert out.startswith("ok") and "same weights, different file (../model.pt); certified" in out
+
+
+def test_an_old_certificate_without_a_weights_digest(certified: Path, tmp_path: Path) -> None:
+    """Certificates written before weights_sha256 are still read; without the digest a
+    different file can only be reported as a changed model."""
+    path = _copy_with_resaved_model(certified, tmp_path)
+    data = json.loads(path.read_text())
+    del data["model"]["weights_sha256"]
+    data["digest"] = digest_of(data)
+    path.write_text(json.dumps(data))
+    code, out, _ = invoke("check", path)
+    assert code == 1 and "changed since it was certified" in out
+    shutil.copy(certified.parent.parent / "model.pt", path.parent.parent / "model.pt")
+    code, out, _ = invoke("check", path)
+    assert code == 0 and "same weights" not in out
+
+
+def test_check_refuses_a_weights_digest_that_does_not_match_the_certified_file(
+    certified: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(certified.parent.parent, folder)
+    path = folder / "proofs" / certified.name
+    data = json.loads(path.read_text())
+    data["model"]["weights_sha256"] = "0" * 64
+    data["digest"] = digest_of(data)
+    path.write_text(json.dumps(data))
+    code, out, _ = invoke("check", path)
+    assert code == 2 and "weights_sha256 does not match" in out
 
 
 @pytest.mark.parametrize(
@@ -101,7 +155,7 @@ def test_check_refuses_a_changed_model(certified: Path, tmp_path: Path) -> None:
     [
         (["certify", SHIPPED, "--task", "quicksort"], "is a bubblesort model, not quicksort"),
         (["certify", SHIPPED, "--task", "sorting"], "unknown task"),
-        (["certify", "README.md", "--task", "bubblesort"], "not a loadable npi-verify model"),
+        (["certify", "README.md", "--task", "bubblesort"], "not an npi-verify model file"),
         (["check", "/nonexistent"], "does not exist"),
     ],
 )
@@ -190,6 +244,7 @@ def test_a_near_tie_is_never_certified(tmp_path: Path) -> None:
         lambda d: d.update(verification_set=[1, 2]),
         lambda d: d.update(verdict="proved-ish"),
         lambda d: d.update(model="models/x.pt"),
+        lambda d: d["model"].update(weights_sha256=5),
     ],
 )
 def test_check_refuses_a_retyped_certificate_with_a_recomputed_digest(

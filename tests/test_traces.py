@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from verifier.errors import BadFile
-from verifier.tasks import TASKS
 from verifier.runtime import run_reference
-from verifier.traces import Sampling, call_local_states, read_dataset, write_dataset
+from verifier.tasks import TASKS
+from verifier.traces import (
+    Sampling,
+    call_local_states,
+    read_dataset,
+    training_set_from_file,
+    write_dataset,
+)
 
 
 @pytest.mark.parametrize("task_name", list(TASKS))
@@ -71,3 +78,61 @@ def test_cover_sees_more_call_local_states_than_random(task_name: str) -> None:
     assert max(task.input_size(v) for v in cover_inputs) <= 3
     assert covered(cover_inputs) > covered(random_inputs)
     assert Sampling(count=30, min_size=1, max_size=3, seed=1, cover=True).inputs(task) == cover_inputs
+
+
+def _one_trace_dataset(tmp_path: Path, value: list[int]) -> tuple[Path, list[str]]:
+    path = tmp_path / "b.jsonl"
+    write_dataset(TASKS["bubblesort"], "recursive", [[1], value], path, {})
+    return path, path.read_text().splitlines()
+
+
+def test_shipped_style_dataset_agrees_with_the_reference(tmp_path: Path) -> None:
+    path, _ = _one_trace_dataset(tmp_path, [3, 1, 2])
+    data = training_set_from_file(path, TASKS["bubblesort"], None)
+    assert len(data.records) == 2 and len(data.sha256) == 64 and data.source == str(path)
+
+
+@pytest.mark.parametrize(
+    "edit,fragment",
+    [
+        # one action changed: the first SWAP becomes a no-op return from COMPSWAP
+        (lambda r: r["steps"][_first(r, "SWAP")]["action"].update(program="NOP"),
+         (r"b.jsonl:3: trace disagrees with the recursive reference program: step \d+ in "
+          r"COMPSWAP\(\) at depth \d, seeing .*: recorded return, reference SWAP\(I1, I2\)")),
+        (lambda r: r.update(output=[1, 2, 3, 4]), "b.jsonl:3: .*recorded output \\[1,2,3,4\\]"),
+        (lambda r: r["steps"].pop(), r"b.jsonl:3: .*recorded \d+ steps, the reference program"),
+        (lambda r: r.update(input=[3, "x"]), "b.jsonl:3: .*must be an integer"),
+    ],
+)
+def test_a_trace_that_disagrees_with_the_reference_is_named(
+    tmp_path: Path, edit, fragment: str
+) -> None:
+    path, lines = _one_trace_dataset(tmp_path, [3, 1, 2])
+    record = json.loads(lines[2])
+    edit(record)
+    path.write_text("\n".join([*lines[:2], json.dumps(record)]) + "\n")
+    read_dataset(path)  # well formed: only the reference run shows the disagreement
+    with pytest.raises(BadFile, match=fragment) as error:
+        training_set_from_file(path, TASKS["bubblesort"], None)
+    assert "\n" not in str(error.value)
+
+
+def _first(record: dict, program: str) -> int:
+    return next(k for k, s in enumerate(record["steps"]) if s["action"]["program"] == program)
+
+
+def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
+    path, lines = _one_trace_dataset(tmp_path, [2, 1])
+    record = json.loads(lines[2])
+    record["output"] = [2, 1]
+    path.write_text("\n".join([lines[0], "", lines[1], "", json.dumps(record)]) + "\n")
+    with pytest.raises(BadFile, match="b.jsonl:5: "):
+        training_set_from_file(path, TASKS["bubblesort"], None)
+
+
+def test_header_only_dataset_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    write_dataset(TASKS["bubblesort"], "recursive", [], path, {})
+    assert read_dataset(path).traces == []
+    with pytest.raises(BadFile, match="holds no traces"):
+        training_set_from_file(path, TASKS["bubblesort"], None)

@@ -45,7 +45,8 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
         "formulation": checkpoint.formulation,
         "verdict": outcome.verdict.label,
         "reason": outcome.reason,
-        "model": {"path": str(model_path), "sha256": checkpoint.sha256},
+        "model": {"path": str(model_path), "sha256": checkpoint.sha256,
+                  "weights_sha256": checkpoint.weights_sha256},
         "semantics": SEMANTICS,
         "verification_set": None if vset is None else {
             "call_local_states": len(vset.states),
@@ -113,6 +114,9 @@ def _validate_fields(path: Path, data: dict[str, Any]) -> None:
     if not (isinstance(model, dict) and isinstance(model.get("path"), str)
             and isinstance(model.get("sha256"), str) and len(model["sha256"]) == 64):
         raise BadFile(f"{path}: model must name a path and a sha256")
+    weights = model.get("weights_sha256")  # absent in certificates written before it existed
+    if weights is not None and not (isinstance(weights, str) and len(weights) == 64):
+        raise BadFile(f"{path}: model weights_sha256 must be a sha256")
     for name in ("task", "formulation", "verdict"):
         if not isinstance(data[name], str):
             raise BadFile(f"{path}: {name} must be a string")
@@ -133,20 +137,34 @@ class Recheck:
 
 
 def recheck(path: Path) -> Recheck:
-    """Verify the digest and the model's sha256, then certify the model again and compare."""
+    """Verify the digest and the model's identity, then certify the model again and compare.
+
+    The model is identified by its file's sha256 and, in certificates that record it, by the
+    canonical digest of its config and weights. When only the file differs (a checkpoint
+    re-saved, converted to another format, or retrained with other provenance metadata) the
+    proof still concerns exactly these weights: the re-check proceeds and says "same weights,
+    different file"."""
     try:
         data = read_certificate(path)
     except BadFile as error:
         return Recheck(path, 2, str(error))
-    model_path = (path.parent / data["model"]["path"]).resolve()
+    named = data["model"]["path"]
+    model_path = (path.parent / named).resolve()
     if not model_path.is_file():
-        return Recheck(path, 1, f"model {data['model']['path']} not found next to the certificate")
-    if file_sha256(model_path) != data["model"]["sha256"]:
-        return Recheck(path, 1, f"model {data['model']['path']} changed since it was certified")
+        return Recheck(path, 1, f"model {named} not found next to the certificate")
+    same_file = file_sha256(model_path) == data["model"]["sha256"]
+    weights = data["model"].get("weights_sha256")
+    if not same_file and weights is None:
+        return Recheck(path, 1, f"model {named} changed since it was certified")
     try:
         checkpoint = load_checkpoint(model_path)
     except VerifierError as error:
         return Recheck(path, 2, str(error))
+    if weights is not None and checkpoint.weights_sha256 != weights:
+        if same_file:
+            return Recheck(path, 2, f"weights_sha256 does not match model {named}, whose file "
+                           "is the certified one: the certificate was edited")
+        return Recheck(path, 1, f"model {named} changed since it was certified (other weights)")
     if checkpoint.task.name != data["task"] or checkpoint.formulation != data["formulation"]:
         return Recheck(path, 2, f"certificate is for {data['task']}/{data['formulation']}, model "
                        f"is {checkpoint.task.name}/{checkpoint.formulation}")
@@ -158,9 +176,11 @@ def recheck(path: Path) -> Recheck:
     recorded = (data["verification_set"] or {}).get("call_local_states")
     if states != recorded:
         return Recheck(path, 1, f"re-check finds {states} call-local states, certificate {recorded}")
+    note = "" if same_file else f"same weights, different file ({named}); "
     if outcome.verdict.label != "certified":
-        return Recheck(path, 3, f"valid, but the verdict is {data['verdict']}: {data.get('reason')}")
-    return Recheck(path, 0, f"certified; re-checked {states} call-local states "
+        return Recheck(path, 3, f"{note}valid, but the verdict is {data['verdict']}: "
+                       f"{data.get('reason')}")
+    return Recheck(path, 0, f"{note}certified; re-checked {states} call-local states "
                    f"in {outcome.seconds:.1f} s")
 
 

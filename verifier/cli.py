@@ -23,6 +23,7 @@ from verifier.errors import InvalidInput, VerifierError
 from verifier.tasks import TASKS, Task, get_task
 from verifier.config import NPIConfig, TrainConfig
 from verifier.tasks.base import RECURSIVE
+from verifier.paths import check_output_file
 
 if TYPE_CHECKING:  # torch-dependent modules are imported inside the commands that need them
     from verifier.checkpoint import Checkpoint
@@ -111,20 +112,6 @@ def _int_list(text: str, option: str) -> list[int]:
 
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, sort_keys=True))
-
-
-def output_path(path: Path | None, option: str = "-o") -> Path | None:
-    """Check an output file before any work starts: its folder must exist (it is never
-    created silently) and the path must not be a folder."""
-    if path is None:
-        return None
-    if path.is_dir():
-        raise VerifierError(f"{option} {path} is a directory; give a file path")
-    parent = path.parent
-    if not parent.is_dir():
-        what = "is not a directory" if parent.exists() else "does not exist"
-        raise VerifierError(f"{option} {path}: folder {parent} {what}")
-    return path
 
 
 class _Names(click.Choice):
@@ -307,7 +294,7 @@ def dataset(
 
     task = get_task(task_name)
     task.routines(formulation)
-    output_path(path)
+    check_output_file(path)
     if inputs:
         if count is not None or max_size is not None or sizes is not None:
             raise VerifierError("give either --input or sampling options, not both")
@@ -357,52 +344,32 @@ def train(
     """Train an NPI on reference traces until every training step is right.
 
     Exits 0 when the model is right on every step of its training set, 1 when the step
-    budget ran out first (the model is written either way)."""
-    import hashlib
-    from dataclasses import asdict
-
-    import torch
-
-    from verifier.checkpoint import file_sha256, save_checkpoint
-    from verifier.npi import NPIConfig
-    from verifier.runtime import run_reference
-    from verifier.traces import Sampling, canonical_line, read_dataset, trace_record
-    from verifier.training import TrainConfig, steps_from_records
+    budget ran out first (the model is written either way). The same command and seed give
+    a byte-identical file."""
+    from verifier.checkpoint import save_checkpoint
+    from verifier.traces import Sampling, sampled_training_set, training_set_from_file
+    from verifier.training import provenance, steps_from_records
     from verifier.training import train as train_model
 
     task = get_task(task_name)
-    output_path(path)
+    check_output_file(path)
+    if not 1 <= hidden <= 4096 or max_steps < 0:
+        raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
     if data_path is not None:
         if count is not None or max_size is not None:
             raise VerifierError("give either --data or --count/--max-size, not both")
-        data = read_dataset(data_path)
-        if data.task is not task:
-            raise VerifierError(f"{data_path} holds {data.task.name} traces, not {task.name}")
-        if formulation not in (None, data.formulation):
-            raise VerifierError(f"{data_path} holds {data.formulation} traces, not {formulation}")
-        formulation, records = data.formulation, data.traces
-        digest = file_sha256(data_path)
-        source = str(data_path)
+        data = training_set_from_file(data_path, task, formulation)
     else:
         if count is None or max_size is None:
             raise VerifierError("train needs --data, or --count and --max-size")
-        formulation = formulation or RECURSIVE
-        task.routines(formulation)
-        values = Sampling(count, 1, max_size, seed, cover=cover).inputs(task)
-        records = [trace_record(task, formulation, run_reference(task, formulation, v))
-                   for v in values]
-        digest = hashlib.sha256(
-            "\n".join(canonical_line(r) for r in records).encode()
-        ).hexdigest()
-        source = f"sampled: count={count} max_size={max_size} cover={cover}"
-    if not 1 <= hidden <= 4096 or max_steps < 0:
-        raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
+        sampling = Sampling(count, 1, max_size, seed, cover=cover)
+        data = sampled_training_set(task, formulation or RECURSIVE, sampling)
     config = NPIConfig.for_task(task, d_hidden=hidden)
     settings = TrainConfig(seed=seed, max_steps=max_steps)
     line = Status()
     model, report = train_model(
         task,
-        steps_from_records(records),
+        steps_from_records(data.records),
         config,
         settings,
         progress=lambda step, loss, acc: line.text(
@@ -410,26 +377,12 @@ def train(
         ),
     )
     line.close()
-    training = {
-        "dataset": source,
-        "dataset_sha256": digest,
-        "seed": seed,
-        "steps": report.steps,
-        "accuracy": report.accuracy,
-        "converged": report.converged,
-        "seconds": round(report.seconds, 2),
-        "calls": report.calls,
-        "call_steps": report.call_steps,
-        "train_config": asdict(settings),
-        "npi_verify": __version__,
-        "torch": str(torch.__version__),
-    }
-    save_checkpoint(path, task, formulation, model, training)
+    save_checkpoint(path, task, data.formulation, model, provenance(data, settings, report))
     verdict = "every training step right" if report.converged else (
         f"budget of {max_steps} steps ran out at training accuracy {report.accuracy:.2%}"
     )
     click.echo(
-        f"{task.name} ({formulation}): {verdict}; {report.steps} updates on {report.calls} "
+        f"{task.name} ({data.formulation}): {verdict}; {report.steps} updates on {report.calls} "
         f"unique calls ({report.call_steps} steps) in {report.seconds:.1f} s -> {path}"
     )
     if not report.converged:
@@ -437,6 +390,30 @@ def train(
 
 
 model_argument = click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+
+
+@main.command()
+@model_argument
+@json_option
+def info(model_path: Path, as_json: bool) -> None:
+    """Show a checkpoint's task, formulation, config, training provenance and digests."""
+    from verifier.checkpoint import describe_checkpoint, load_checkpoint
+
+    data = describe_checkpoint(load_checkpoint(model_path))
+    if as_json:
+        _emit_json({"path": str(model_path), **data})
+        return
+    config = data["config"]
+    sizes = " ".join(f"{k}={config[k]}" for k in ("d_state", "d_hidden", "d_program", "d_key",
+                                                   "layers"))
+    click.echo(f"{model_path}: {data['task']} ({data['formulation']}), {data['format']}")
+    click.echo(f"  network          {sizes}; {data['parameters']} parameters")
+    click.echo(f"  file sha256      {data['sha256']}")
+    click.echo(f"  weights sha256   {data['weights_sha256']}")
+    training = data["training"]
+    click.echo("  training" + ("" if training else "         (no provenance recorded)"))
+    for key in sorted(training):
+        click.echo(f"    {key:<15} {json.dumps(training[key], sort_keys=True)}")
 
 
 @main.command()
@@ -635,7 +612,8 @@ def certify(
     from verifier.checkpoint import load_checkpoint
     from verifier.verify import certify as certify_model
 
-    output_path(cert_path)
+    if cert_path is not None:
+        check_output_file(cert_path)
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     if task_name is not None and get_task(task_name) is not task:

@@ -7,6 +7,7 @@ the same inputs give byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import random
@@ -178,33 +179,121 @@ class Dataset:
     task: Task
     formulation: str
     traces: list[dict[str, Any]]
+    lines: list[int]  # the file's line number of each trace
+    sha256: str  # of the file's bytes
 
 
 def read_dataset(path: Path) -> Dataset:
     """Read and validate a dataset file; BadFile names what is wrong."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        content = path.read_bytes()
+        lines = content.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise BadFile(f"cannot read dataset {path}: {error}") from None
     try:
-        rows = [json.loads(line) for line in lines if line.strip()]
+        rows = [(n, json.loads(line)) for n, line in enumerate(lines, start=1) if line.strip()]
     except json.JSONDecodeError as error:
         raise BadFile(f"{path} is not a JSON-lines file: {error}") from None
-    if not rows or not isinstance(rows[0], dict) or rows[0].get("format") != DATASET_FORMAT:
+    if not rows or not isinstance(rows[0][1], dict) or rows[0][1].get("format") != DATASET_FORMAT:
         raise BadFile(f"{path} is not an npi-verify trace dataset (no {DATASET_FORMAT} header)")
-    header = rows[0]
+    header = rows[0][1]
     task = get_task(str(header.get("task")))
     formulation = str(header.get("formulation"))
     task.routines(formulation)  # validates the formulation name
-    for number, record in enumerate(rows[1:], start=2):
+    for number, record in rows[1:]:
         _validate_record(task, formulation, record, f"{path}:{number}")
-    return Dataset(header, task, formulation, rows[1:])
+    return Dataset(header, task, formulation, [r for _, r in rows[1:]], [n for n, _ in rows[1:]],
+                   hashlib.sha256(content).hexdigest())
+
+
+def check_against_reference(dataset: Dataset, path: Path) -> None:
+    """Re-run the reference program on every record's input; BadFile naming the file, line and
+    first differing step of the first record whose recorded trace or output disagrees."""
+    task, formulation = dataset.task, dataset.formulation
+    for line, record in zip(dataset.lines, dataset.traces):
+        where = f"{path}:{line}"
+        try:
+            value = task.parse_input(record["input"])
+        except VerifierError as error:
+            raise BadFile(f"{where}: {error}") from None
+        expected = trace_record(task, formulation, run_reference(task, formulation, value))
+        difference = _first_difference(task, record, expected)
+        if difference is not None:
+            raise BadFile(f"{where}: trace disagrees with the {formulation} reference program: "
+                          f"{difference}")
+
+
+def _first_difference(task: Task, recorded: dict[str, Any], expected: dict[str, Any]) -> str | None:
+    for k, (mine, theirs) in enumerate(zip(recorded["steps"], expected["steps"]), start=1):
+        if mine == theirs:
+            continue
+        (where, action), (their_where, their_action) = (_describe(task, mine),
+                                                         _describe(task, theirs))
+        if where == their_where:
+            return f"step {k} {where}: recorded {action}, reference {their_action}"
+        return f"step {k}: recorded {where}: {action}, reference {their_where}: {their_action}"
+    if len(recorded["steps"]) != len(expected["steps"]):
+        return (f"recorded {len(recorded['steps'])} steps, the reference program takes "
+                f"{len(expected['steps'])}")
+    if recorded["output"] != expected["output"]:
+        return (f"recorded output {canonical_line(recorded['output'])}, reference output "
+                f"{canonical_line(expected['output'])}")
+    return None
+
+
+def _describe(task: Task, step: Any) -> tuple[str, str]:
+    """A step as its context (`in BSTEP() at depth 1, seeing ...`) and its action."""
+    try:
+        call = task.program(step["program"]).format_call(tuple(step["args"]))
+        seen = task.format_observation(tuple(step["observation"]))
+        action = _format_action(task, Action.from_json(step["action"]))
+        return f"in {call} at depth {step['depth']}, seeing {seen}", action
+    except (KeyError, TypeError, ValueError, IndexError, VerifierError):
+        return "as", canonical_line(step)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Reference traces to train on, and where they came from (for the checkpoint)."""
+
+    task: Task
+    formulation: str
+    records: list[dict[str, Any]]
+    source: str  # the dataset file, or how the inputs were sampled
+    sha256: str  # of the dataset file, or of the sampled records' canonical lines
+
+
+def training_set_from_file(path: Path, task: Task, formulation: str | None) -> TrainingSet:
+    """A dataset file's traces, each checked against the reference program."""
+    data = read_dataset(path)
+    if data.task is not task:
+        raise VerifierError(f"{path} holds {data.task.name} traces, not {task.name}")
+    if formulation not in (None, data.formulation):
+        raise VerifierError(f"{path} holds {data.formulation} traces, not {formulation}")
+    if not data.traces:
+        raise BadFile(f"{path} holds no traces (only a header)")
+    check_against_reference(data, path)
+    return TrainingSet(task, data.formulation, data.traces, str(path), data.sha256)
+
+
+def sampled_training_set(task: Task, formulation: str, sampling: Sampling) -> TrainingSet:
+    """Reference traces of sampled inputs."""
+    task.routines(formulation)
+    records = [trace_record(task, formulation, run_reference(task, formulation, value))
+               for value in sampling.inputs(task)]
+    digest = hashlib.sha256("\n".join(canonical_line(r) for r in records).encode()).hexdigest()
+    source = (f"sampled: count={sampling.count} max_size={sampling.max_size} "
+              f"cover={sampling.cover}")
+    return TrainingSet(task, formulation, records, source, digest)
 
 
 def _validate_record(task: Task, formulation: str, record: Any, where: str) -> None:
     try:
         if record["task"] != task.name or record["formulation"] != formulation:
             raise BadFile(f"{where}: trace of {record['task']}/{record['formulation']}")
+        missing = {"input", "output", "steps"} - set(record)
+        if missing:
+            raise BadFile(f"{where}: trace record lacks {', '.join(sorted(missing))}")
         for step in record["steps"]:
             program = task.program(step["program"])
             action = Action.from_json(step["action"])

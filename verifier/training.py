@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from verifier import __version__
 from verifier.config import ARG_SLOTS, NPIConfig, TrainConfig
+from verifier.errors import VerifierError
 from verifier.npi import NPI, decode, pad_args, valid_arg_mask
 from verifier.runtime import Step, split_calls
 from verifier.tasks import Task
 from verifier.tasks.base import Action
+from verifier.traces import TrainingSet
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,8 @@ def _train(
     torch.manual_seed(train_config.seed)
     generator = torch.Generator().manual_seed(train_config.seed)
     calls = unique_calls(traces)
+    if not calls:
+        raise VerifierError("nothing to train on: the training set has no steps")
     data = call_batch(model_config, calls)
     model = NPI(model_config)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
@@ -198,3 +203,21 @@ def _train(
         step, accuracy, accuracy == 1.0, time.perf_counter() - started, len(calls), data.steps
     )
     return model, report
+
+
+def provenance(data: TrainingSet, settings: TrainConfig, report: TrainReport) -> dict[str, Any]:
+    """What a checkpoint records about its training. Nothing time- or host-dependent (the
+    wall-clock seconds are reported, not stored), so the same command gives the same file."""
+    return {
+        "dataset": data.source,
+        "dataset_sha256": data.sha256,
+        "seed": settings.seed,
+        "steps": report.steps,
+        "accuracy": report.accuracy,
+        "converged": report.converged,
+        "calls": report.calls,
+        "call_steps": report.call_steps,
+        "train_config": asdict(settings),
+        "npi_verify": __version__,
+        "torch": str(torch.__version__),
+    }
