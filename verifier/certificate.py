@@ -134,7 +134,8 @@ FAILURES: dict[str, str] = {
     "model-missing": "the certified model is not found where the certificate says (exit 1)",
     "model-changed": "the model file's sha256 differs from the certified one (exit 1)",
     "verdict-changed": "certifying the model again gives another verdict (exit 1)",
-    "states-changed": "certifying the model again finds another number of call-local states (exit 1)",
+    "states-changed": "certifying the model again finds another number of call-local states "
+                      "(exit 1)",
     "not-certified": "the certificate holds, but its verdict is not `certified` (exit 3)",
 }
 
@@ -195,10 +196,10 @@ def _recheck(path: Path) -> Recheck:
                        "verdict-changed", **found)
     recorded = (data["verification_set"] or {}).get("call_local_states")
     if states != recorded:
-        return Recheck(path, 1, f"re-check finds {states} call-local states, certificate {recorded}",
-                       "states-changed", **found)
+        return Recheck(path, 1, f"re-check finds {states} call-local states, certificate "
+                       f"{recorded}", "states-changed", **found)
     if verdict != "certified":
-        return Recheck(path, 3, f"valid, but the verdict is {data['verdict']}: {data.get('reason')}",
-                       "not-certified", **found)
+        return Recheck(path, 3, f"valid, but the verdict is {data['verdict']}: "
+                       f"{data.get('reason')}", "not-certified", **found)
     return Recheck(path, 0, f"certified; re-checked {states} call-local states "
                    f"in {outcome.seconds:.1f} s", **found)

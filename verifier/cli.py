@@ -484,6 +484,7 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
     selection = gate.select_certificates(paths)
     for path, reason in selection.skipped:
         click.echo(f"npi-verify: skipped {path}: {reason}", err=True)
+    gate.require_certificates(selection, paths)
     report = gate.run_gate(
         selection, on_result=None if as_json else lambda r: click.echo(gate.result_line(r))
     )

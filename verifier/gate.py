@@ -22,7 +22,8 @@ from verifier import __version__
 from verifier.certificate import CERTIFICATE_FORMAT, FAILURES, Recheck, recheck
 from verifier.errors import VerifierError
 
-SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SARIF_SCHEMA = ("https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/"
+                "sarif-schema-2.1.0.json")
 _FORMAT_FAMILY = CERTIFICATE_FORMAT.split("/")[0]  # "npi-verify-certificate"
 
 
@@ -40,8 +41,7 @@ def select_certificates(paths: Iterable[Path]) -> Selection:
 
     A folder's file that is not valid JSON but mentions the format (a truncated certificate)
     or declares another version of it is kept, so that it fails instead of passing unseen.
-    Raises VerifierError for a path that does not exist or when nothing is left to check."""
-    paths = list(paths)
+    Raises VerifierError for a path that does not exist."""
     certificates: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     for path in paths:
@@ -56,10 +56,14 @@ def select_certificates(paths: Iterable[Path]) -> Selection:
             certificates.append(path)
         else:
             raise VerifierError(f"{path} does not exist")
-    if not certificates:
+    return Selection(certificates, skipped)
+
+
+def require_certificates(selection: Selection, paths: Iterable[Path]) -> None:
+    """A gate with nothing to check must not pass: VerifierError when the selection is empty."""
+    if not selection.certificates:
         where = ", ".join(map(str, paths))
         raise VerifierError(f"no npi-verify certificates ({CERTIFICATE_FORMAT}) under {where}")
-    return Selection(certificates, skipped)
 
 
 def _not_a_certificate(path: Path) -> str | None:
@@ -100,7 +104,9 @@ class GateReport:
         return next((code for code in (2, 1, 3) if code in codes), 0)
 
 
-def run_gate(selection: Selection, on_result: Callable[[Recheck], None] | None = None) -> GateReport:
+def run_gate(
+    selection: Selection, on_result: Callable[[Recheck], None] | None = None
+) -> GateReport:
     """Re-check each certificate in turn; `on_result` sees each result as soon as it is known."""
     start = time.perf_counter()
     results = []
@@ -266,7 +272,8 @@ def summary_markdown(report: GateReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+!|~"
+# What can change the meaning of text inside a table cell (a cell never starts a line).
+_MARKDOWN_SPECIAL = "\\`*_[]<>|~"
 
 
 def _cell(value: object) -> str:
