@@ -8,13 +8,16 @@ big. Reports are validated against the published schemas vendored in tests/schem
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import xmlschema
+import yaml
 from click.testing import CliRunner
 from jsonschema import Draft4Validator, FormatChecker
 from pre_commit.clientlib import load_manifest
@@ -352,3 +355,25 @@ def test_pre_commit_hook_is_a_valid_manifest_that_runs_the_gate(failing: Path, m
     monkeypatch.chdir(failing.parent)  # a repository whose proofs/ has failing certificates
     run = CliRunner().invoke(main, args)
     assert run.exit_code == 2 and "FAIL proofs/edited.json" in run.stdout
+
+
+# --- README's CI job --------------------------------------------------------------------------
+
+
+def test_readme_ci_job_runs_the_gate_as_written(failing: Path, tmp_path: Path, monkeypatch) -> None:
+    """The ready-to-paste job's gate step runs as written, and uploads the files it writes."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (workflow,) = [yaml.safe_load(b) for b in blocks if "proofs.yml" in b]
+    steps = workflow["jobs"]["proof-gate"]["steps"]
+    (gate_step,) = [s for s in steps if "npi-verify check" in s.get("run", "")]
+    uploads = {s["uses"].split("@")[0]: s["with"] for s in steps if "with" in s and "uses" in s}
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "step-summary.md"))
+    command, subcommand, *args = shlex.split(os.path.expandvars(gate_step["run"]))
+    assert (command, subcommand) == ("npi-verify", "check")
+    monkeypatch.chdir(failing.parent)  # a checkout whose proofs/ has failing certificates
+    run = CliRunner().invoke(main, [subcommand, *args])
+    assert run.exit_code == 2
+    sarif = json.loads(Path(uploads["github/codeql-action/upload-sarif"]["sarif_file"]).read_text())
+    assert sarif_errors(sarif) == [] and len(sarif["runs"][0]["results"]) == 4
+    JUNIT.validate(Path(uploads["actions/upload-artifact"]["path"]).read_text())
+    assert "| certificate | task | verdict |" in (tmp_path / "step-summary.md").read_text()
