@@ -167,12 +167,27 @@ def test_a_report_path_in_a_missing_folder_is_refused_before_any_work(
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize("second,message", [
+    (("--sarif", "same"), "--junit and --sarif name the same file same"),
+    (("--summary", "proofs/edited.json"),
+     "--summary proofs/edited.json is a certificate being checked"),
+])
+def test_reports_never_overwrite_each_other_or_a_certificate(
+    failing: Path, monkeypatch, second: tuple[str, str], message: str
+) -> None:
+    monkeypatch.chdir(failing.parent)
+    before = (failing / "edited.json").read_bytes()
+    run = invoke("check", "proofs", "--junit", "same", *second)
+    assert run.code == 2 and run.out == "" and run.err == f"npi-verify: error: {message}\n"
+    assert (failing / "edited.json").read_bytes() == before and not Path("same").exists()
+
+
 def test_select_keeps_other_versions_of_the_format_and_skips_non_objects(tmp_path: Path) -> None:
     (tmp_path / "v2.json").write_text('{"format": "npi-verify-certificate/2"}')
     (tmp_path / "list.json").write_text('[{"format": "npi-verify-certificate/1"}]')
     (tmp_path / "comments.json").write_text('// a JSON-with-comments file\n{"a": 1}')
-    selection = select_certificates([tmp_path])
-    assert selection.certificates == [tmp_path / "v2.json"]
+    selection = select_certificates([tmp_path, tmp_path / ".." / tmp_path.name / "v2.json"])
+    assert selection.certificates == [tmp_path / "v2.json"]  # once, though named twice
     assert [path.name for path, _ in selection.skipped] == ["comments.json", "list.json"]
 
 

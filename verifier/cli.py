@@ -480,8 +480,9 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
     certificate's verdict is not `certified`."""
     from verifier import gate
 
-    gate.check_outputs({"--junit": junit_path, "--sarif": sarif_path, "--summary": summary_path})
     selection = gate.select_certificates(paths)
+    reports = {"--junit": junit_path, "--sarif": sarif_path, "--summary": summary_path}
+    gate.check_outputs(reports, selection.certificates)
     for path, reason in selection.skipped:
         click.echo(f"npi-verify: skipped {path}: {reason}", err=True)
     gate.require_certificates(selection, paths)

@@ -41,6 +41,7 @@ def select_certificates(paths: Iterable[Path]) -> Selection:
 
     A folder's file that is not valid JSON but mentions the format (a truncated certificate)
     or declares another version of it is kept, so that it fails instead of passing unseen.
+    A file named twice (a folder and one of its files) is checked once.
     Raises VerifierError for a path that does not exist."""
     certificates: list[Path] = []
     skipped: list[tuple[Path, str]] = []
@@ -56,7 +57,17 @@ def select_certificates(paths: Iterable[Path]) -> Selection:
             certificates.append(path)
         else:
             raise VerifierError(f"{path} does not exist")
-    return Selection(certificates, skipped)
+    return Selection(_first_mentions(certificates), skipped)
+
+
+def _first_mentions(files: list[Path]) -> list[Path]:
+    seen: set[Path] = set()
+    unique = []
+    for file in files:
+        if file.resolve() not in seen:
+            seen.add(file.resolve())
+            unique.append(file)
+    return unique
 
 
 def require_certificates(selection: Selection, paths: Iterable[Path]) -> None:
@@ -118,18 +129,21 @@ def run_gate(
     return GateReport(results, selection.skipped, time.perf_counter() - start)
 
 
-def check_outputs(outputs: dict[str, Path | None]) -> None:
+def check_outputs(outputs: dict[str, Path | None], certificates: Iterable[Path]) -> None:
     """Refuse report paths that cannot be written before any work starts: a folder, a missing
-    parent folder, or one file named by two options."""
-    named = {option: path for option, path in outputs.items() if path is not None}
+    parent folder, one file named by two options, or a certificate that would be overwritten."""
+    protected = {file.resolve() for file in certificates}
     seen: dict[Path, str] = {}
-    for option, path in named.items():
+    for option, path in outputs.items():
+        if path is None:
+            continue
         if path.is_dir():
             raise VerifierError(f"{option} {path} is a directory")
-        parent = path.parent
-        if not parent.is_dir():
-            raise VerifierError(f"{option} {path}: directory {parent} does not exist")
+        if not path.parent.is_dir():
+            raise VerifierError(f"{option} {path}: directory {path.parent} does not exist")
         key = path.resolve()
+        if key in protected:
+            raise VerifierError(f"{option} {path} is a certificate being checked")
         if key in seen:
             raise VerifierError(f"{seen[key]} and {option} name the same file {path}")
         seen[key] = option
