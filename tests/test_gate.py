@@ -359,9 +359,14 @@ def test_summary_cells_escape_markdown() -> None:
 
 
 def test_pre_commit_hook_is_a_valid_manifest_that_runs_the_gate(failing: Path, monkeypatch) -> None:
-    (hook,) = load_manifest(str(ROOT / ".pre-commit-hooks.yaml"))
+    hook, system = load_manifest(str(ROOT / ".pre-commit-hooks.yaml"))  # validates it
     assert (hook["id"], hook["language"], hook["pass_filenames"]) == (
         "npi-verify-check", "python", False)
+    # `system` works in every pre-commit; pre-commit 4.4+ reads it as its new name `unsupported`
+    raw = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert (raw[1]["id"], raw[1]["language"]) == ("npi-verify-check-system", "system")
+    same = ("entry", "args", "files", "pass_filenames")
+    assert [system[k] for k in same] == [hook[k] for k in same]
     files = re.compile(hook["files"])
     assert files.search("proofs/bubblesort.json") and files.search("models/bubblesort.pt")
     assert not files.search("README.md") and not files.search("verifier/cli.py")
