@@ -397,3 +397,13 @@ def test_readme_ci_job_runs_the_gate_as_written(failing: Path, tmp_path: Path, m
     assert sarif_errors(sarif) == [] and len(sarif["runs"][0]["results"]) == 4
     JUNIT.validate(Path(uploads["actions/upload-artifact"]["path"]).read_text())
     assert "| certificate | task | verdict |" in (tmp_path / "step-summary.md").read_text()
+
+
+def test_readme_lists_every_sarif_rule_with_its_exit_code() -> None:
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    listed = re.search(r"`ruleId` the failed condition: (.*?)\.\n?", readme).group(1)
+    documented = {}
+    for group, code in re.findall(r"((?:`[a-z-]+`,? )+)\(exit (\d)\)", listed):
+        documented.update({rule: int(code) for rule in re.findall(r"`([a-z-]+)`", group)})
+    assert documented == {rule: int(re.search(r"exit (\d)", text).group(1))
+                          for rule, text in FAILURES.items()}
