@@ -652,41 +652,39 @@ def _print_outcome(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path),
               help="Also write JUnit XML (one test case per certificate).")
+@click.option("--sarif", "sarif_path", type=click.Path(path_type=Path),
+              help="Also write SARIF 2.1.0 (one result per failing certificate).")
+@click.option("--summary", "summary_path", type=click.Path(path_type=Path),
+              help="Append a Markdown table to this file (e.g. $GITHUB_STEP_SUMMARY).")
+@json_option
 @timeout_option("re-checking certificates")
-def check(paths: tuple[Path, ...], junit_path: Path | None, timeout: float | None) -> None:
+def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | None,
+          summary_path: Path | None, as_json: bool, timeout: float | None) -> None:
     """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
+
+    A folder contributes its *.json files that declare the certificate format (the others are
+    named on stderr and skipped); a file named explicitly is always checked. Ends with the
+    line `N passed, M failed in T s`.
 
     Exits 0 when every certificate holds and certifies its model; 2 if any is edited or
     malformed; 1 if any no longer holds (model changed, verdict differs); 3 if a valid
     certificate's verdict is not `certified`."""
-    from verifier.certificate import junit_xml, recheck
+    from verifier import gate
 
-    files = _certificate_files(paths)
-    results = [recheck(path) for path in files]
-    for result in results:
-        mark = "ok  " if result.code == 0 else "FAIL"
-        click.echo(f"{mark} {result.path}: {result.message}")
-    if junit_path is not None:
-        junit_path.parent.mkdir(parents=True, exist_ok=True)
-        junit_path.write_text(junit_xml(results), encoding="utf-8")
-    codes = {r.code for r in results}
-    for code in (2, 1, 3):
-        if code in codes:
-            raise SystemExit(code)
-
-
-def _certificate_files(paths: tuple[Path, ...]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(path.glob("*.json")))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise VerifierError(f"{path} does not exist")
-    if not files:
-        raise VerifierError(f"no certificates (*.json) under {', '.join(map(str, paths))}")
-    return files
+    selection = gate.select_certificates(paths)
+    reports = {"--junit": junit_path, "--sarif": sarif_path, "--summary": summary_path}
+    gate.check_outputs(reports, selection.certificates)
+    for path, reason in selection.skipped:
+        click.echo(f"npi-verify: skipped {path}: {reason}", err=True)
+    gate.require_certificates(selection, paths)
+    report = gate.run_gate(
+        selection, on_result=None if as_json else lambda r: click.echo(gate.result_line(r))
+    )
+    gate.write_reports(report, junit_path, sarif_path, summary_path)
+    if as_json:
+        _emit_json(gate.json_report(report))
+    click.echo(gate.summary_line(report), err=as_json)
+    raise SystemExit(report.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover
