@@ -1,0 +1,153 @@
+"""The appendix's figures, drawn with matplotlib (Agg) and written byte-deterministically:
+fixed rcParams, a fixed SVG hash salt, no dates or versions in the PDF and PNG metadata."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import networkx as nx  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "pdf.fonttype": 42,
+    "svg.hashsalt": "npi-verify",
+    "path.simplify": False,
+    "figure.dpi": 100,
+}
+PDF_METADATA = {"CreationDate": None, "Producer": "npi-verify", "Creator": "npi-verify"}
+PNG_METADATA = {"Software": None}
+PNG_DPI = 150
+STYLE = {"recursive": "-", "non-recursive": "--"}
+
+
+TEXT_WIDTH = 6.7  # inches of a page's text width (A4 with 2 cm margins)
+
+
+def write_figures(figures: dict[str, Any], folder: Path) -> dict[str, float]:
+    """Draw every figure of the document into folder/KEY.pdf and folder/KEY.png; returns the
+    share of the text width each is shown at (its natural width, at most the whole)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    widths = {}
+    with matplotlib.rc_context(RC):
+        for key, data in figures.items():
+            if key == "saturation":
+                figure = saturation(data)
+            elif key == "margins":
+                figure = margins(data)
+            elif key == "accuracy":
+                figure = accuracy(data)
+            else:
+                figure = call_graph(*data)
+            figure.savefig(folder / f"{key}.pdf", metadata=PDF_METADATA)
+            figure.savefig(folder / f"{key}.png", metadata=PNG_METADATA, dpi=PNG_DPI)
+            widths[key] = min(1.0, figure.get_figwidth() / TEXT_WIDTH)
+            plt.close(figure)
+    return widths
+
+
+def _grid(count: int, height: float = 1.9) -> tuple[Figure, list[Any]]:
+    columns = min(count, 3)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns + 0.4, height * rows),
+                                squeeze=False, layout="constrained")
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return figure, flat[:count]
+
+
+def saturation(data: dict[str, tuple[list[list[int]], int | None]]) -> Figure:
+    figure, axes = _grid(len(data))
+    for ax, (name, (by_size, abstract)) in zip(axes, data.items()):
+        sizes = [s for s, _ in by_size]
+        counts = [n for _, n in by_size]
+        ax.plot(sizes, counts, marker="o", markersize=3, color="C0", label="concrete")
+        if abstract is not None:
+            ax.axhline(abstract, linestyle="--", color="C3", linewidth=1,
+                       label=f"abstract |V| = {abstract}")
+        ax.set_title(name)
+        ax.set_xlabel("input size")
+        ax.set_ylabel("states")
+        ax.set_ylim(bottom=0, top=max(counts + [abstract or 0]) * 1.15)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(loc="lower right", frameon=False)
+    return figure
+
+
+def margins(data: dict[str, list[list[int | None]]]) -> Figure:
+    figure, axes = _grid(len(data))
+    for ax, (name, counts) in zip(axes, data.items()):
+        labels = ["\u22640" if k is None else f"1e{k}" for k, _ in counts]
+        ax.bar(range(len(counts)), [n for _, n in counts], color="C0")
+        ax.set_xticks(range(len(counts)), labels, rotation=45)
+        ax.set_title(name)
+        ax.set_xlabel("decision margin (decade)")
+        ax.set_ylabel("states of V")
+    return figure
+
+
+def accuracy(data: dict[str, list[tuple[str, str | None, list[tuple[int, float]]]]]) -> Figure:
+    figure, axes = _grid(len(data), height=2.1)
+    for ax, (title, series) in zip(axes, data.items()):
+        for k, (label, formulation, points) in enumerate(series):
+            ax.plot([s for s, _ in points], [100 * a for _, a in points],
+                    STYLE.get(formulation or "", ":"), marker="o", markersize=3, color=f"C{k}",
+                    label=label)
+        ax.set_xscale("log")
+        ax.set_ylim(-5, 105)
+        ax.set_title(title, wrap=True)
+        ax.set_xlabel("input size")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(frameon=False)
+    return figure
+
+
+def call_graph(entry: str, calls: dict[str, list[str]]) -> Figure:
+    """Programs in layers by their call distance from the entry program; sorted everywhere so
+    that the same graph is always drawn the same way."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(sorted(calls))
+    graph.add_edges_from((a, b) for a in sorted(calls) for b in sorted(calls[a]))
+    depth = {entry: 0} if entry in graph else {}
+    frontier = [entry] if depth else []
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for child in sorted(graph.successors(node)):
+                if child not in depth:
+                    depth[child] = depth[node] + 1
+                    nxt.append(child)
+        frontier = nxt
+    last = max(depth.values(), default=-1)
+    for node in sorted(graph):
+        depth.setdefault(node, last + 1)  # not reached from the entry program
+    layers: dict[int, list[str]] = {}
+    for node in sorted(graph):
+        layers.setdefault(depth[node], []).append(node)
+    position = {node: (x - (len(row) - 1) / 2, -level)
+                for level, row in layers.items() for x, node in enumerate(row)}
+    width = max(len(row) for row in layers.values())
+    figure, ax = plt.subplots(figsize=(1.5 * width + 1.2, 0.9 * len(layers) + 0.4),
+                              layout="constrained")
+    nx.draw_networkx_nodes(graph, position, ax=ax, node_color="white", edgecolors="black",
+                           node_size=1500, node_shape="s")
+    nx.draw_networkx_labels(graph, position, ax=ax, font_size=7, font_family="DejaVu Sans")
+    nx.draw_networkx_edges(graph, position, ax=ax, node_size=1500, node_shape="s",
+                           arrows=True, arrowstyle="-|>", arrowsize=10,
+                           connectionstyle="arc3,rad=0.1")
+    ax.set_axis_off()
+    ax.margins(0.25)
+    return figure
