@@ -248,3 +248,33 @@ def test_other_commands_do_not_load_matplotlib_or_jinja2() -> None:
             "sys.exit(bool({'matplotlib', 'jinja2', 'pylatexenc'} & set(sys.modules)))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def test_paper_tables_results_file_puts_c17_beside_ours(tmp_path: Path) -> None:
+    """bench/paper_tables.py's JSON (here one small table of the shipped bubble-sort model)
+    gives a generalization table with C17's Table 4 beside our numbers, traced to the model's
+    shipped certificate."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import paper_tables
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    table = paper_tables.Table("Table 4 (small)", "two sizes", (2, 3),
+                               (paper_tables.Column("recursive", "bubblesort.pt", "c17-table4"),),
+                               {2: 3, 3: 3})
+    lines, data = paper_tables.render_table(table)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"format": "npi-verify-results/1", "command": "test",
+                                   "seed": paper_tables.SEED, "tables": [data]}))
+    code, _, err = invoke("appendix", ROOT / "proofs" / "bubblesort.json", "--results", results,
+                          "-o", tmp_path / "out")
+    assert code == 0, err
+    header, *rows = tex_rows(tmp_path / "out" / "tables" / "generalization-01.tex")
+    assert header == ["size", "samples", "recursive", "C17"]
+    ours = {p["size"]: p for p in data["columns"][0]["results"]}
+    assert [(int(r[0]), int(r[1]), float(r[2]), r[3]) for r in rows] == [
+        (2, 3, round(100 * ours[2]["accuracy"], 1), "\u2013"), (3, 3, 100.0, "100")]
+    assert lines[-2] == "| 3 | 3 | 100.0% / 100% |"
+    shipped = json.loads((ROOT / "proofs" / "bubblesort.json").read_text())
+    caption = (tmp_path / "out" / "tables" / "generalization-01.tex").read_text()
+    assert f"certificate {shipped['digest'][:8]}" in caption
