@@ -223,8 +223,12 @@ def test_generated_latex_compiles_with_special_characters(weird: Path) -> None:
     out = weird / "out_{1}"
     code, stdout, err = invoke("appendix", weird / "c%1.json", "-o", out, "--compile")
     assert code == 0, (stdout, err)
-    assert (out / "appendix.pdf").read_bytes().startswith(b"%PDF")
+    pdf = (out / "appendix.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF")
     assert (out / "appendix.bbl").read_text().count("\\bibitem") == 4
+    assert "undefined" not in (out / "appendix.log").read_text()  # citations and refs resolve
+    compile_pdf(out)
+    assert (out / "appendix.pdf").read_bytes() == pdf  # reproducible
 
 
 @needs_tex

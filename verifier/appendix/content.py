@@ -45,7 +45,16 @@ class Cite:
     text: str
 
 
-Segment = str | Code | Emph | Cite
+@dataclass(frozen=True)
+class Ref:
+    """A numbered table or figure: "Table~\\ref{tab:KEY}" in LaTeX, `text` in Markdown."""
+
+    kind: str  # "Table" or "Figure"
+    key: str
+    text: str
+
+
+Segment = str | Code | Emph | Cite | Ref
 Cell = str | Code
 
 
@@ -320,13 +329,21 @@ def summary(models: list[CertifiedModel]) -> list[Block]:
         tuple((Code(m.digest[:16]), Code(str(m.path)), Code(str(m.model_path)),
                Code(m.data["model"]["sha256"][:16])) for m in models),
     )
-    return [table, provenance, sources]
+    intro = p(Ref("Table", "summary", "The first table below"), " summarizes each certificate, ",
+              Ref("Table", "provenance", "the second"), " gives the training provenance of its "
+              "model and ", Ref("Table", "sources", "the third"), " the files it was read from.")
+    return [intro, table, provenance, sources]
 
 
 # -- verification sets ----------------------------------------------------------------------
 
 def vset_blocks(models: list[CertifiedModel], figures: dict[str, Any]) -> list[Block]:
-    blocks: list[Block] = []
+    blocks: list[Block] = [p(
+        "For each model: the size of V per program, the hidden predicates that refine the "
+        "abstract states beyond the observation, and the states of V no concrete input was "
+        "found to reach where V is not exact. ",
+        Ref("Figure", "saturation", "The saturation figure"), " shows how the concrete V grows "
+        "with input size against the abstract |V|.")]
     for index, m in enumerate(models):
         vset = m.data["verification_set"]
         if vset is None:

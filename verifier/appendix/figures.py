@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import networkx as nx  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -90,11 +91,12 @@ def saturation(data: dict[str, tuple[list[list[int]], int | None]]) -> Figure:
 def margins(data: dict[str, list[list[int | None]]]) -> Figure:
     figure, axes = _grid(len(data))
     for ax, (name, counts) in zip(axes, data.items()):
-        labels = ["\u22640" if k is None else f"1e{k}" for k, _ in counts]
-        ax.bar(range(len(counts)), [n for _, n in counts], color="C0")
-        ax.set_xticks(range(len(counts)), labels, rotation=45)
+        labels = ["\u22640" if k is None else f"$10^{{{k}}}$" for k, _ in counts]
+        ax.bar(range(len(counts)), [n for _, n in counts], color="C0", width=0.6)
+        ax.set_xticks(range(len(counts)), labels)
+        ax.set_xlim(-0.7, max(len(counts), 3) - 0.3)
         ax.set_title(name)
-        ax.set_xlabel("decision margin (decade)")
+        ax.set_xlabel("decision margin, from (decade)")
         ax.set_ylabel("states of V")
     return figure
 
@@ -107,6 +109,9 @@ def accuracy(data: dict[str, list[tuple[str, str | None, list[tuple[int, float]]
                     STYLE.get(formulation or "", ":"), marker="o", markersize=3, color=f"C{k}",
                     label=label)
         ax.set_xscale("log")
+        sizes = sorted({s for _, _, points in series for s, _ in points})
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_ylim(-5, 105)
         ax.set_title(title, wrap=True)
         ax.set_xlabel("input size")
@@ -116,38 +121,40 @@ def accuracy(data: dict[str, list[tuple[str, str | None, list[tuple[int, float]]
 
 
 def call_graph(entry: str, calls: dict[str, list[str]]) -> Figure:
-    """Programs in layers by their call distance from the entry program; sorted everywhere so
-    that the same graph is always drawn the same way."""
+    """Programs in layers by their call distance from the entry program (networkx), each a
+    box sized to its name; an arrow per call, a loop on the right for a recursive call.
+    Everything is sorted, so the same graph is always drawn the same way."""
     graph = nx.DiGraph()
     graph.add_nodes_from(sorted(calls))
     graph.add_edges_from((a, b) for a in sorted(calls) for b in sorted(calls[a]))
-    depth = {entry: 0} if entry in graph else {}
-    frontier = [entry] if depth else []
-    while frontier:
-        nxt = []
-        for node in frontier:
-            for child in sorted(graph.successors(node)):
-                if child not in depth:
-                    depth[child] = depth[node] + 1
-                    nxt.append(child)
-        frontier = nxt
+    depth = dict(nx.single_source_shortest_path_length(graph, entry)) if entry in graph else {}
     last = max(depth.values(), default=-1)
-    for node in sorted(graph):
-        depth.setdefault(node, last + 1)  # not reached from the entry program
     layers: dict[int, list[str]] = {}
     for node in sorted(graph):
-        layers.setdefault(depth[node], []).append(node)
-    position = {node: (x - (len(row) - 1) / 2, -level)
-                for level, row in layers.items() for x, node in enumerate(row)}
+        layers.setdefault(depth.get(node, last + 1), []).append(node)  # unreached: last layer
     width = max(len(row) for row in layers.values())
-    figure, ax = plt.subplots(figsize=(1.5 * width + 1.2, 0.9 * len(layers) + 0.4),
+    figure, ax = plt.subplots(figsize=(1.6 * width + 0.6, 0.75 * len(layers) + 0.3),
                               layout="constrained")
-    nx.draw_networkx_nodes(graph, position, ax=ax, node_color="white", edgecolors="black",
-                           node_size=1500, node_shape="s")
-    nx.draw_networkx_labels(graph, position, ax=ax, font_size=7, font_family="DejaVu Sans")
-    nx.draw_networkx_edges(graph, position, ax=ax, node_size=1500, node_shape="s",
-                           arrows=True, arrowstyle="-|>", arrowsize=10,
-                           connectionstyle="arc3,rad=0.1")
+    ax.set_xlim(-width / 2, width / 2)
+    ax.set_ylim(-len(layers) + 0.5, 0.5)
     ax.set_axis_off()
-    ax.margins(0.25)
+    boxes = {}
+    for level, row in sorted(layers.items()):
+        for x, node in enumerate(row):
+            boxes[node] = ax.text(x - (len(row) - 1) / 2, -level, node, ha="center",
+                                  va="center", family="DejaVu Sans Mono", fontsize=7,
+                                  bbox={"boxstyle": "round,pad=0.4", "fc": "white", "ec": "black"})
+    arrow = {"arrowstyle": "-|>,head_length=0.5,head_width=0.25", "color": "black", "lw": 0.8,
+             "shrinkA": 0, "shrinkB": 0}
+    for caller, callee in sorted(graph.edges):
+        if caller == callee:
+            ax.annotate("", xy=(1.0, 0.2), xycoords=boxes[caller], xytext=(1.0, 0.8),
+                        textcoords=boxes[caller],
+                        arrowprops={**arrow, "connectionstyle": "arc,angleA=0,angleB=0,armA=16,"
+                                                                 "armB=16,rad=5"})
+        else:
+            down = depth.get(callee, last + 1) > depth.get(caller, last + 1)
+            ax.annotate("", xy=(0.5, 1.0 if down else 0.0), xycoords=boxes[callee],
+                        xytext=(0.5, 0.0 if down else 1.0), textcoords=boxes[caller],
+                        arrowprops={**arrow, "connectionstyle": "arc3,rad=0.0"})
     return figure

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,8 +32,10 @@ def compile_pdf(folder: Path, name: str = "appendix") -> Path:
 
 def _run(command: list[str], folder: Path, name: str) -> None:
     """Run one TeX tool; LatexError with the first error line when it fails."""
+    # a fixed date makes the PDF reproducible (pdfTeX writes it as CreationDate and in the ID)
+    env = {"SOURCE_DATE_EPOCH": "0", **os.environ, "FORCE_SOURCE_DATE": "1"}
     try:
-        done = subprocess.run(command, cwd=folder, capture_output=True, text=True,
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env,
                               errors="replace", timeout=TIMEOUT, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise LatexError(f"{command[0]} did not finish within {TIMEOUT} s") from None

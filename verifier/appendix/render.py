@@ -20,7 +20,7 @@ from pylatexenc.latexencode import (
     UnicodeToLatexEncoder,
 )
 
-from verifier.appendix.content import Cite, Code, Document, Emph, Segment
+from verifier.appendix.content import Cite, Code, Document, Emph, Ref, Segment
 
 _ENCODER = UnicodeToLatexEncoder(
     non_ascii_only=False,
@@ -57,6 +57,9 @@ def _tex_segment(segment: Segment) -> Markup:
         return Markup(r"\emph{%s}") % latex_escape(segment.text)
     if isinstance(segment, Cite):
         return Markup(r"\citep{%s}") % latex_escape(segment.key)
+    if isinstance(segment, Ref):
+        label = "tab" if segment.kind == "Table" else "fig"
+        return Markup(r"%s~\ref{%s:%s}") % (segment.kind, label, segment.key)
     return latex_escape(segment)
 
 
@@ -73,12 +76,14 @@ def _md_segment(segment: Segment) -> Markup:
         return Markup("*%s*") % markdown_escape(segment.text)
     if isinstance(segment, Cite):
         return Markup("[%s]") % markdown_escape(segment.text)
+    if isinstance(segment, Ref):
+        return markdown_escape(segment.text)
     return markdown_escape(segment)
 
 
 def _join(render) -> callable:
     def join(segments: object) -> Markup:
-        if isinstance(segments, str | Code | Emph | Cite):
+        if isinstance(segments, str | Code | Emph | Cite | Ref):
             return render(segments)
         return Markup("").join(render(s) for s in segments)
     return join
