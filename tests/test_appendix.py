@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from tests.conftest import ROOT
 from verifier.appendix.latex import LatexError, compile_pdf
-from verifier.certificate import build_certificate, digest_of, write_certificate
-from verifier.checkpoint import load_checkpoint, save_checkpoint
+from verifier.certificate import digest_of, write_certificate
+from verifier.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from verifier.cli import main
 from verifier.tasks import TASKS
 from verifier.tasks.bubblesort import BubbleSort
-from verifier.verify import certify
 
 HAVE_TEX = shutil.which("pdflatex") is not None and shutil.which("bibtex") is not None
 needs_tex = pytest.mark.skipif(
@@ -28,6 +28,15 @@ needs_tex = pytest.mark.skipif(
     reason="pdflatex not installed (in CI this test fails instead)",
 )
 WEIRD = "we_ird & 50% #1 $x {y} ~z ^w \\back"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny batches: a second thread only adds contention on CI's two shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def invoke(*args: object) -> tuple[int, str, str]:
@@ -190,7 +199,8 @@ def test_malformed_results_are_refused(proof: Path, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def weird(proof: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A certificate of a task whose name has every LaTeX special character, in a folder whose
-    name has them too (the task has no Z3 semantics, so the verdict is inconclusive)."""
+    name has them too: the fixture's certificate, re-signed for a bubble-sort task of that
+    name, and the fixture's model saved as a model of that task."""
     odd = type("OddTask", (BubbleSort,), {"name": "bubble_sort & co %#${}~^\\"})()
     patch = pytest.MonkeyPatch()
     patch.setitem(TASKS, odd.name, odd)
@@ -198,9 +208,11 @@ def weird(proof: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder.mkdir()
     checkpoint = load_checkpoint(proof.parent.parent / "model.pt")
     save_checkpoint(folder / "m_1.pt", odd, "recursive", checkpoint.model, {"seed": 0})
-    outcome = certify(load_checkpoint(folder / "m_1.pt"))
-    write_certificate(folder / "c%1.json", build_certificate(
-        load_checkpoint(folder / "m_1.pt"), Path("m_1.pt"), outcome))
+    data = json.loads(proof.read_text())
+    data.update(task=odd.name, model={"path": "m_1.pt", "sha256": file_sha256(folder / "m_1.pt")},
+                verdict="inconclusive")
+    data["digest"] = digest_of(data)
+    write_certificate(folder / "c%1.json", data)
     yield folder
     patch.undo()
 
