@@ -294,3 +294,18 @@ def test_paper_tables_results_file_puts_c17_beside_ours(tmp_path: Path) -> None:
     shipped = json.loads((ROOT / "proofs" / "bubblesort.json").read_text())
     caption = (tmp_path / "out" / "tables" / "generalization-01.tex").read_text()
     assert f"certificate {shipped['digest'][:8]}" in caption
+
+
+def test_a_rerun_removes_only_the_files_its_previous_run_wrote(proof: Path, tmp_path: Path) -> None:
+    """Regenerating with fewer inputs leaves no stale table or figure; a user's file stays."""
+    out = tmp_path / "out"
+    shipped = ROOT / "proofs" / "bubblesort.json"
+    assert invoke("appendix", proof, shipped, "-o", out)[0] == 0
+    assert len(list((out / "tables").glob("vset-*.tex"))) == 2
+    (out / "tables" / "mine.tex").write_text("kept")
+    assert invoke("appendix", proof, "-o", out)[0] == 0
+    assert len(list((out / "tables").glob("vset-*.tex"))) == 1
+    assert (out / "tables" / "mine.tex").read_text() == "kept"
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    listed = set((out / ".appendix-files").read_text().splitlines())
+    assert on_disk - listed == {"tables/mine.tex", ".appendix-files"}

@@ -10,6 +10,8 @@ from verifier.appendix.figures import write_figures
 from verifier.appendix.render import render_documents
 from verifier.appendix.sources import load_certificates, load_results
 
+MANIFEST = ".appendix-files"  # the files the last run wrote, relative to the output folder
+
 
 @dataclass(frozen=True)
 class Written:
@@ -30,5 +32,20 @@ def write_appendix(
     document = build_document(models, experiments, command)
     out.mkdir(parents=True, exist_ok=True)
     widths = write_figures(document.figures, out / "figures")
-    render_documents(document, widths, out)
+    written = [f"figures/{key}.{suffix}" for key in widths for suffix in ("pdf", "png")]
+    written += render_documents(document, widths, out)
+    _replace_manifest(out, sorted(written))
     return Written(document, out, len(models), len(experiments))
+
+
+def _replace_manifest(out: Path, written: list[str]) -> None:
+    """Delete what the previous run listed in MANIFEST and this run did not write (the table
+    or figure of a certificate no longer given), then list this run's files. Only files an
+    appendix run wrote are ever deleted."""
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        for name in set(manifest.read_text("utf-8").splitlines()) - set(written):
+            stale = out / name
+            if name and ".." not in Path(name).parts and stale.is_file():
+                stale.unlink()
+    manifest.write_text("".join(f"{name}\n" for name in written), encoding="utf-8")

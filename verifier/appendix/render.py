@@ -116,8 +116,9 @@ def _environment(latex: bool) -> jinja2.Environment:
     return env
 
 
-def render_documents(document: Document, figure_widths: dict[str, float], out: Path) -> None:
-    """appendix.tex, appendix-body.tex, tables/*.tex, appendix.md and references.bib."""
+def render_documents(document: Document, figure_widths: dict[str, float], out: Path) -> list[str]:
+    """appendix.tex, appendix-body.tex, tables/*.tex, appendix.md and references.bib; returns
+    the files written, relative to `out`."""
     tex = _environment(latex=True)
     md = _environment(latex=False)
     tables = out / "tables"
@@ -130,6 +131,8 @@ def render_documents(document: Document, figure_widths: dict[str, float], out: P
     _write(out / "appendix.md", md.get_template("appendix.md.j2").render(**context))
     bib = resources.files("verifier.appendix").joinpath("templates/references.bib")
     _write(out / "references.bib", bib.read_text("utf-8"))
+    return [f"tables/{t.key}.tex" for t in document.tables] + [
+        "appendix-body.tex", "appendix.tex", "appendix.md", "references.bib"]
 
 
 def _write(path: Path, text: str) -> None:
