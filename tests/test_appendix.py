@@ -309,3 +309,30 @@ def test_a_rerun_removes_only_the_files_its_previous_run_wrote(proof: Path, tmp_
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     listed = set((out / ".appendix-files").read_text().splitlines())
     assert on_disk - listed == {"tables/mine.tex", ".appendix-files"}
+
+
+def test_a_refuted_certificate_shows_its_counterexample(proof: Path, tmp_path: Path) -> None:
+    """The counterexample section repeats the certificate's input, step and actions (here a
+    certificate re-signed with a counterexample, as `certify` writes one for a refuted model)."""
+    data = json.loads(proof.read_text())
+    example = {"input": [3, 1, 2], "step": 7, "program": "BSTEP", "observations": [[0, 1, 1, 0]],
+               "model_action": {"program": "RSHIFT", "args": [], "return": False},
+               "reference_action": {"program": "COMPSWAP", "args": [], "return": False},
+               "model_output": [3, 1, 2], "model_halted": True, "output_correct": False,
+               "summary": "..."}
+    data.update(verdict="refuted", counterexample=example)
+    data["digest"] = digest_of(data)
+    refuted = proof.parent / "refuted.json"
+    write_certificate(refuted, data)
+    try:
+        code, _, err = invoke("appendix", refuted, "-o", tmp_path / "out")
+    finally:
+        refuted.unlink()
+    assert code == 0, err
+    md = (tmp_path / "out" / "appendix.md").read_text()
+    section = md.split("## Counterexamples", 1)[1].split("##", 1)[0]
+    assert (f"bubblesort (certificate `{data['digest'][:8]}`): input `[3, 1, 2]`, step 7 in "
+            "`BSTEP`: model `RSHIFT()`, reference `COMPSWAP()`; model output `[3, 1, 2]` "
+            "(wrong)") in section
+    header, row = tex_rows(tmp_path / "out" / "tables" / "summary.tex")
+    assert dict(zip(header, row))["verdict"] == "refuted"

@@ -295,7 +295,7 @@ def summary(models: list[CertifiedModel]) -> list[Block]:
         ))
     table = Table(
         "summary",
-        ("Certified models. |V| abstract: states of the abstract fixed point (the "
+        ("One row per certificate. |V| abstract: states of the abstract fixed point (the "
          "over-approximation); concrete: states reached by reference runs; exact: the two are "
          "equal. Cover: witness inputs whose runs reach every witnessed state, beside the "
          "verification set C17 used. Margin: the smallest decision margin over V. Seconds: "
