@@ -381,9 +381,11 @@ def vset_blocks(models: list[CertifiedModel], figures: dict[str, Any]) -> list[B
     if saturation:
         figures["saturation"] = saturation
         blocks.append(Figure("saturation", (
-            "Concrete V (states reached by reference runs on all inputs up to each size) against "
-            "the abstract |V| (dashed). Where the concrete count reaches the dashed line, V is "
-            "exact; where it levels off below it, the difference is the unwitnessed states.",)))
+            "Concrete V against the abstract |V| (dashed): the states reached by the reference "
+            "runs that built V, counted after each input size searched (every input of the "
+            "size while there are few enough, then the task's covering inputs, then random "
+            "inputs). Where the count meets the dashed line, V is exact; a gap that stays open "
+            "is the unwitnessed states.",)))
     margins = {m.name: m.evidence("agreement")["margin_histogram"]["counts"]
                for m in models if "margin_histogram" in m.evidence("agreement")}
     if margins:

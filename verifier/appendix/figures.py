@@ -82,9 +82,9 @@ def saturation(data: dict[str, tuple[list[list[int]], int | None]]) -> Figure:
         ax.set_title(name)
         ax.set_xlabel("input size")
         ax.set_ylabel("states")
-        ax.set_ylim(bottom=0, top=max(counts + [abstract or 0]) * 1.15)
+        ax.set_ylim(bottom=0, top=max(counts + [abstract or 0]) * 1.5)  # room for the legend
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="upper left", frameon=False)
     return figure
 
 
