@@ -173,7 +173,7 @@ def test_an_edited_certificate_is_refused(proof: Path, tmp_path: Path) -> None:
     data["min_margin"] = 0.5
     edited.write_text(json.dumps(data))
     try:
-        code, out, err = invoke("appendix", proof, edited, "-o", tmp_path / "out")
+        code, _, err = invoke("appendix", proof, edited, "-o", tmp_path / "out")
     finally:
         edited.unlink()
     assert code == 2 and len(err.strip().splitlines()) == 1 and "was edited" in err

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from verifier import __version__
+from verifier.check import StateKey
 from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from verifier.errors import BadFile, VerifierError
-from verifier.check import StateKey
 from verifier.runtime import SEMANTICS
 from verifier.smt import z3_version
 from verifier.tasks import Task

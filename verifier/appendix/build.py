@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifier.appendix.content import Document, build_document
+from verifier.appendix.content import build_document
+from verifier.appendix.document import Document
 from verifier.appendix.figures import write_figures
 from verifier.appendix.render import render_documents
 from verifier.appendix.sources import load_certificates, load_results

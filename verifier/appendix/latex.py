@@ -36,7 +36,8 @@ def _run(command: list[str], folder: Path, name: str) -> None:
     env = {"SOURCE_DATE_EPOCH": "0", **os.environ, "FORCE_SOURCE_DATE": "1"}
     try:
         done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env,
-                              errors="replace", timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+                              errors="replace", timeout=TIMEOUT, stdin=subprocess.DEVNULL,
+                              check=False)
     except subprocess.TimeoutExpired:
         raise LatexError(f"{command[0]} did not finish within {TIMEOUT} s") from None
     if done.returncode > (1 if command[0] == "bibtex" else 0):  # bibtex exits 1 on warnings

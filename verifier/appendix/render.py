@@ -20,7 +20,7 @@ from pylatexenc.latexencode import (
     UnicodeToLatexEncoder,
 )
 
-from verifier.appendix.content import Cite, Code, Document, Emph, Ref, Segment
+from verifier.appendix.document import Cite, Code, Document, Emph, Ref, Segment
 
 _ENCODER = UnicodeToLatexEncoder(
     non_ascii_only=False,
