@@ -336,3 +336,17 @@ def test_a_refuted_certificate_shows_its_counterexample(proof: Path, tmp_path: P
             "(wrong)") in section
     header, row = tex_rows(tmp_path / "out" / "tables" / "summary.tex")
     assert dict(zip(header, row))["verdict"] == "refuted"
+
+
+@pytest.mark.parametrize("char, latex, markdown", [
+    ("_", r"{\_}", r"\_"), ("&", r"{\&}", "&"), ("%", r"{\%}", "%"), ("#", r"{\#}", r"\#"),
+    ("$", r"{\$}", r"\$"), ("{", r"{\{}", "{"), ("}", r"{\}}", "}"),
+    ("~", r"{\textasciitilde}", r"\~"), ("^", r"{\textasciicircum}", "^"),
+    ("\\", r"{\textbackslash}", "\\\\"), ("|", r"{\textbar{}}", r"\|"), ("*", "*", r"\*"),
+])
+def test_escape_filters(char: str, latex: str, markdown: str) -> None:
+    from verifier.appendix.render import latex_escape, markdown_escape
+
+    assert latex_escape(f"a{char}b") == f"a{latex}b"
+    assert markdown_escape(f"a{char}b") == f"a{markdown}b"
+    assert latex_escape(latex_escape("x_y")) == r"x{\_}y"  # escaped once, never twice

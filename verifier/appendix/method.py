@@ -28,7 +28,7 @@ VERDICT_MEANING = {
 
 def _count(models: list[CertifiedModel], name: str) -> str:
     statuses = Counter(
-        (m.obligation(name) or {"status": "absent"})["status"] for m in models
+        (m.obligation(name) or {"status": "not recorded"})["status"] for m in models
     )
     n = len(models)
     return "; ".join(f"{status} in {k} of {n}" for status, k in sorted(statuses.items()))
