@@ -80,10 +80,15 @@ def method(models: list[CertifiedModel]) -> list[Block]:
         text += (f" In {len(tested)} certificates coverage is only tested: V is the set of states "
                  "reached by reference runs until it stopped growing.")
     items.append(p(Emph("coverage"), text))
+    agreement = [m.evidence("agreement") for m in models]
+    fragile = sum(e.get("fragile_decisions", 0) for e in agreement)
+    changed = sum(e.get("fragile_changed_in_float64", 0) for e in agreement)
     items.append(p(Emph("agreement"), f" ({_count(models, 'agreement')}): the model's decision "
                    "(next program, its arguments, the return flag) equals the reference action on "
-                   "every element of V; the decision margin is the smallest logit gap of that "
-                   "decision, and decisions closer than 0.001 to a tie were re-checked in float64."))
+                   "every element of V; a decision's margin is its smallest logit gap (the return "
+                   "logit's distance from 0, the gap between the best and second-best program and "
+                   f"argument). {fragile} near-tie decisions were re-checked in float64, and "
+                   f"{changed} of them changed."))
     small = [m.evidence("termination").get("small_inputs") for m in models]
     random_n = sorted({m.evidence("termination").get("random_inputs") for m in models} - {None})
     random_size = sorted({m.evidence("termination").get("random_input_size") for m in models} - {None})
