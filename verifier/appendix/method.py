@@ -74,7 +74,8 @@ def method(models: list[CertifiedModel]) -> list[Block]:
     exact = sum(bool((m.data["verification_set"] or {}).get("exact")) for m in models)
     text += (f". V is exact (the abstract states equal those reached by reference runs on "
              f"concrete inputs) in {exact} of {len(models)} certificates; where it is not, the "
-             "states no input was found to reach are listed below.")
+             "states no input was found to reach are counted below (and listed, up to 50, "
+             "where the certificate records them).")
     tested = [m for m in models if (m.obligation("coverage") or {}).get("status") == "tested"]
     if tested:
         text += (f" In {len(tested)} certificates coverage is only tested: V is the set of states "
