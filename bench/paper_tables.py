@@ -114,7 +114,8 @@ TABLES = (
         (
             Column("non-recursive", "addition-non-recursive.pt", "c17-addition"),
             Column("recursive", "addition.pt", "c17-addition"),
-            Column("non-recursive, 5 sums", "addition-5sums-non-recursive.pt", "c17-addition-5sums"),
+            Column("non-recursive, 5 sums", "addition-5sums-non-recursive.pt",
+                   "c17-addition-5sums"),
             Column("recursive, 5 sums", "addition-5sums.pt", "c17-addition-5sums"),
         ),
         {1000: 10, 5000: 5},

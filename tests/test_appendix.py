@@ -97,7 +97,8 @@ def md_table(text: str, first_header: str) -> list[dict[str, str]]:
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
-        cells = [re.sub(r"\\(.)", r"\1", c.strip().strip("`")) for c in line.strip().strip("|").split(" | ")]
+        cells = [re.sub(r"\\(.)", r"\1", c.strip().strip("`"))
+                 for c in line.strip().strip("|").split(" | ")]
         rows.append(dict(zip(header, cells)))
     return rows
 
@@ -158,11 +159,11 @@ def test_text_claims_termination_only_as_tested(appendix: Path) -> None:
 
 
 def test_regeneration_is_byte_identical(proof: Path, results: Path, appendix: Path) -> None:
-    before = {p.relative_to(appendix): p.read_bytes() for p in sorted(appendix.rglob("*")) if p.is_file()}
+    before = {p.relative_to(appendix): p.read_bytes() for p in appendix.rglob("*") if p.is_file()}
     shutil.rmtree(appendix)
     code, _, err = invoke("appendix", proof.parent, "--results", results, "-o", appendix)
     assert code == 0, err
-    after = {p.relative_to(appendix): p.read_bytes() for p in sorted(appendix.rglob("*")) if p.is_file()}
+    after = {p.relative_to(appendix): p.read_bytes() for p in appendix.rglob("*") if p.is_file()}
     assert set(before) == set(after) and any(str(k).endswith(".png") for k in before)
     assert [k for k in before if before[k] != after[k]] == []
 
@@ -186,7 +187,8 @@ def test_a_certificate_whose_model_changed_is_refused(proof: Path, tmp_path: Pat
     with (folder / "model.pt").open("ab") as handle:
         handle.write(b"\0")
     code, _, err = invoke("appendix", folder / "proofs", "-o", tmp_path / "out")
-    assert code == 2 and "changed since it was certified" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "changed since it was certified" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_malformed_results_are_refused(proof: Path, tmp_path: Path) -> None:
@@ -222,7 +224,8 @@ def test_special_characters_are_escaped(weird: Path) -> None:
     code, _, err = invoke("appendix", weird / "c%1.json", "-o", out)
     assert code == 0, err
     summary = (out / "tables" / "summary.tex").read_text()
-    assert r"bubble{\_}sort {\&} co {\%}{\#}{\$}{\{}{\}}{\textasciitilde}{\textasciicircum}{\textbackslash}" in summary
+    assert (r"bubble{\_}sort {\&} co {\%}{\#}{\$}{\{}{\}}{\textasciitilde}{\textasciicircum}"
+            r"{\textbackslash}") in summary
     sources = (out / "tables" / "sources.tex").read_text()
     assert r"we{\_}ird {\&} 50{\%} {\#}1 {\$}x {\{}y{\}} {\textasciitilde}z" in sources
     md = (out / "appendix.md").read_text()
@@ -245,9 +248,10 @@ def test_generated_latex_compiles_with_special_characters(weird: Path) -> None:
 
 @needs_tex
 def test_a_latex_error_is_one_line_with_exit_2(tmp_path: Path) -> None:
-    (tmp_path / "appendix.tex").write_text("\\documentclass{article}\\begin{document}\\undefinedmacro"
-                                           "\\end{document}\n")
-    with pytest.raises(LatexError, match=r"^pdflatex failed on .*: ! Undefined control sequence\.$"):
+    (tmp_path / "appendix.tex").write_text(
+        "\\documentclass{article}\\begin{document}\\undefinedmacro\\end{document}\n")
+    expected = r"^pdflatex failed on .*: ! Undefined control sequence\.$"
+    with pytest.raises(LatexError, match=expected):
         compile_pdf(tmp_path)
 
 

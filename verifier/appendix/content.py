@@ -111,7 +111,8 @@ def summary(models: list[CertifiedModel]) -> list[Block]:
             (m.name, Code(Path(m.training["dataset"]).name)
              if isinstance(m.training.get("dataset"), str) else "\u2013",
              _dash(m.training_traces), _dash(m.training.get("seed")),
-             _dash(m.training.get("steps")), _dash({True: "yes", False: "no"}.get(m.training.get("converged"))),
+             _dash(m.training.get("steps")),
+             _dash({True: "yes", False: "no"}.get(m.training.get("converged"))),
              Code(short(m.digest)))
             for m in models
         ),
@@ -209,7 +210,7 @@ def unwitnessed_table(index: int, m: CertifiedModel, listed: list[dict], missing
                 "NOP" if action.program == NOP else task.format_action(action)
                 + ("; return" if action.ret else ""))
         except (VerifierError, KeyError, IndexError, TypeError, ValueError):
-            raise BadFile(f"{m.path}: unwitnessed state {state} is not one of {task.name}") from None
+            raise BadFile(f"{m.path}: unwitnessed state {state} is not {task.name}'s") from None
         observations = " ".join("".join(map(str, o)) for o in state["observations"])
         rows.append((Code(call), Code(observations), Code(shown), Code(short(m.digest))))
     more = f" (the first {len(listed)} of {missing})" if missing > len(listed) else ""
@@ -240,7 +241,8 @@ def generalization(
             header += [f"{s.title}", "C17"]
         rows = []
         for size in sizes:
-            samples = sorted({pt.samples for s in experiment.series for pt in s.points if pt.size == size})
+            samples = sorted({pt.samples for s in experiment.series for pt in s.points
+                              if pt.size == size})
             row: list[Cell] = [str(size), "/".join(map(str, samples))]
             for s in experiment.series:
                 point = next((pt for pt in s.points if pt.size == size), None)
@@ -298,7 +300,7 @@ def _action(m: CertifiedModel, raw: Any) -> str:
             return "return" if action.ret else "NOP"
         return m.task.format_action(action) + ("; return" if action.ret else "")
     except (VerifierError, KeyError, IndexError, TypeError, ValueError):
-        raise BadFile(f"{m.path}: counterexample action {raw!r} is not one of {m.task.name}") from None
+        raise BadFile(f"{m.path}: counterexample action {raw!r} is not {m.task.name}'s") from None
 
 
 # -- traces and call graphs -----------------------------------------------------------------

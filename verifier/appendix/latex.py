@@ -41,7 +41,8 @@ def _run(command: list[str], folder: Path, name: str) -> None:
     except subprocess.TimeoutExpired:
         raise LatexError(f"{command[0]} did not finish within {TIMEOUT} s") from None
     if done.returncode > (1 if command[0] == "bibtex" else 0):  # bibtex exits 1 on warnings
-        raise LatexError(f"{command[0]} failed on {folder / name}: {_first_error(folder, name, done.stdout)}")
+        first = _first_error(folder, name, done.stdout)
+        raise LatexError(f"{command[0]} failed on {folder / name}: {first}")
 
 
 def _first_error(folder: Path, name: str, output: str) -> str:

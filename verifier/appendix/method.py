@@ -49,7 +49,8 @@ def method(models: list[CertifiedModel]) -> list[Block]:
         "verification set V of call-local states and compares the model's decision with the "
         "reference program's action on every element of V, the argument of ",
         Cite("cai2017", "Cai, Shin and Song 2017"), " for NPIs that generalize via recursion "
-        "(the NPI is ", Cite("reed2016", "Reed and de Freitas 2016"), "). Each certificate gives every obligation a status: ",
+        "(the NPI is ", Cite("reed2016", "Reed and de Freitas 2016"), "). Each certificate "
+        "gives every obligation a status: ",
         *_joined([f"{s} ({meaning})" for s, meaning in STATUS_MEANING.items()]), ".",
     )]
     items = []
@@ -61,7 +62,8 @@ def method(models: list[CertifiedModel]) -> list[Block]:
     coverage = [m.evidence("coverage") for m in models]
     proved = [e for m, e in zip(models, coverage)
               if (m.obligation("coverage") or {}).get("status") == "proved"]
-    cross = [e.get("cross_checked_steps") for e in proved if isinstance(e.get("cross_checked_steps"), int)]
+    cross = [e["cross_checked_steps"] for e in proved
+             if isinstance(e.get("cross_checked_steps"), int)]
     text = (f" ({_count(models, 'coverage')}): V contains every call-local state reachable on "
             "some valid input of some size. Where proved, V is a least fixed point over abstract "
             "states (an observation with hidden predicates) whose primitive posts Z3 decided for "
@@ -92,7 +94,8 @@ def method(models: list[CertifiedModel]) -> list[Block]:
                    f"{changed} of them changed."))
     small = [m.evidence("termination").get("small_inputs") for m in models]
     random_n = sorted({m.evidence("termination").get("random_inputs") for m in models} - {None})
-    random_size = sorted({m.evidence("termination").get("random_input_size") for m in models} - {None})
+    random_size = sorted(
+        {m.evidence("termination").get("random_input_size") for m in models} - {None})
     reference = (f": the reference program halted, with an answer that passes the task's "
                  f"independent check, on every input tried: the small inputs run to build V "
                  f"({_span(sorted(x for x in small if isinstance(x, int)))} per certificate)")

@@ -28,4 +28,5 @@ def experiment(task: str, name: str) -> dict[str, Any] | None:
 def accuracy(task: str, name: str, formulation: str) -> dict[int, str]:
     """C17's accuracy (percent, as printed in the paper) by input size; {} where it has none."""
     found = experiment(task, name) or {}
-    return {int(size): value for size, value in found.get("accuracy", {}).get(formulation, {}).items()}
+    table = found.get("accuracy", {}).get(formulation, {})
+    return {int(size): value for size, value in table.items()}

@@ -43,7 +43,8 @@ class CertifiedModel:
     def name(self) -> str:
         """The task, with the formulation where it is not the recursive one."""
         formulation = self.data["formulation"]
-        return self.data["task"] if formulation == "recursive" else f"{self.data['task']} ({formulation})"
+        task = self.data["task"]
+        return task if formulation == "recursive" else f"{task} ({formulation})"
 
     def obligation(self, name: str) -> dict[str, Any] | None:
         return next((o for o in self.data["obligations"] if o["name"] == name), None)
@@ -156,7 +157,8 @@ def _validate_used_fields(path: Path, data: dict[str, Any]) -> None:
         and isinstance(o.get("evidence"), dict) for o in obligations
     ):
         fail("obligations must be a list of {name, status, evidence}")
-    if not _number(data["seconds"]) or not (data["min_margin"] is None or _number(data["min_margin"])):
+    margin = data["min_margin"]
+    if not _number(data["seconds"]) or not (margin is None or _number(margin)):
         fail("seconds and min_margin must be numbers")
     if not isinstance(data["versions"], dict):
         fail("versions must be a mapping")
@@ -186,8 +188,9 @@ def _validate_used_fields(path: Path, data: dict[str, Any]) -> None:
         fail("coverage evidence hidden_predicates must be a list")
     listed = coverage.get("unwitnessed_states", [])
     if not isinstance(listed, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("program"), str) and isinstance(s.get("args"), list)
-        and isinstance(s.get("observations"), list) and isinstance(s.get("action"), dict)
+        isinstance(s, dict) and isinstance(s.get("program"), str)
+        and isinstance(s.get("args"), list) and isinstance(s.get("observations"), list)
+        and isinstance(s.get("action"), dict)
         for s in listed
     ):
         fail("coverage evidence unwitnessed_states must list {program, args, observations, action}")
@@ -199,8 +202,10 @@ def _validate_used_fields(path: Path, data: dict[str, Any]) -> None:
     ):
         fail("agreement evidence margin_histogram must hold [k, count] pairs")
     example = data.get("counterexample")
-    if example is not None and not (isinstance(example, dict) and isinstance(example.get("step"), int)
-                                    and isinstance(example.get("program"), str)):
+    if example is not None and not (
+        isinstance(example, dict) and isinstance(example.get("step"), int)
+        and isinstance(example.get("program"), str)
+    ):
         fail("counterexample must record an input, a step and a program")
 
 
