@@ -354,3 +354,23 @@ def test_escape_filters(char: str, latex: str, markdown: str) -> None:
     assert latex_escape(f"a{char}b") == f"a{latex}b"
     assert markdown_escape(f"a{char}b") == f"a{markdown}b"
     assert latex_escape(latex_escape("x_y")) == r"x{\_}y"  # escaped once, never twice
+
+
+def test_an_uncertifiable_certificate_and_a_results_folder(results: Path, tmp_path: Path) -> None:
+    """A non-recursive model's certificate (no V) gets dashes, not invented numbers; a folder
+    given to --results is searched for *.json."""
+    shutil.copy(ROOT / "models" / "bubblesort-non-recursive.pt", tmp_path / "nr.pt")
+    code, _, _ = invoke("certify", tmp_path / "nr.pt", "--task", "bubblesort",
+                        "-o", tmp_path / "proofs" / "nr.json")
+    assert code == 3
+    (tmp_path / "results").mkdir()
+    shutil.copy(results, tmp_path / "results" / "eval.json")
+    code, _, err = invoke("appendix", tmp_path / "proofs", "--results", tmp_path / "results",
+                          "-o", tmp_path / "out")
+    assert code == 0, err
+    header, row = tex_rows(tmp_path / "out" / "tables" / "summary.tex")
+    cells = dict(zip(header, row))
+    assert cells["verdict"] == "uncertifiable" and cells["task"] == "bubblesort (non-recursive)"
+    assert {cells[k] for k in ("|V| abs.", "concr.", "exact", "cover", "margin")} == {"\u2013"}
+    assert (tmp_path / "out" / "tables" / "generalization-01.tex").is_file()
+    assert "no verification set" in (tmp_path / "out" / "appendix.md").read_text()
