@@ -183,8 +183,9 @@ def vset_blocks(models: list[CertifiedModel], figures: dict[str, Any]) -> list[B
             "size while there are few enough, then the task's covering inputs, then random "
             "inputs). Where the count meets the dashed line, V is exact; a gap that stays open "
             "is the unwitnessed states.",)))
-    margins = {m.name: m.evidence("agreement")["margin_histogram"]["counts"]
-               for m in models if "margin_histogram" in m.evidence("agreement")}
+    histograms = {m.name: m.evidence("agreement").get("margin_histogram", {}).get("counts")
+                  for m in models}
+    margins = {name: counts for name, counts in histograms.items() if counts}  # none: no logits
     if margins:
         figures["margins"] = margins
         blocks.append(Figure("margins", (
