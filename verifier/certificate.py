@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,13 @@ from typing import Any
 import torch
 
 from verifier import __version__
+from verifier.check import StateKey
 from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from verifier.errors import BadFile, EditedCertificate, VerifierError
 from verifier.runtime import SEMANTICS
 from verifier.smt import z3_version
+from verifier.tasks import Task
+from verifier.tasks.base import NOP, Action
 from verifier.verify import Outcome, Verdict, certify
 
 CERTIFICATE_FORMAT = "npi-verify-certificate/1"
@@ -55,6 +59,7 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
             "unwitnessed": len(vset.unwitnessed),
             "exact": vset.exact,
             "witness_inputs": [task.input_to_json(v) for v in vset.witness_cover()],
+            "calls": call_graph(task, vset.states),
         },
         "obligations": [
             {"name": o.name, "status": o.status, "evidence": o.evidence} for o in outcome.obligations
@@ -79,6 +84,17 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
         }
     data["digest"] = digest_of(data)
     return data
+
+
+def call_graph(task: Task, states: Mapping[StateKey, Action]) -> dict[str, list[str]]:
+    """Each program of V -> the non-primitive programs its reference actions call on V
+    (read off the reference programs: BSTEP -> BSTEP, COMPSWAP, RSHIFT in bubble sort)."""
+    edges: dict[str, set[str]] = {}
+    for (caller, _, _), action in states.items():
+        callees = edges.setdefault(caller, set())
+        if action.program != NOP and not task.program(action.program).primitive:
+            callees.add(action.program)
+    return {caller: sorted(callees) for caller, callees in sorted(edges.items())}
 
 
 def _finite(value: float) -> float | None:

@@ -686,6 +686,33 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
     click.echo(gate.summary_line(report), err=as_json)
     raise SystemExit(report.exit_code)
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
+              help="`evaluate --json` output or docs/results.json (file or folder); repeatable.")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
+              help="Folder for appendix.tex, appendix.md, tables/, figures/.")
+@click.option("--compile", "compile_pdf", is_flag=True,
+              help="Also typeset appendix.pdf (pdflatex, bibtex, pdflatex twice).")
+def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], out: Path,
+             compile_pdf: bool) -> None:
+    """Research appendix from certificates (CERT_OR_DIR...), each verified first.
+
+    Exits 0, or 2 when a certificate fails verification, an input is malformed, or the
+    LaTeX does not compile (the first error line is shown)."""
+    from verifier.appendix.build import write_appendix  # matplotlib and jinja2 load here only
+    from verifier.appendix.latex import compile_pdf as typeset
+
+    command = ["npi-verify", "appendix", *map(str, paths)]
+    for path in results:
+        command += ["--results", str(path)]
+    command += ["-o", str(out)] + (["--compile"] if compile_pdf else [])
+    written = write_appendix(list(paths), list(results), out, command)
+    click.echo(f"wrote the appendix of {written.certificates} certificates"
+               f" and {written.experiments} result tables to {out}/appendix.tex and appendix.md")
+    if compile_pdf:
+        click.echo(f"compiled {typeset(out)}")
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()
