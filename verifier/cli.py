@@ -702,6 +702,9 @@ def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], out: Path,
     LaTeX does not compile (the first error line is shown)."""
     from verifier.appendix.build import write_appendix  # matplotlib and jinja2 load here only
     from verifier.appendix.latex import compile_pdf as typeset
+    from verifier.paths import check_output_folder
+
+    check_output_folder(out)
 
     command = ["npi-verify", "appendix", *map(str, paths)]
     for path in results:

@@ -31,7 +31,7 @@ def write_appendix(
     models = load_certificates(certificates)
     experiments = load_results(results)
     document = build_document(models, experiments, command)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)  # its parent exists: the command line checked it
     widths = write_figures(document.figures, out / "figures")
     written = [f"figures/{key}.{suffix}" for key in widths for suffix in ("pdf", "png")]
     written += render_documents(document, widths, out)
