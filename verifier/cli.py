@@ -94,6 +94,10 @@ formulation_option = click.option(
     help="recursive, non-recursive, or partial (bubble sorts only).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+threads_option = click.option(
+    "--threads", type=int, default=None,
+    help="Torch threads for the model (default: $NPI_VERIFY_THREADS, else 1).",
+)
 
 
 @main.command()
@@ -310,11 +314,17 @@ model_argument = click.argument("model_path", metavar="MODEL", type=click.Path(p
 @model_argument
 @click.option("--input", "input_text", required=True, help="Problem as JSON, or @FILE.")
 @click.option("--trace", "show_trace", is_flag=True, help="Include the execution trace.")
+@threads_option
 @json_option
-def run(model_path: Path, input_text: str, show_trace: bool, as_json: bool) -> None:
+def run(
+    model_path: Path, input_text: str, show_trace: bool, threads: int | None, as_json: bool
+) -> None:
     """Run a trained model on one input (the task comes from the checkpoint).
 
     Exits 0 when the model halts, 1 when it does not halt within its limits."""
+    from verifier.threads import use_inference_threads
+
+    use_inference_threads(threads)
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     value = parse_problem(task, input_text)
@@ -347,11 +357,16 @@ def run(model_path: Path, input_text: str, show_trace: bool, as_json: bool) -> N
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option("--batch-size", type=int, default=None,
               help="Inputs run in lockstep (default: all samples of a size at once).")
+@threads_option
 @json_option
 def evaluate(
-    model_path: Path, sizes: str, samples: int, seed: int, batch_size: int | None, as_json: bool
+    model_path: Path, sizes: str, samples: int, seed: int, batch_size: int | None,
+    threads: int | None, as_json: bool,
 ) -> None:
     """Accuracy (whole answers right, by the task's independent check) per input size."""
+    from verifier.threads import use_inference_threads
+
+    use_inference_threads(threads)
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     size_list = _int_list(sizes, "--sizes")
@@ -428,11 +443,17 @@ def vset(task_name: str, formulation: str, as_json: bool) -> None:
 @task_option
 @click.option("-o", "--output", "cert_path", type=click.Path(path_type=Path),
               help="Write the certificate here.")
+@threads_option
 @json_option
-def certify(model_path: Path, task_name: str, cert_path: Path | None, as_json: bool) -> None:
+def certify(
+    model_path: Path, task_name: str, cert_path: Path | None, threads: int | None, as_json: bool
+) -> None:
     """Prove the model right on every input of every size, or find a failing input.
 
     Exits 0 certified, 1 refuted, 3 inconclusive or uncertifiable, 2 bad input."""
+    from verifier.threads import use_inference_threads
+
+    use_inference_threads(threads)
     task = get_task(task_name)
     checkpoint = load_checkpoint(model_path)
     if checkpoint.task is not task:
@@ -464,12 +485,16 @@ def certify(model_path: Path, task_name: str, cert_path: Path | None, as_json: b
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path),
               help="Also write JUnit XML (one test case per certificate).")
-def check(paths: tuple[Path, ...], junit_path: Path | None) -> None:
+@threads_option
+def check(paths: tuple[Path, ...], junit_path: Path | None, threads: int | None) -> None:
     """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
 
     Exits 0 when every certificate holds and certifies its model; 2 if any is edited or
     malformed; 1 if any no longer holds (model changed, verdict differs); 3 if a valid
     certificate's verdict is not `certified`."""
+    from verifier.threads import use_inference_threads
+
+    use_inference_threads(threads)
     files = _certificate_files(paths)
     results = [recheck(path) for path in files]
     for result in results:
