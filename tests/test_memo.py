@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,8 @@ from tests.strategies import inputs
 from verifier.checkpoint import Checkpoint, load_checkpoint
 from verifier.evaluation import run_model
 from verifier.memo import Node, PrefixCache
-from verifier.npi import NPIPolicy
+from verifier.inference import NumpyStep
+from verifier.npi import ARG_SLOTS, NPIPolicy
 from verifier.tasks import TASKS
 from verifier.tasks.base import RETURN, call
 
@@ -24,6 +26,15 @@ SHIPPED = [
     for task in TASKS
     for suffix in ("", "-non-recursive")
 ] + [("bubblesort-values", "bubblesort-values-partial.pt")]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Any:
+    """Batch-1 torch steps on a busy 2-core machine are many times slower with 2 threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @cache
@@ -45,7 +56,7 @@ def _same_runs(checkpoint: Checkpoint, memoized: NPIPolicy, values: list[Any]) -
 
 
 @pytest.mark.parametrize(("task_name", "model_name"), SHIPPED)
-@settings(max_examples=6)
+@settings(max_examples=15)
 @given(data=st.data())
 def test_memoized_traces_equal_plain_traces(task_name: str, model_name: str, data: Any) -> None:
     checkpoint, memoized = _shipped(model_name)
@@ -77,13 +88,13 @@ def test_a_repeated_input_costs_no_model_step() -> None:
     checkpoint = load_checkpoint(MODELS / "bubblesort.pt")
     policy = NPIPolicy(checkpoint.model, checkpoint.task)
     steps = []
-    original = policy._lstm_step
+    original = policy._first_visits
 
     def counted(queries: Any, states: Any) -> Any:
         steps.append(len(queries))
         return original(queries, states)
 
-    policy._lstm_step = counted  # type: ignore[method-assign]
+    policy._first_visits = counted  # type: ignore[method-assign]
     value = [4, 8, 1, 9, 3, 3, 0]
     (first, _), = run_model(policy, checkpoint.task, "recursive", [value], 1)
     misses = len(steps)
@@ -125,3 +136,33 @@ def test_returning_nodes_keep_no_state() -> None:
 def test_bounds_must_be_positive() -> None:
     with pytest.raises(ValueError):
         PrefixCache(max_nodes=0)
+
+
+@pytest.mark.parametrize("model_name", ["addition.pt", "toposort.pt", "quicksort-non-recursive.pt"])
+def test_the_numpy_step_computes_the_torch_step(model_name: str) -> None:
+    checkpoint = load_checkpoint(MODELS / model_name)
+    model, task = checkpoint.model, checkpoint.task
+    config = model.config
+    generator = torch.Generator().manual_seed(0)
+    batch = 64
+    programs = torch.randint(len(config.program_names), (batch,), generator=generator)
+    args = torch.randint(config.arg_size, (batch, ARG_SLOTS), generator=generator)
+    observations = torch.stack(
+        [torch.randint(size, (batch,), generator=generator) for size in config.observation_sizes],
+        dim=1,
+    )
+    h = torch.randn(config.layers, batch, config.d_hidden, generator=generator) * 0.5
+    c = torch.randn(config.layers, batch, config.d_hidden, generator=generator) * 0.5
+    with torch.no_grad():
+        end, program_logits, arg_logits, (h1, c1) = model(
+            programs, args, observations.unsqueeze(1), (h, c))
+    step = NumpyStep(model, task)
+    states = [(h[:, j].numpy(), c[:, j].numpy()) for j in range(batch)]
+    for size in (batch, 1):  # the batched path and the batch-1 path
+        result = step(programs[:size].tolist(), args[:size].tolist(),
+                      observations[:size].tolist(), states[:size])
+        for j in range(size):
+            assert result.states[j][0] == pytest.approx(h1[:, j].numpy(), abs=1e-5)
+            assert result.states[j][1] == pytest.approx(c1[:, j].numpy(), abs=1e-5)
+        assert result.returns == (end[:size, 0] >= 0).tolist()
+        assert result.programs == program_logits[:size, 0].argmax(dim=1).tolist()

@@ -159,8 +159,10 @@ class NPIPolicy:
     With a `PrefixCache` (the default) a frame's memory is its node in the cache's prefix tree:
     a call-local prefix seen before costs a dictionary lookup and no torch call, and only the
     prefixes an interpreter step meets for the first time go to the LSTM, as one batch.
-    With `memoize=False` every query is one LSTM step and a frame's memory is its (h, c).
-    The cache assumes the model's weights do not change while the policy is in use."""
+    First visits are computed by `verifier.inference.NumpyStep`, the same step in numpy
+    (a torch call at batch 1 is mostly framework overhead). With `memoize=False` every query
+    is one torch step of the module and a frame's memory is its (h, c).
+    The policy assumes the model's weights do not change while it is in use."""
 
     def __init__(
         self, model: NPI, task: Task, memoize: bool = True, cache: PrefixCache | None = None
@@ -170,6 +172,9 @@ class NPIPolicy:
         self.program_id = {name: k for k, name in enumerate(self.names)}
         self.arg_mask = valid_arg_mask(model.config, task)
         self.cache = (cache or PrefixCache()) if memoize else None
+        from verifier.inference import NumpyStep  # it builds on this module
+
+        self._numpy_step = NumpyStep(model, task) if memoize else None
         self._actions: dict[tuple[int, tuple[int, ...], bool], Action] = {}
 
     def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]:
@@ -197,7 +202,7 @@ class NPIPolicy:
                 waiting[key] = [i]
                 new.append((parent, query))
         if new:
-            actions, states = self._lstm_step([q for _, q in new], [p.state for p, _ in new])
+            actions, states = self._first_visits([q for _, q in new], [p.state for p, _ in new])
             for (parent, query), indices, action, state in zip(
                 new, waiting.values(), actions, states, strict=True
             ):
@@ -205,6 +210,23 @@ class NPIPolicy:
                 for i in indices:
                     answers[i] = (action, node)
         return answers
+
+    def _first_visits(
+        self, queries: Sequence[Query], states: Sequence[Any]
+    ) -> tuple[list[Action], list[Any]]:
+        """One batched model step (in numpy) for the prefixes not in the cache."""
+        assert self._numpy_step is not None
+        result = self._numpy_step(
+            [self.program_id[q.program] for q in queries],
+            [pad_args(q.args) for q in queries],
+            [q.observation for q in queries],
+            states,
+        )
+        actions = [
+            self._action(p, a, r)
+            for p, a, r in zip(result.programs, result.args, result.returns)
+        ]
+        return actions, result.states
 
     @torch.no_grad()
     def _lstm_step(
