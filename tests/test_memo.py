@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -157,12 +158,13 @@ def test_the_numpy_step_computes_the_torch_step(model_name: str) -> None:
         end, program_logits, arg_logits, (h1, c1) = model(
             programs, args, observations.unsqueeze(1), (h, c))
     step = NumpyStep(model, task)
-    states = [(h[:, j].numpy(), c[:, j].numpy()) for j in range(batch)]
+    states = [(tuple(h[:, j].numpy()), tuple(c[:, j].numpy())) for j in range(batch)]
     for size in (batch, 1):  # the batched path and the batch-1 path
         result = step(programs[:size].tolist(), args[:size].tolist(),
                       observations[:size].tolist(), states[:size])
         for j in range(size):
-            assert result.states[j][0] == pytest.approx(h1[:, j].numpy(), abs=1e-5)
-            assert result.states[j][1] == pytest.approx(c1[:, j].numpy(), abs=1e-5)
+            hs, cs = result.states[j]
+            assert np.stack(hs) == pytest.approx(h1[:, j].numpy(), abs=1e-5)
+            assert np.stack(cs) == pytest.approx(c1[:, j].numpy(), abs=1e-5)
         assert result.returns == (end[:size, 0] >= 0).tolist()
         assert result.programs == program_logits[:size, 0].argmax(dim=1).tolist()
