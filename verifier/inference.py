@@ -50,7 +50,7 @@ class NumpyStep:
     - decoding (argmax over a few logits) is done on Python lists.
     """
 
-    def __init__(self, model: NPI, task: Task, max_inputs: int = 100_000) -> None:
+    def __init__(self, model: NPI, task: Task, max_inputs: int = 20_000) -> None:
         c = model.config
         w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
         self.layers, self.d = c.layers, c.d_hidden

@@ -28,7 +28,7 @@ from typing import Any
 
 from verifier.tasks.base import Action, Args, Observation
 
-DEFAULT_MAX_NODES = 200_000
+DEFAULT_MAX_NODES = 50_000  # about 2.2 KB each for the shipped models: ~110 MB at most
 DEFAULT_MAX_DEPTH = 64
 
 
