@@ -135,6 +135,10 @@ formulation_option = click.option(
     help="Formulation of the reference program (partial: bubble sorts only).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+threads_option = click.option(
+    "--threads", type=int, default=None,
+    help="Torch threads for the model (default: $NPI_VERIFY_THREADS, else 1).",
+)
 
 
 def timeout_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -424,6 +428,7 @@ def info(model_path: Path, as_json: bool) -> None:
               help="Include the execution trace (streamed as the model runs).")
 @click.option("--expect-correct", is_flag=True,
               help="Exit 1 when the answer is wrong, not only when the model does not halt.")
+@threads_option
 @json_option
 @timeout_option("running the model")
 def run(
@@ -431,6 +436,7 @@ def run(
     input_text: str,
     show_trace: bool,
     expect_correct: bool,
+    threads: int | None,
     as_json: bool,
     timeout: float | None,
 ) -> None:
@@ -444,8 +450,10 @@ def run(
     from verifier.evaluation import model_limits
     from verifier.npi import NPIPolicy
     from verifier.runtime import execute
+    from verifier.threads import use_inference_threads
     from verifier.traces import trace_header, trace_line
 
+    use_inference_threads(threads)
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     value = parse_problem(task, input_text)
@@ -498,6 +506,7 @@ def run(
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option("--batch-size", type=int, default=None,
               help="Inputs run in lockstep (default: all samples of a size at once).")
+@threads_option
 @json_option
 @timeout_option("evaluating the model")
 def evaluate(
@@ -506,6 +515,7 @@ def evaluate(
     samples: int,
     seed: int,
     batch_size: int | None,
+    threads: int | None,
     as_json: bool,
     timeout: float | None,
 ) -> None:
@@ -513,7 +523,9 @@ def evaluate(
     from verifier.checkpoint import load_checkpoint
     from verifier.evaluation import SizeResult, correct, evaluation_inputs, run_model
     from verifier.npi import NPIPolicy
+    from verifier.threads import use_inference_threads
 
+    use_inference_threads(threads)
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     size_list = _int_list(sizes, "--sizes")
@@ -595,12 +607,14 @@ def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None)
               help="Expected task: an error if the checkpoint is for another (default: its own).")
 @click.option("-o", "--output", "cert_path", type=click.Path(path_type=Path),
               help="Write the certificate here (its folder must exist).")
+@threads_option
 @json_option
 @timeout_option("certifying the model")
 def certify(
     model_path: Path,
     task_name: str | None,
     cert_path: Path | None,
+    threads: int | None,
     as_json: bool,
     timeout: float | None,
 ) -> None:
@@ -610,8 +624,10 @@ def certify(
     uncertifiable, 2 bad input, 4 when --timeout ran out (nothing concluded)."""
     from verifier.certificate import build_certificate, write_certificate
     from verifier.checkpoint import load_checkpoint
+    from verifier.threads import use_inference_threads
     from verifier.verify import certify as certify_model
 
+    use_inference_threads(threads)
     if cert_path is not None:
         check_output_file(cert_path)
     checkpoint = load_checkpoint(model_path)
@@ -656,10 +672,12 @@ def _print_outcome(
               help="Also write SARIF 2.1.0 (one result per failing certificate).")
 @click.option("--summary", "summary_path", type=click.Path(path_type=Path),
               help="Append a Markdown table to this file (e.g. $GITHUB_STEP_SUMMARY).")
+@threads_option
 @json_option
 @timeout_option("re-checking certificates")
 def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | None,
-          summary_path: Path | None, as_json: bool, timeout: float | None) -> None:
+          summary_path: Path | None, threads: int | None, as_json: bool,
+          timeout: float | None) -> None:
     """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
 
     A folder contributes its *.json files that declare the certificate format (the others are
@@ -670,6 +688,9 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
     malformed; 1 if any no longer holds (model changed, verdict differs); 3 if a valid
     certificate's verdict is not `certified`."""
     from verifier import gate
+    from verifier.threads import use_inference_threads
+
+    use_inference_threads(threads)
 
     selection = gate.select_certificates(paths)
     reports = {"--junit": junit_path, "--sarif": sarif_path, "--summary": summary_path}
