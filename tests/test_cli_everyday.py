@@ -284,3 +284,54 @@ def test_commands_without_a_model_work_with_torch_unimportable(
     done = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True,
                           text=True, timeout=300, check=False, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+# -- budgets that run out in awkward places -------------------------------------------------
+
+
+def test_a_budget_running_out_inside_z3_is_raised_once_outside_it(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import time
+
+    import z3
+
+    from verifier.budget import BudgetExceeded, time_budget
+
+    started = time.monotonic()
+    with pytest.raises(BudgetExceeded), time_budget(0.2, "solving"):
+        while time.monotonic() - started < 120:  # term building and solving: mostly in Z3
+            x = z3.Ints(" ".join(f"x{k}" for k in range(60)))
+            solver = z3.Solver()
+            solver.add(z3.Distinct(*x), *(v >= 0 for v in x), *(v < 60 for v in x))
+            solver.check()
+    assert time.monotonic() - started < 120  # it was raised, not swallowed by Z3
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["1e10", "1e8000"])
+def test_a_timeout_beyond_what_the_timer_takes_is_refused(value: str) -> None:
+    code, _, err = invoke("trace", "--task", "bubblesort", "--input", "[1]", "--timeout", value)
+    assert code == 2 and "--timeout" in one_line(err)
+
+
+def test_the_console_script_ends_at_once_when_the_budget_runs_out() -> None:
+    started = __import__("time").monotonic()
+    done = subprocess.run([*PYTHON, "certify", "models/quicksort.pt", "--timeout", "1"],
+                          capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    assert done.returncode == 4 and done.stdout == ""
+    assert "time budget of 1 s ran out" in one_line(done.stderr)
+    assert __import__("time").monotonic() - started < 30  # not the minutes a certify takes
+
+
+def test_check_reports_what_it_finished_when_the_budget_runs_out(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    code, out, err = invoke("check", ROOT / "proofs" / "bubblesort.json",
+                            ROOT / "proofs" / "addition.json", "--timeout", "0.5", "--json",
+                            "--summary", summary)
+    assert code == 4
+    report = json.loads(out)
+    assert report["exit_code"] == 4
+    assert {r["failure"] for r in report["results"]} == {"budget-exceeded"}
+    assert len(report["results"]) == 2 and "budget-exceeded" in summary.read_text()
+    assert re.search(r"0 passed, 2 failed in \d", err)

@@ -1,5 +1,5 @@
 """`python -m verifier`: the same command line as `npi-verify`."""
 
-from verifier.cli import main
+from verifier.cli import entry
 
-main(prog_name="npi-verify")
+entry()

@@ -13,16 +13,20 @@ bound exceeds what the budget could possibly run is refused up front.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 from verifier.errors import VerifierError
 
 # No run of the interpreter comes near this rate (reference runs measure about 10^5-10^6 steps
 # a second on one core): a bound used only to refuse work that cannot possibly fit a budget.
 MAX_STEPS_PER_SECOND = 10_000_000
+MAX_TIMEOUT = 100_000_000  # seconds (over three years): the OS timer takes no more
+DEFER_SECONDS = 0.01  # a budget that runs out inside Z3's bindings is enforced this much later
 
 
 class BudgetExceeded(VerifierError):
@@ -32,20 +36,41 @@ class BudgetExceeded(VerifierError):
 
 
 @contextmanager
-def time_budget(seconds: float | None, what: str) -> Iterator[None]:
+def time_budget(
+    seconds: float | None, what: str, on_expiry: Callable[[BudgetExceeded], None] | None = None
+) -> Iterator[None]:
     """Interrupt the body with BudgetExceeded after `seconds` of wall-clock time (None: no
-    limit). Uses SIGALRM, so it works in the main thread of a Unix process."""
+    limit). Uses SIGALRM, so it works in the main thread of a Unix process.
+
+    The exception is raised where the body happens to be, except inside Z3's Python bindings
+    or an object finalizer: raised there it would be swallowed ("Exception ignored in
+    __del__") or garbled by ctypes, so the timer is re-armed to fire DEFER_SECONDS later.
+    `on_expiry`, if given, is called instead of raising (a command line that must end at
+    once, whatever the code under it does with exceptions)."""
     if seconds is None:
         yield
         return
-    if not seconds > 0 or math.isinf(seconds):
-        raise VerifierError(f"--timeout must be a positive number of seconds, got {seconds}")
+    if not 0 < seconds <= MAX_TIMEOUT or math.isnan(seconds):
+        raise VerifierError(
+            f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT:,}], got {seconds:g}"
+        )
     started = time.monotonic()
+    raised = False
 
-    def expire(signum: int, frame: object) -> None:
+    def expire(signum: int, frame: FrameType | None) -> None:
+        nonlocal raised
+        if raised:  # the work was interrupted once already: it is unwinding or reporting
+            return
         elapsed = time.monotonic() - started
-        raise BudgetExceeded(f"time budget of {seconds:g} s ran out after {elapsed:.1f} s "
-                             f"while {what}; nothing was concluded")
+        error = BudgetExceeded(f"time budget of {seconds:g} s ran out after {elapsed:.1f} s "
+                               f"while {what}; nothing was concluded")
+        if on_expiry is not None:
+            on_expiry(error)
+        if _unsafe(frame):
+            signal.setitimer(signal.ITIMER_REAL, DEFER_SECONDS)
+            return
+        raised = True
+        raise error
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -54,6 +79,20 @@ def time_budget(seconds: float | None, what: str) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _unsafe(frame: FrameType | None) -> bool:
+    """Whether an exception raised in `frame` could be lost: some frame of the stack is in
+    Z3's bindings (ctypes calls, reference-counting finalizers) or in a `__del__`."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or Z3_PATH in code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+Z3_PATH = f"{os.sep}z3{os.sep}"
 
 
 def refuse_unless_fits(

@@ -158,6 +158,7 @@ FAILURES: dict[str, str] = {
     "states-changed": "certifying the model again finds another number of call-local states "
                       "(exit 1)",
     "not-certified": "the certificate holds, but its verdict is not `certified` (exit 3)",
+    "budget-exceeded": "the --timeout budget ran out before this re-check finished (exit 4)",
 }
 
 

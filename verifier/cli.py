@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from verifier import __version__
-from verifier.budget import refuse_unless_fits, time_budget
+from verifier.budget import BudgetExceeded, refuse_unless_fits, time_budget
 from verifier.errors import InvalidInput, VerifierError
 from verifier.tasks import TASKS, Task, get_task
 from verifier.config import NPIConfig, TrainConfig
@@ -83,6 +84,8 @@ def read_input_text(text: str) -> str:
     if not text.startswith("@"):
         return text
     source = text[1:]
+    if not source:
+        raise InvalidInput("--input @ needs a file name, or @- for standard input")
     try:
         if source == "-":
             return sys.stdin.read()
@@ -141,16 +144,40 @@ threads_option = click.option(
 )
 
 
+_HARD_EXIT = False  # set by the console script: a budget that runs out ends the process
+
+
+def entry() -> None:
+    """The `npi-verify` console script (and `python -m verifier`)."""
+    global _HARD_EXIT
+    _HARD_EXIT = True
+    main(prog_name="npi-verify")
+
+
+def _end_now(error: BudgetExceeded) -> None:
+    """Say why and end the process at once with exit 4, wherever the work was (in Z3's
+    bindings an exception could be swallowed, and tearing torch down takes seconds)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    os.write(2, f"npi-verify: error: {error}\n".encode())
+    os._exit(error.exit_code)
+
+
 def timeout_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`--timeout SECONDS` for a command: the whole command runs under that wall-clock budget,
-    and exits 4 with one line when it runs out (`what` says what was being done)."""
+    and exits 4 with one line when it runs out (`what` says what was being done). Run from
+    the console script, the command ends at once; in-process (tests, library callers) the
+    work is interrupted with BudgetExceeded."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @click.option("--timeout", type=float, default=None, metavar="SECONDS",
                       help="Wall-clock budget; exit 4 with one line when it runs out.")
         @functools.wraps(command)
         def run(*args: Any, timeout: float | None, **kwargs: Any) -> Any:
-            with time_budget(timeout, what):
+            on_expiry = _end_now if _HARD_EXIT else None
+            with time_budget(timeout, what, on_expiry):
                 return command(*args, timeout=timeout, **kwargs)
 
         return run
@@ -172,9 +199,10 @@ class Status:
         self.bar.set_description_str(text)
 
     def count(self, done: int, text: str | None = None) -> None:
-        self.bar.update(done - self.bar.n)
         if text is not None:
             self.bar.set_postfix_str(text, refresh=False)
+        self.bar.n = done
+        self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
@@ -321,7 +349,8 @@ def dataset(
 
 @main.command()
 @task_option
-@click.option("--formulation", default=None, help="Formulation (default: the dataset's, or recursive).")
+@click.option("--formulation", default=None, type=_Names(FORMULATIONS),
+              help="Formulation (default: the dataset's, or recursive).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), help="Trace dataset (.jsonl).")
 @click.option("--count", type=int, help="Or sample this many training inputs ...")
 @click.option("--max-size", type=int, help="... of sizes 1..max-size.")
@@ -561,13 +590,20 @@ def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None)
 
     The text output counts V's states per program and says how V was built; `--json` lists
     every state with its reference action. Exits 0, or 3 when a call's sequences are
-    unbounded (non-recursive formulations)."""
-    from verifier.reach import build_vset
+    unbounded (non-recursive formulations; `--json` then prints {"task", "formulation",
+    "bounded": false, "program", "reason"})."""
+    from verifier.reach import UnboundedCall, build_vset
 
     task = get_task(task_name)
     task.routines(formulation)
-    with status() as line:
-        result = build_vset(task, formulation, progress=line.text)
+    try:
+        with status() as line:
+            result = build_vset(task, formulation, progress=line.text)
+    except UnboundedCall as error:
+        if as_json:
+            _emit_json({"task": task.name, "formulation": formulation, "bounded": False,
+                        "program": error.program, "reason": str(error)})
+        raise
     states = sorted(result.states.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
     if as_json:
         _emit_json({
@@ -674,7 +710,9 @@ def _print_outcome(
               help="Append a Markdown table to this file (e.g. $GITHUB_STEP_SUMMARY).")
 @threads_option
 @json_option
-@timeout_option("re-checking certificates")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="Wall-clock budget; exit 4 when it runs out, with the reports of what was "
+                   "finished.")
 def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | None,
           summary_path: Path | None, threads: int | None, as_json: bool,
           timeout: float | None) -> None:
@@ -692,19 +730,37 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
 
     use_inference_threads(threads)
 
+    started = time.perf_counter()
     selection = gate.select_certificates(paths)
     reports = {"--junit": junit_path, "--sarif": sarif_path, "--summary": summary_path}
     gate.check_outputs(reports, selection.certificates)
     for path, reason in selection.skipped:
         click.echo(f"npi-verify: skipped {path}: {reason}", err=True)
     gate.require_certificates(selection, paths)
-    report = gate.run_gate(
-        selection, on_result=None if as_json else lambda r: click.echo(gate.result_line(r))
-    )
-    gate.write_reports(report, junit_path, sarif_path, summary_path)
-    if as_json:
-        _emit_json(gate.json_report(report))
-    click.echo(gate.summary_line(report), err=as_json)
+    finished: list[Any] = []
+
+    def show(result: Any) -> None:
+        finished.append(result)
+        if not as_json:
+            click.echo(gate.result_line(result))
+
+    def finish(report: Any) -> None:
+        gate.write_reports(report, junit_path, sarif_path, summary_path)
+        if as_json:
+            _emit_json(gate.json_report(report))
+        click.echo(gate.summary_line(report), err=as_json)
+
+    def give_up(error: BudgetExceeded) -> None:
+        """The budget ran out (console script): report what was finished, then end at once."""
+        report = gate.interrupted(selection, finished, error, time.perf_counter() - started)
+        for late in report.results[len(finished):]:
+            show(late)
+        finish(report)
+        _end_now(error)
+
+    with time_budget(timeout, "re-checking certificates", give_up if _HARD_EXIT else None):
+        report = gate.run_gate(selection, on_result=show)
+    finish(report)
     raise SystemExit(report.exit_code)
 
 @main.command()

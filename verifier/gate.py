@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from verifier import __version__
 from verifier.certificate import CERTIFICATE_FORMAT, FAILURES, Recheck, recheck
+from verifier.budget import BudgetExceeded
 from verifier.errors import VerifierError
 
 SARIF_SCHEMA = ("https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/"
@@ -47,7 +48,7 @@ def select_certificates(paths: Iterable[Path]) -> Selection:
     skipped: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            for file in sorted(path.glob("*.json")):
+            for file in sorted(f for f in path.glob("*.json") if f.is_file()):
                 reason = _not_a_certificate(file)
                 if reason is None:
                     certificates.append(file)
@@ -112,21 +113,42 @@ class GateReport:
     @property
     def exit_code(self) -> int:
         codes = {r.code for r in self.results}
-        return next((code for code in (2, 1, 3) if code in codes), 0)
+        return next((code for code in (2, 1, 4, 3) if code in codes), 0)
 
 
 def run_gate(
     selection: Selection, on_result: Callable[[Recheck], None] | None = None
 ) -> GateReport:
-    """Re-check each certificate in turn; `on_result` sees each result as soon as it is known."""
+    """Re-check each certificate in turn; `on_result` sees each result as soon as it is known.
+    A --timeout that interrupts a re-check (BudgetExceeded) ends the gate with what was
+    finished (see `interrupted`)."""
     start = time.perf_counter()
-    results = []
+    results: list[Recheck] = []
     for path in selection.certificates:
-        result = recheck(path)
+        try:
+            result = recheck(path)
+        except BudgetExceeded as error:
+            report = interrupted(selection, results, error, time.perf_counter() - start)
+            for late in report.results[len(results):]:
+                if on_result is not None:
+                    on_result(late)
+            return report
         results.append(result)
         if on_result is not None:
             on_result(result)
     return GateReport(results, selection.skipped, time.perf_counter() - start)
+
+
+def interrupted(
+    selection: Selection, finished: list[Recheck], error: BudgetExceeded, seconds: float
+) -> GateReport:
+    """The gate's report when its budget ran out: the finished results, then every other
+    certificate marked `budget-exceeded` (the first with the budget's message)."""
+    rest = selection.certificates[len(finished):]
+    late = [Recheck(path, error.exit_code, str(error) if k == 0 else "not re-checked: the "
+                    "--timeout budget had run out", "budget-exceeded")
+            for k, path in enumerate(rest)]
+    return GateReport([*finished, *late], selection.skipped, seconds)
 
 
 def check_outputs(outputs: dict[str, Path | None], certificates: Iterable[Path]) -> None:

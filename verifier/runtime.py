@@ -12,6 +12,7 @@ own memory when the callee returns. Then, if the return flag is set, this call e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -112,8 +113,8 @@ def execute(
 
     With `record`, each execution keeps its steps; `on_step(k, step)` instead receives every
     step of input k as it happens (a caller streaming a long trace keeps nothing). `progress`
-    is told every PROGRESS_EVERY interpreter steps how many inputs have stopped and how many
-    steps the longest run has taken."""
+    is told, about every PROGRESS_SECONDS, how many inputs have stopped and how many steps
+    the longest run has taken."""
     per_input = [limits] * len(inputs) if isinstance(limits, Limits) else list(limits)
     runs = [Execution(value, task.initial_env(value)) for value in inputs]
     stacks = [[_Frame(task.entry, ())] for _ in inputs]
@@ -122,6 +123,7 @@ def execute(
         run.max_depth = 1
     active = list(range(len(inputs)))
     iterations = 0
+    next_report = time.monotonic() + PROGRESS_SECONDS
     legal: dict[tuple[str, Args], Program] = {}
     observe = task.observe
     while active:
@@ -139,14 +141,18 @@ def execute(
                 still_running.append(i)
         active = still_running
         iterations += 1
-        if progress is not None and iterations % PROGRESS_EVERY == 0:
-            progress(len(inputs) - len(active), iterations)
+        if progress is not None and iterations % PROGRESS_CHECK == 0:
+            now = time.monotonic()
+            if now >= next_report:
+                progress(len(inputs) - len(active), iterations)
+                next_report = now + PROGRESS_SECONDS
     if progress is not None:
         progress(len(inputs), iterations)
     return runs
 
 
-PROGRESS_EVERY = 4096  # interpreter steps between progress reports
+PROGRESS_SECONDS = 0.25  # between progress reports ...
+PROGRESS_CHECK = 64  # ... looked at every this many interpreter steps
 
 
 def _sink(
