@@ -22,6 +22,7 @@ import numpy as np
 from verifier.npi import ARG_SLOTS, NPI
 from verifier.tasks import Task
 
+
 class LSTMState:
     """The LSTM's (h, c) per layer after a prefix, and, once a step from it has been taken,
     its recurrent gate products: `h[k] @ W_hh[k]` (+ the bias above the first layer).
@@ -30,7 +31,7 @@ class LSTMState:
     computed once per state, not once per child: a step from a state seen before costs only
     the products of its new input."""
 
-    __slots__ = ("h", "c", "recurrent")
+    __slots__ = ("c", "h", "recurrent")
 
     def __init__(self, h: tuple[np.ndarray, ...], c: tuple[np.ndarray, ...]) -> None:
         self.h: tuple[np.ndarray, ...] | None = h  # one (d_hidden,) per layer; None once
@@ -135,19 +136,13 @@ class NumpyStep:
         if recurrent is None:
             recurrent = state.recurrent = self._recurrent(state.h)
             state.h = None  # no longer needed: every later step from it uses the products
-        d, half, shift, tanh = self.d, self.half, self.shift, np.tanh
-        hs, cs = [], []
-        for k in range(self.layers):
-            gates = gates + recurrent[k] if k == 0 else x @ self.w_ih_upper[k - 1] + recurrent[k]
-            act = tanh(gates, out=gates)
-            act *= half
-            act += shift  # i, f, o: sigmoid; g: tanh
-            c = act[d : 2 * d] * state.c[k]
-            c += act[:d] * act[2 * d : 3 * d]
-            x = act[3 * d :] * tanh(c)
-            hs.append(x)
+        h, c = self._cell(gates + recurrent[0], state.c[0])
+        hs, cs = [h], [c]
+        for k in range(1, self.layers):
+            h, c = self._cell(h @ self.w_ih_upper[k - 1] + recurrent[k], state.c[k])
+            hs.append(h)
             cs.append(c)
-        row = (x @ self.heads + self.heads_b).tolist()
+        row = (h @ self.heads + self.heads_b).tolist()
         logits = row[1 : 1 + self.n_programs]
         chosen = logits.index(max(logits))
         values = []
@@ -173,20 +168,18 @@ class NumpyStep:
             for j, s in enumerate(missing):
                 s.recurrent = tuple(p[j] for p in products)
                 s.h = None
-        gates = self._first_layer_inputs(programs, args, observations)  # (batch, 4d)
-        d = self.d
-        hs, cs = [], []
-        for k in range(self.layers):
-            recurrent = np.stack([s.recurrent[k] for s in full])  # type: ignore[index]
-            gates = gates + recurrent if k == 0 else x @ self.w_ih_upper[k - 1] + recurrent
-            act = np.tanh(gates) * self.half + self.shift  # i, f, o: sigmoid; g: tanh
-            c = act[:, d : 2 * d] * np.stack([s.c[k] for s in full])
-            c += act[:, :d] * act[:, 2 * d : 3 * d]
-            x = act[:, 3 * d :] * np.tanh(c)
-            hs.append(x)
+        recurrent = [np.stack([s.recurrent[k] for s in full])  # type: ignore[index]
+                     for k in range(self.layers)]  # (batch, 4d) each
+        h, c = self._cell(self._first_layer_inputs(programs, args, observations) + recurrent[0],
+                          np.stack([s.c[0] for s in full]))
+        hs, cs = [h], [c]
+        for k in range(1, self.layers):
+            h, c = self._cell(h @ self.w_ih_upper[k - 1] + recurrent[k],
+                              np.stack([s.c[k] for s in full]))
+            hs.append(h)
             cs.append(c)
         returns, chosen, values = [], [], []
-        for row in (x @ self.heads + self.heads_b).tolist():
+        for row in (h @ self.heads + self.heads_b).tolist():
             program = max(range(self.n_programs), key=row[1:].__getitem__)
             returns.append(row[0] >= 0)
             chosen.append(program)
@@ -199,6 +192,17 @@ class NumpyStep:
             for j in range(len(full))
         ]
         return StepResult(returns, chosen, values, new_states)
+
+    def _cell(self, gates: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One LSTM cell from its prescaled gates (overwritten) and its previous c: the new
+        (h, c). Shapes (..., 4d) and (..., d)."""
+        d = self.d
+        act = np.tanh(gates, out=gates)
+        act *= self.half
+        act += self.shift  # i, f, o: sigmoid; g: tanh
+        new_c = act[..., d : 2 * d] * c
+        new_c += act[..., :d] * act[..., 2 * d : 3 * d]
+        return act[..., 3 * d :] * np.tanh(new_c), new_c
 
     def _recurrent(self, hs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         """Each layer's recurrent gate products (prescaled, bias included above layer 0)."""
