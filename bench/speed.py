@@ -11,10 +11,14 @@
 2. Memoized vs plain step-by-step execution (one torch step per interpreter step) of
    models/bubblesort.pt on 100 integers: model execution alone, with the step limits computed
    beforehand; the plain run is measured whole, once (target: at least 100x).
-3. Threads: the same work with torch at 1 thread (the default) and 2 threads, with the machine
-   as it is and with a `python -c 'while True: pass'` process started (and killed) by this
-   bench to keep a core busy (target: the default loses at most 1.5x to the hog). 2 threads
-   with the hog is run once (it is the slow case); the others are the fastest of the repeats.
+3. Threads: the same work at 1 thread (the default) and 2 threads (torch's and numpy's BLAS
+   pools, as `--threads` sets them; the numpy workload also with numpy's BLAS at its own
+   default), with the machine as it is and with a `python -c 'while True: pass'` process
+   started (and killed) by this bench to keep a core busy (target: the default loses at most
+   1.5x to the hog). 2 threads with the hog is run once (it is the slow case); the others are
+   the fastest of the repeats. The CPU time of the default run is shown beside its wall time:
+   equal CPU times with and without the hog mean the run did no extra work, it got less of
+   the cores.
 4. Non-recursive models (prefixes rarely repeat) memoized vs plain: not slower.
 5. For information: the addition row's model again on a second 5,000-digit input with the
    cache left warm by the first, as `evaluate` runs its inputs.
@@ -23,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,7 +50,7 @@ from verifier.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 from verifier.evaluation import correct, evaluation_inputs, model_limits, run_model  # noqa: E402
 from verifier.npi import NPIPolicy  # noqa: E402
 from verifier.runtime import execute, run_reference  # noqa: E402
-from verifier.threads import DEFAULT_THREADS  # noqa: E402
+from verifier.threads import DEFAULT_THREADS, use_inference_threads  # noqa: E402
 
 SEED = 0
 
@@ -184,40 +190,62 @@ def hog() -> Iterator[None]:
         process.wait()
 
 
+def timed_cpu(work: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all its threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def thread_rows(repeats: int) -> list[Row]:
-    """Time two workloads at 1 and 2 torch threads, without and with a hog."""
+    """Time two workloads at 1 and 2 threads (torch's and numpy's BLAS pools both, as
+    `use_inference_threads` sets them), without and with a hog; for the numpy workload also at
+    1 torch thread with numpy's BLAS left at its own default (one thread per core), the
+    default before the BLAS pool was bounded."""
     addition, bubblesort = model("addition.pt"), model("bubblesort.pt")
     (sum_1000,) = evaluation_inputs(addition.task, 1000, 1, SEED)
     (array_8,) = evaluation_inputs(bubblesort.task, 8, 1, SEED)
+    blas_default = os.cpu_count() or 1
     workloads = {
-        "`run` addition.pt, two 1,000-digit operands (memoized: numpy, no torch step)":
+        "`run` addition.pt, two 1,000-digit operands (memoized: numpy, no torch step)": (
             lambda: run_model(NPIPolicy(addition.model, addition.task), addition.task,
                               addition.formulation, [sum_1000], batch_size=1),
-        "plain torch steps, bubblesort.pt on 8 integers (one torch call per step)":
+            [DEFAULT_THREADS, 2, "blas"],
+        ),
+        "plain torch steps, bubblesort.pt on 8 integers (one torch call per step)": (
             lambda: run_model(NPIPolicy(bubblesort.model, bubblesort.task, memoize=False),
                               bubblesort.task, bubblesort.formulation, [array_8], batch_size=1),
+            [DEFAULT_THREADS, 2],
+        ),
     }
+    names = {DEFAULT_THREADS: f"{DEFAULT_THREADS} thread (default)", 2: "2 threads",
+             "blas": f"1 torch thread, BLAS at {blas_default}"}
     rows = []
-    for what, work in workloads.items():
-        seconds: dict[tuple[int, bool], float] = {}
+    for what, (work, settings) in workloads.items():
+        seconds: dict[tuple[Any, bool], tuple[float, float]] = {}
         for busy in (False, True):
-            for threads in (DEFAULT_THREADS, 2):
-                torch.set_num_threads(threads)
-                times = 1 if (threads, busy) == (2, True) else repeats  # it collapses: once
-                if busy:
-                    with hog():
-                        seconds[threads, busy] = min(timed(work)[0] for _ in range(times))
-                else:
-                    seconds[threads, busy] = min(timed(work)[0] for _ in range(times))
-                print(f"{what}: {threads} thread(s){' + hog' if busy else ''}: "
-                      f"{seconds[threads, busy]:.2f} s", flush=True)
-        torch.set_num_threads(DEFAULT_THREADS)
-        default_loss = seconds[DEFAULT_THREADS, True] / seconds[DEFAULT_THREADS, False]
-        measured = (f"{DEFAULT_THREADS} thread: {seconds[DEFAULT_THREADS, False]:.2f} s, with hog "
-                    f"{seconds[DEFAULT_THREADS, True]:.2f} s; 2 threads: {seconds[2, False]:.2f} s, "
-                    f"with hog {seconds[2, True]:.2f} s (one run) "
-                    f"(2 threads with hog / default with hog: "
-                    f"{seconds[2, True] / seconds[DEFAULT_THREADS, True]:.1f}x)")
+            with hog() if busy else contextlib.nullcontext():
+                for setting in settings:
+                    if setting == "blas":
+                        use_inference_threads(1)
+                        threadpool_limits(blas_default, user_api="blas")
+                    else:
+                        use_inference_threads(setting)
+                    times = 1 if (setting, busy) == (2, True) else repeats  # it collapses: once
+                    seconds[setting, busy] = min(timed_cpu(work) for _ in range(times))
+                    wall, cpu = seconds[setting, busy]
+                    print(f"{what}: {names[setting]}{' + hog' if busy else ''}: {wall:.2f} s "
+                          f"(CPU {cpu:.2f} s), load {os.getloadavg()[0]:.1f}", flush=True)
+        use_inference_threads(DEFAULT_THREADS)
+        default, loaded = seconds[DEFAULT_THREADS, False], seconds[DEFAULT_THREADS, True]
+        default_loss = loaded[0] / default[0]
+        shown = "; ".join(
+            f"{names[setting]}: {seconds[setting, False][0]:.2f} s, with hog "
+            f"{seconds[setting, True][0]:.2f} s{' (one run)' if setting == 2 else ''}"
+            for setting in settings)
+        measured = (f"{shown}; CPU time of the default {default[1]:.2f} s, with hog "
+                    f"{loaded[1]:.2f} s (2 threads with hog / default with hog: "
+                    f"{seconds[2, True][0] / loaded[0]:.1f}x)")
         rows.append(Row(f"{what}: default with hog vs default", measured, default_loss,
                         "<= 1.5x", default_loss <= 1.5))
     return rows
@@ -262,7 +290,10 @@ def markdown(rows: list[Row], where: str, seconds: float) -> str:
         "another sum, and those sequential steps are most of its run time.",
         "- The hog rows: a single-threaded run loses only its share of the cores, which on a "
         "machine already busy with other work (see the load average) is more than on an idle "
-        "one; the 2-thread columns show the collapse that the 1-thread default avoids.",
+        "one: its CPU time stays the same with the hog, its wall time is what the scheduler "
+        "gives it. The 2-thread columns show the collapse that the 1-thread default avoids; "
+        "numpy's BLAS left at one thread per core costs CPU time for nothing on the numpy "
+        "workload.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -272,7 +303,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="also write the results as markdown here")
     args = parser.parse_args()
-    torch.set_num_threads(DEFAULT_THREADS)
+    use_inference_threads(DEFAULT_THREADS)  # torch's and numpy's BLAS pools, as the CLI does
     where = machine()
     print(where, flush=True)
     started = time.perf_counter()

@@ -16,7 +16,7 @@ from tests.strategies import inputs
 from verifier.checkpoint import Checkpoint, load_checkpoint
 from verifier.evaluation import run_model
 from verifier.memo import Node, PrefixCache
-from verifier.inference import NumpyStep
+from verifier.inference import LSTMState, NumpyStep
 from verifier.npi import ARG_SLOTS, NPIPolicy
 from verifier.tasks import TASKS
 from verifier.tasks.base import RETURN, call
@@ -89,13 +89,18 @@ def test_a_repeated_input_costs_no_model_step() -> None:
     checkpoint = load_checkpoint(MODELS / "bubblesort.pt")
     policy = NPIPolicy(checkpoint.model, checkpoint.task)
     steps = []
-    original = policy._first_visits
+    one, batch = policy._first_visit, policy._first_visits
 
-    def counted(queries: Any, states: Any) -> Any:
+    def counted_one(query: Any, state: Any) -> Any:
+        steps.append(1)
+        return one(query, state)
+
+    def counted_batch(queries: Any, states: Any) -> Any:
         steps.append(len(queries))
-        return original(queries, states)
+        return batch(queries, states)
 
-    policy._first_visits = counted  # type: ignore[method-assign]
+    policy._first_visit = counted_one  # type: ignore[method-assign]
+    policy._first_visits = counted_batch  # type: ignore[method-assign]
     value = [4, 8, 1, 9, 3, 3, 0]
     (first, _), = run_model(policy, checkpoint.task, "recursive", [value], 1)
     misses = len(steps)
@@ -158,13 +163,25 @@ def test_the_numpy_step_computes_the_torch_step(model_name: str) -> None:
         end, program_logits, arg_logits, (h1, c1) = model(
             programs, args, observations.unsqueeze(1), (h, c))
     step = NumpyStep(model, task)
-    states = [(tuple(h[:, j].numpy()), tuple(c[:, j].numpy())) for j in range(batch)]
+    states = [LSTMState(tuple(h[:, j].numpy()), tuple(c[:, j].numpy())) for j in range(batch)]
     for size in (batch, 1):  # the batched path and the batch-1 path
         result = step(programs[:size].tolist(), args[:size].tolist(),
                       observations[:size].tolist(), states[:size])
         for j in range(size):
-            hs, cs = result.states[j]
+            hs, cs = result.states[j].h, result.states[j].c
             assert np.stack(hs) == pytest.approx(h1[:, j].numpy(), abs=1e-5)
             assert np.stack(cs) == pytest.approx(c1[:, j].numpy(), abs=1e-5)
         assert result.returns == (end[:size, 0] >= 0).tolist()
         assert result.programs == program_logits[:size, 0].argmax(dim=1).tolist()
+    # the sequential path: from a fresh state, then from one whose products are kept
+    for j in range(8):
+        fresh = LSTMState(tuple(h[:, j].numpy()), tuple(c[:, j].numpy()))
+        for start in (fresh, states[j]):
+            ret, program, _, state = step.step_one(
+                programs[j].item(), tuple(args[j].tolist()), tuple(observations[j].tolist()),
+                start)
+            assert start.recurrent is not None
+            assert np.stack(state.h) == pytest.approx(h1[:, j].numpy(), abs=1e-5)
+            assert np.stack(state.c) == pytest.approx(c1[:, j].numpy(), abs=1e-5)
+            assert ret == (end[j, 0] >= 0).item()
+            assert program == program_logits[j, 0].argmax().item()

@@ -1,17 +1,19 @@
-"""Torch's thread count for inference: --threads, else $NPI_VERIFY_THREADS, else 1."""
+"""Thread counts for inference (torch and numpy's BLAS): --threads, else $NPI_VERIFY_THREADS, else 1."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy  # noqa: F401  (its BLAS pool is what threadpoolctl reports)
 import pytest
 import torch
 from click.testing import CliRunner
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from verifier.cli import main
 from verifier.errors import InvalidInput
-from verifier.threads import ENV_VARIABLE, inference_threads
+from verifier.threads import ENV_VARIABLE, inference_threads, use_inference_threads
 
 MODEL = str(Path(__file__).parent.parent / "models" / "bubblesort.pt")
 
@@ -38,6 +40,18 @@ def test_a_bad_environment_value_is_refused(monkeypatch: pytest.MonkeyPatch, val
     monkeypatch.setenv(ENV_VARIABLE, value)
     with pytest.raises(InvalidInput, match=ENV_VARIABLE):
         inference_threads(None)
+
+
+def _blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_the_count_also_limits_numpys_blas() -> None:
+    assert _blas_threads(), "numpy has no BLAS pool that threadpoolctl can see"
+    with threadpool_limits(None):  # whatever the test run set, restored afterwards
+        assert use_inference_threads(2) == 2 and _blas_threads() == {2}
+        assert use_inference_threads(None) == 1 and _blas_threads() == {1}
+        assert torch.get_num_threads() == 1
 
 
 def test_run_sets_torch_threads() -> None:

@@ -28,7 +28,9 @@ from typing import Any
 
 from verifier.tasks.base import Action, Args, Observation
 
-DEFAULT_MAX_NODES = 50_000  # about 2.2 KB each for the shipped models: ~110 MB at most
+# About 2 KB a node for the shipped models, 6 KB for one that a step was taken from (it keeps
+# its recurrent gate products, `verifier.inference.LSTMState`): ~150 MB at most.
+DEFAULT_MAX_NODES = 25_000
 DEFAULT_MAX_DEPTH = 64
 
 

@@ -156,6 +156,14 @@ class NPIPolicy:
     def _memoized_step(
         self, cache: PrefixCache, queries: Sequence[Query]
     ) -> list[tuple[Action, Any]]:
+        if len(queries) == 1:  # a sequential run: no batch structures
+            (query,) = queries
+            parent = query.memory or cache.root(query.program, query.args)
+            node = cache.lookup(parent, query.observation)
+            if node is None:
+                action, state = self._first_visit(query, parent.state)
+                node = cache.insert(parent, query.observation, action, state)
+            return [(node.action, node)]
         answers: list[Any] = [None] * len(queries)
         waiting: dict[tuple[int, Observation], list[int]] = {}  # one model step per new prefix
         new: list[tuple[Node, Query]] = []
@@ -188,7 +196,7 @@ class NPIPolicy:
         assert self._numpy_step is not None
         result = self._numpy_step(
             [self.program_id[q.program] for q in queries],
-            [pad_args(q.args) for q in queries],
+            [q.args for q in queries],
             [q.observation for q in queries],
             states,
         )
@@ -197,6 +205,14 @@ class NPIPolicy:
             for p, a, r in zip(result.programs, result.args, result.returns)
         ]
         return actions, result.states
+
+    def _first_visit(self, query: Query, state: Any) -> tuple[Action, Any]:
+        """One model step (in numpy) for one prefix not in the cache."""
+        assert self._numpy_step is not None
+        ret, program, args, new_state = self._numpy_step.step_one(
+            self.program_id[query.program], query.args, query.observation, state
+        )
+        return self._action(program, args, ret), new_state
 
     @torch.no_grad()
     def _lstm_step(

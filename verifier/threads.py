@@ -5,6 +5,12 @@ lockstep, most steps of which memoization answers without torch): a second intra
 gains nothing there, and when another process keeps a core busy, torch's spinning threads wait
 on each other and a run gets 4-50x slower. So inference commands use one thread unless told
 otherwise: `--threads N`, else the environment variable NPI_VERIFY_THREADS, else 1.
+
+The count applies to both thread pools a run can touch: torch's (plain steps, `certify`) and
+numpy's BLAS (memoized first visits, `verifier/inference.py`). OpenBLAS otherwise starts one
+thread per core, and splitting a 128 x 512 matrix-vector product between two threads gains
+nothing: a 1,000-digit addition took 0.16 s of CPU with two BLAS threads and 0.13 s with one
+(`bench/speed.py`, on the shared 2-core machine).
 """
 
 from __future__ import annotations
@@ -36,9 +42,12 @@ def inference_threads(option: int | None) -> int:
 
 
 def use_inference_threads(option: int | None) -> int:
-    """Set torch's intra-op thread count for inference; return it."""
+    """Set torch's intra-op thread count and numpy's BLAS thread count for inference; return
+    the count."""
     import torch  # here, so that importing this module stays cheap
+    from threadpoolctl import threadpool_limits
 
     threads = inference_threads(option)
     torch.set_num_threads(threads)
+    threadpool_limits(threads, user_api="blas")  # for the rest of the process
     return threads

@@ -180,7 +180,13 @@ class Addition(Task):
         return pad
 
     def observe(self, env: Pad) -> Observation:
-        return tuple(env.cells[row].get(env.pointers[row], BLANK) for row in range(4))
+        cells, pointers = env.cells, env.pointers  # spelled out: every step of a run calls this
+        return (
+            cells[IN1].get(pointers[IN1], BLANK),
+            cells[IN2].get(pointers[IN2], BLANK),
+            cells[CARRY].get(pointers[CARRY], BLANK),
+            cells[OUT].get(pointers[OUT], BLANK),
+        )
 
     def apply(self, env: Pad, program: str, args: Args) -> None:
         row, value = args
