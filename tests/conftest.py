@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from verifier.npi import NPI, NPIConfig
 from verifier.reach import VerificationSet, build_vset
 from verifier.tasks import TASKS
 from verifier.traces import read_dataset
+from verifier.vcache import ENV_VAR
 from verifier.training import TrainConfig, TrainReport, steps_from_records, train
 
 # Reference runs on large inputs take milliseconds each; no per-example deadline, and a
@@ -20,6 +23,18 @@ settings.register_profile(
 settings.load_profile("npi")
 
 ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_vset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never read or write the user's V cache: one private cache folder per session."""
+    saved = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(tmp_path_factory.mktemp("vset-cache"))
+    yield
+    if saved is None:
+        del os.environ[ENV_VAR]
+    else:
+        os.environ[ENV_VAR] = saved
 _VSETS: dict[str, VerificationSet] = {}
 
 

@@ -136,14 +136,14 @@ class Recheck:
     message: str
 
 
-def recheck(path: Path) -> Recheck:
+def recheck(path: Path, use_cache: bool = True) -> Recheck:
     """Verify the digest and the model's identity, then certify the model again and compare.
 
     The model is identified by its file's sha256 and, in certificates that record it, by the
     canonical digest of its config and weights. When only the file differs (a checkpoint
     re-saved, converted to another format, or retrained with other provenance metadata) the
     proof still concerns exactly these weights: the re-check proceeds and says "same weights,
-    different file"."""
+    different file". `use_cache=False` rebuilds V rather than reusing it from the V cache."""
     try:
         data = read_certificate(path)
     except BadFile as error:
@@ -168,7 +168,7 @@ def recheck(path: Path) -> Recheck:
     if checkpoint.task.name != data["task"] or checkpoint.formulation != data["formulation"]:
         return Recheck(path, 2, f"certificate is for {data['task']}/{data['formulation']}, model "
                        f"is {checkpoint.task.name}/{checkpoint.formulation}")
-    outcome = certify(checkpoint)
+    outcome = certify(checkpoint, use_cache=use_cache)
     if outcome.verdict.label != data["verdict"]:
         return Recheck(path, 1, f"re-check gives {outcome.verdict.label}, certificate says "
                        f"{data['verdict']}")
@@ -177,11 +177,13 @@ def recheck(path: Path) -> Recheck:
     if states != recorded:
         return Recheck(path, 1, f"re-check finds {states} call-local states, certificate {recorded}")
     note = "" if same_file else f"same weights, different file ({named}); "
+    reused = outcome.cache is not None and outcome.cache.status == "reused"
+    how = "V reused from the cache" if reused else "V built"
     if outcome.verdict.label != "certified":
         return Recheck(path, 3, f"{note}valid, but the verdict is {data['verdict']}: "
                        f"{data.get('reason')}")
     return Recheck(path, 0, f"{note}certified; re-checked {states} call-local states "
-                   f"in {outcome.seconds:.1f} s")
+                   f"in {outcome.seconds:.1f} s ({how})")
 
 
 def junit_xml(results: list[Recheck]) -> str:

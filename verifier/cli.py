@@ -539,23 +539,33 @@ def evaluate(
         _emit_json({"task": task.name, "results": [r.to_json() for r in results]})
 
 
+no_cache_option = click.option(
+    "--no-cache", "no_cache", is_flag=True,
+    help="Build the verification set anew: neither read nor write the V cache "
+    "($NPI_VERIFY_CACHE_DIR, else $XDG_CACHE_HOME/npi-verify or ~/.cache/npi-verify).",
+)
+
+
 @main.command()
 @task_option
 @formulation_option
 @json_option
+@no_cache_option
 @timeout_option("building the verification set")
-def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None) -> None:
+def vset(
+    task_name: str, formulation: str, as_json: bool, no_cache: bool, timeout: float | None
+) -> None:
     """Compute the verification set V: every reachable call-local state.
 
     The text output counts V's states per program and says how V was built; `--json` lists
     every state with its reference action. Exits 0, or 3 when a call's sequences are
     unbounded (non-recursive formulations)."""
-    from verifier.reach import build_vset
+    from verifier.vcache import load_or_build
 
     task = get_task(task_name)
     task.routines(formulation)
     with status() as line:
-        result = build_vset(task, formulation, progress=line.text)
+        result, cache = load_or_build(task, formulation, line.text, use_cache=not no_cache)
     states = sorted(result.states.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
     if as_json:
         _emit_json({
@@ -572,6 +582,7 @@ def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None)
             "unwitnessed": len(result.unwitnessed),
             "concrete_states": len(result.concrete.actions),
             "witness_inputs": [task.input_to_json(v) for v in result.witness_cover()],
+            **cache.evidence(),
         })
         return
     click.echo(f"{task.name} ({formulation}): |V| = {len(result.states)} call-local states")
@@ -587,6 +598,7 @@ def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None)
     click.echo(f"coverage {coverage}; exact: {result.exact}; unwitnessed: {len(result.unwitnessed)}")
     cover = result.witness_cover()
     click.echo(f"verification set: {len(cover)} witness inputs cover every witnessed state")
+    click.echo(f"V cache: {cache.status} (key {cache.key_digest[:16]}){'; ' + cache.note if cache.note else ''}")
 
 
 @main.command()
@@ -596,12 +608,14 @@ def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None)
 @click.option("-o", "--output", "cert_path", type=click.Path(path_type=Path),
               help="Write the certificate here (its folder must exist).")
 @json_option
+@no_cache_option
 @timeout_option("certifying the model")
 def certify(
     model_path: Path,
     task_name: str | None,
     cert_path: Path | None,
     as_json: bool,
+    no_cache: bool,
     timeout: float | None,
 ) -> None:
     """Prove the model right on every input of every size, or find a failing input.
@@ -619,7 +633,7 @@ def certify(
     if task_name is not None and get_task(task_name) is not task:
         raise VerifierError(f"{model_path} is a {task.name} model, not {task_name}")
     with status() as line:
-        outcome = certify_model(checkpoint, progress=line.text)
+        outcome = certify_model(checkpoint, progress=line.text, use_cache=not no_cache)
     reference = model_path if cert_path is None else Path(os.path.relpath(model_path, cert_path.parent))
     certificate = build_certificate(checkpoint, reference, outcome)
     if cert_path is not None:
@@ -652,8 +666,11 @@ def _print_outcome(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path),
               help="Also write JUnit XML (one test case per certificate).")
+@no_cache_option
 @timeout_option("re-checking certificates")
-def check(paths: tuple[Path, ...], junit_path: Path | None, timeout: float | None) -> None:
+def check(
+    paths: tuple[Path, ...], junit_path: Path | None, no_cache: bool, timeout: float | None
+) -> None:
     """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
 
     Exits 0 when every certificate holds and certifies its model; 2 if any is edited or
@@ -662,7 +679,7 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, timeout: float | Non
     from verifier.certificate import junit_xml, recheck
 
     files = _certificate_files(paths)
-    results = [recheck(path) for path in files]
+    results = [recheck(path, use_cache=not no_cache) for path in files]
     for result in results:
         mark = "ok  " if result.code == 0 else "FAIL"
         click.echo(f"{mark} {result.path}: {result.message}")

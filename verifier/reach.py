@@ -39,6 +39,8 @@ COVER_PROBES = 50  # random inputs offered to the witness cover besides the inpu
 COVER_PROBE_SIZE = 24  # ... each of at most this size
 GROWTH_SIZES = (8, 16, 32)  # input sizes at which call lengths are compared ...
 GROWTH_SAMPLES = 10  # ... on this many random inputs each (a bounded call reaches its bound)
+LARGE_TEST_INPUTS = 10  # random inputs far beyond training sizes for the reference obligations
+LARGE_TEST_SIZE = 40
 
 
 class UnboundedCall(VerifierError):
@@ -293,6 +295,16 @@ def cross_check(task: Task, semantics: Any, steps: int, seed: int = 0) -> CrossC
 
 
 @dataclass
+class LargeReferenceRuns:
+    """Reference runs on random inputs far beyond the sizes searched."""
+
+    inputs: int
+    size: int
+    non_halting: int = 0
+    wrong: int = 0
+
+
+@dataclass
 class VerificationSet:
     """V with everything the certificate reports about how it was obtained."""
 
@@ -305,6 +317,7 @@ class VerificationSet:
     cross: CrossCheck | None
     seconds: float
     _cover: list[Any] | None = field(default=None, init=False, repr=False)
+    _large: LargeReferenceRuns | None = field(default=None, init=False, repr=False)
 
     @property
     def coverage_proved(self) -> bool:
@@ -348,6 +361,21 @@ class VerificationSet:
         if default:
             self._cover = cover
         return cover
+
+    def large_reference_runs(self) -> LargeReferenceRuns:
+        """The reference program on LARGE_TEST_INPUTS random inputs of LARGE_TEST_SIZE (seed 0),
+        far beyond the sizes searched: evidence for termination and correctness (tested, not
+        proved). Computed once per set."""
+        if self._large is None:
+            rng = random.Random(0)
+            large = [self.task.sample_input(rng, LARGE_TEST_SIZE) for _ in range(LARGE_TEST_INPUTS)]
+            found = LargeReferenceRuns(len(large), LARGE_TEST_SIZE)
+            for value in large:
+                run = run_reference(self.task, self.formulation, value, record=False)
+                found.non_halting += not run.halted
+                found.wrong += run.halted and not self.task.check(value, self.task.output(run.env))
+            self._large = found
+        return self._large
 
     def per_program(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)

@@ -54,6 +54,7 @@ class Semantics(ABC):
 
     task: Task
     hidden_names: tuple[str, ...]
+    version = 1  # bump when the encoding or the predicates change (part of V's cache key)
 
     @abstractmethod
     def fresh(self, tag: str) -> SymEnv:
