@@ -178,3 +178,25 @@ def test_vset_command_reports_the_cache(cache: list[str]) -> None:
     same = [{k: v for k, v in json.loads(r.output).items() if not k.startswith("vset_cache")}
             for r in (first, second, bypass)]
     assert same[0] == same[1] == same[2]
+
+
+def test_a_v_without_a_coverage_proof_is_not_kept(cache: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A solver `unknown` (a busy machine can cause one) must not stick: rebuilt every time."""
+    unproved = vset_of("bubblesort")
+    monkeypatch.setattr(unproved.abstract.stats, "unknown", 1)
+    _, info = load_or_build(TASK, "recursive")
+    assert info.status == BUILT and "not stored" in info.note
+    _, info = load_or_build(TASK, "recursive")
+    assert info.status == BUILT and len(cache) == 2
+
+
+def test_an_entry_built_without_its_semantics_is_foreign(cache: list[str]) -> None:
+    key = cache_key(TASK, "recursive")
+    plain = vset_of("bubblesort")
+    abstract, plain.abstract = plain.abstract, None
+    try:
+        vcache.write_entry(entry_path(key), key, plain)  # as a buggy or hostile writer would
+    finally:
+        plain.abstract = abstract
+    vset, info = load_or_build(TASK, "recursive")
+    assert info.status == BUILT and "foreign" in info.note and vset.abstract is not None

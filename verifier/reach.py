@@ -279,8 +279,10 @@ def cross_check(task: Task, semantics: Any, steps: int, seed: int = 0) -> CrossC
             if not program.primitive or program.name == NOP:
                 continue
             before = task.observe(env)
-            predicted = smt.concrete_observation_after(semantics, env, program.name, step.action.args)
-            if smt.concrete_observation(semantics, env) != before:
+            symbolic, predicted = smt.concrete_observations(
+                semantics, env, program.name, step.action.args
+            )
+            if symbolic != before:
                 result.mismatches.append(f"{value}: observation differs before {program.name}")
             task.apply(env, program.name, step.action.args)
             if predicted != task.observe(env):

@@ -141,11 +141,27 @@ def load_or_build(
     vset = build_vset(task, formulation, progress=progress)
     vset.witness_cover()  # computed now, so that the entry holds them
     vset.large_reference_runs()
-    try:
-        write_entry(path, key, vset)
-    except (OSError, ValueError) as error:
-        why = f"{why}; not stored: {error}" if why else f"not stored: {error}"
+    problem = _not_storable(vset, key)
+    if problem is None:
+        try:
+            write_entry(path, key, vset)
+        except (OSError, ValueError) as error:
+            problem = str(error)
+    if problem is not None:
+        why = f"{why}; not stored: {problem}" if why else f"not stored: {problem}"
     return vset, CacheInfo(BUILT, digest, why)
+
+
+def _not_storable(vset: VerificationSet, key: dict[str, Any]) -> str | None:
+    """Why `vset` must not be kept, or None. A V whose coverage proof did not go through (a
+    solver `unknown`, which a busy machine can cause, or a cross-check mismatch) is rebuilt
+    every time rather than remembered; a V that does not match its key (built without the Z3
+    semantics the key names) is never stored."""
+    if (vset.abstract is None) != (key["z3_semantics"] is None):
+        return "V was not built with the Z3 semantics its key names"
+    if vset.abstract is not None and not vset.coverage_proved:
+        return "its coverage proof did not go through"
+    return None
 
 
 def write_entry(path: Path, key: dict[str, Any], vset: VerificationSet) -> None:
@@ -185,9 +201,13 @@ def read_entry(path: Path, task: Task, key: dict[str, Any]) -> tuple[Verificatio
     if header.get("payload_sha256") != sha256(payload):
         return None, "edited entry ignored (payload digest does not match)"
     try:
-        return decode(json.loads(payload), task, key["formulation"]), ""
+        vset = decode(json.loads(payload), task, key["formulation"])
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, VerifierError) as error:
         return None, f"corrupt entry ignored ({type(error).__name__})"
+    problem = _not_storable(vset, key)
+    if problem is not None:
+        return None, f"foreign entry ignored ({problem})"
+    return vset, ""
 
 
 def encode(vset: VerificationSet) -> dict[str, Any]:
