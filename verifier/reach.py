@@ -13,10 +13,13 @@ If the two are equal, V is exact for inputs of every size.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import random
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -403,10 +406,13 @@ def build_vset(
     abstract = None
     cross = None
     if semantics is not None:
+        # The cross-check needs nothing from the fixed point: on a second core it runs
+        # meanwhile, in a process of its own, with the same seed, so the same result.
+        pending = _in_background(_cross_check_task, task.name, CROSS_CHECK_STEPS)
         say("abstract fixed point (Z3)")
         abstract = abstract_states(task, domain_for(semantics), formulation)
         say("cross-checking Z3 semantics against the Python environment")
-        cross = cross_check(task, semantics, CROSS_CHECK_STEPS)
+        cross = pending() if pending else cross_check(task, semantics, CROSS_CHECK_STEPS)
     if abstract is None:
         _raise_if_growing(task, formulation)
     say("concrete reference runs on small inputs")
@@ -428,6 +434,35 @@ def build_vset(
     return VerificationSet(
         task, formulation, states, concrete, abstract, names, cross, time.perf_counter() - started
     )
+
+
+def _cross_check_task(task_name: str, steps: int) -> CrossCheck:
+    """`cross_check` of a registered task by name (what a worker process is given)."""
+    from verifier.tasks import TASKS
+
+    task = TASKS[task_name]
+    return cross_check(task, semantics_for(task), steps)
+
+
+def _in_background(function: Callable[..., Any], *args: Any) -> Callable[[], Any] | None:
+    """Start `function(*args)` in a fresh process when the machine has a second core and
+    return a callable that waits for its result; None where it cannot run apart (one core,
+    NPI_VERIFY_WORKERS=0, or no process could be started): the caller then runs it itself."""
+    if (os.cpu_count() or 1) < 2 or os.environ.get("NPI_VERIFY_WORKERS") == "0":
+        return None
+    try:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        future = pool.submit(function, *args)
+    except OSError:
+        return None
+
+    def result() -> Any:
+        try:
+            return future.result()
+        finally:
+            pool.shutdown()
+
+    return result
 
 
 def _raise_if_growing(task: Task, formulation: str) -> None:
