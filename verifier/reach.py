@@ -13,14 +13,16 @@ If the two are equal, V is exact for inputs of every size.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
 import random
+import subprocess
+import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from verifier.errors import VerifierError
@@ -408,11 +410,15 @@ def build_vset(
     if semantics is not None:
         # The cross-check needs nothing from the fixed point: on a second core it runs
         # meanwhile, in a process of its own, with the same seed, so the same result.
-        pending = _in_background(_cross_check_task, task.name, CROSS_CHECK_STEPS)
+        pending = _CrossCheckElsewhere(task, CROSS_CHECK_STEPS)
         say("abstract fixed point (Z3)")
-        abstract = abstract_states(task, domain_for(semantics), formulation)
+        try:
+            abstract = abstract_states(task, domain_for(semantics), formulation)
+        except BaseException:
+            pending.cancel()
+            raise
         say("cross-checking Z3 semantics against the Python environment")
-        cross = pending() if pending else cross_check(task, semantics, CROSS_CHECK_STEPS)
+        cross = pending.result()
     if abstract is None:
         _raise_if_growing(task, formulation)
     say("concrete reference runs on small inputs")
@@ -436,33 +442,54 @@ def build_vset(
     )
 
 
-def _cross_check_task(task_name: str, steps: int) -> CrossCheck:
-    """`cross_check` of a registered task by name (what a worker process is given)."""
-    from verifier.tasks import TASKS
+_WORKER = (
+    "import json, sys\n"
+    "from verifier.reach import cross_check, semantics_for\n"
+    "from verifier.tasks import TASKS\n"
+    "task = TASKS[sys.argv[1]]\n"
+    "result = cross_check(task, semantics_for(task), int(sys.argv[2]))\n"
+    "print(json.dumps([result.steps, result.mismatches]))\n"
+)
 
-    task = TASKS[task_name]
-    return cross_check(task, semantics_for(task), steps)
 
+class _CrossCheckElsewhere:
+    """`cross_check(task, its semantics, steps)` in a fresh Python process (the same
+    interpreter and package) when the machine has a second core. The worker uses the same
+    seed, so its result is the one computed here; wherever it cannot run apart (one core,
+    NPI_VERIFY_WORKERS=0, no process, a worker that fails) `result` computes it in this
+    process instead."""
 
-def _in_background(function: Callable[..., Any], *args: Any) -> Callable[[], Any] | None:
-    """Start `function(*args)` in a fresh process when the machine has a second core and
-    return a callable that waits for its result; None where it cannot run apart (one core,
-    NPI_VERIFY_WORKERS=0, or no process could be started): the caller then runs it itself."""
-    if (os.cpu_count() or 1) < 2 or os.environ.get("NPI_VERIFY_WORKERS") == "0":
-        return None
-    try:
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        future = pool.submit(function, *args)
-    except OSError:
-        return None
-
-    def result() -> Any:
+    def __init__(self, task: Task, steps: int) -> None:
+        self.task, self.steps = task, steps
+        self.worker: subprocess.Popen[bytes] | None = None
+        if (os.cpu_count() or 1) < 2 or os.environ.get("NPI_VERIFY_WORKERS") == "0":
+            return
+        package_root = str(Path(__file__).resolve().parent.parent)
+        paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
         try:
-            return future.result()
-        finally:
-            pool.shutdown()
+            self.worker = subprocess.Popen(
+                [sys.executable, "-c", _WORKER, task.name, str(steps)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
+            )
+        except OSError:
+            self.worker = None
 
-    return result
+    def result(self) -> CrossCheck:
+        if self.worker is not None:
+            output, _ = self.worker.communicate()
+            try:
+                count, mismatches = json.loads(output)
+                if self.worker.returncode == 0 and isinstance(count, int) and isinstance(mismatches, list):
+                    return CrossCheck(count, [str(m) for m in mismatches])
+            except ValueError:
+                pass
+        return cross_check(self.task, semantics_for(self.task), self.steps)
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker.wait()
 
 
 def _raise_if_growing(task: Task, formulation: str) -> None:
