@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from verifier.certificate import recheck  # noqa: E402
-from verifier.checkpoint import load_checkpoint  # noqa: E402
+from verifier.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 from verifier.evaluation import run_model  # noqa: E402
 from verifier.npi import NPIPolicy  # noqa: E402
-from verifier.verify import Verdict, certify  # noqa: E402
+from verifier.verify import Outcome, Verdict, certify  # noqa: E402
 
 TASKS = ("bubblesort", "bubblesort-values", "quicksort", "toposort", "addition")
 PAPER_SET = {
@@ -43,7 +43,7 @@ GATE_TARGET_SECONDS = 15.0  # `check proofs/`, warm V cache
 WITNESS_RUN_CAP = 200  # witness inputs run one by one for the ratio (all, where fewer)
 
 
-def _timed_certify(checkpoint, use_cache: bool):  # noqa: ANN001, ANN202
+def _timed_certify(checkpoint: Checkpoint, use_cache: bool) -> tuple[Outcome, float]:
     started = time.perf_counter()
     outcome = certify(checkpoint, use_cache=use_cache)
     return outcome, time.perf_counter() - started

@@ -12,8 +12,8 @@ from verifier.npi import NPI, NPIConfig
 from verifier.reach import VerificationSet, build_vset
 from verifier.tasks import TASKS
 from verifier.traces import read_dataset
-from verifier.vcache import ENV_VAR
 from verifier.training import TrainConfig, TrainReport, steps_from_records, train
+from verifier.vcache import ENV_VAR
 
 # Reference runs on large inputs take milliseconds each; no per-example deadline, and a
 # modest example count keeps the default run fast on CI's 2 cores.

@@ -25,7 +25,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv(vcache.ENV_VAR, str(tmp_path / "cache"))
     builds: list[str] = []
 
-    def build(task, formulation, progress=None):  # noqa: ANN001, ANN202
+    def build(task, formulation, progress=None):
         builds.append(task.name)
         return vset_of(task.name)
 
@@ -76,7 +76,7 @@ def test_no_cache_neither_reads_nor_writes(cache: list[str], tmp_path: Path) -> 
     assert info.status == OFF and cache == ["bubblesort"] * 3
 
 
-def _rewrite(path: Path, change) -> None:  # noqa: ANN001
+def _rewrite(path: Path, change) -> None:
     head, _, payload = gzip.decompress(path.read_bytes()).partition(b"\n")
     head, payload = change(head, payload)
     path.write_bytes(gzip.compress(head + b"\n" + payload))
@@ -124,7 +124,7 @@ def _malformed(head: bytes, payload: bytes) -> tuple[bytes, bytes]:
     ids=["truncated", "garbage", "payload-edited", "not-an-entry", "header-edited",
          "other-package-version", "resealed-but-malformed"],
 )
-def test_damaged_entry_is_rebuilt_never_trusted(cache: list[str], damage, why: str) -> None:  # noqa: ANN001
+def test_damaged_entry_is_rebuilt_never_trusted(cache: list[str], damage, why: str) -> None:
     load_or_build(TASK, "recursive")
     path = entry_path(cache_key(TASK, "recursive"))
     damage(path)

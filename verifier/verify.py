@@ -21,8 +21,8 @@ from verifier.npi import NPIPolicy
 from verifier.reach import UnboundedCall, VerificationSet
 from verifier.runtime import SEMANTICS, Policy, execute, run_reference, split_calls
 from verifier.tasks import Task
-from verifier.vcache import CacheInfo, load_or_build
 from verifier.tasks.base import NOP, Action
+from verifier.vcache import CacheInfo, load_or_build
 
 REPLAY_CANDIDATES = 64  # inputs reaching a disagreement replayed to find a wrong answer
 
