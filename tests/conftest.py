@@ -25,9 +25,19 @@ settings.load_profile("npi")
 ROOT = Path(__file__).parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _fresh_vset_cache(
+    _private_vset_cache: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test starts with an empty V cache, so a test about building V builds it (and a
+    V built under one test's monkeypatches never reaches another test)."""
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "vset-cache"))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_vset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Tests never read or write the user's V cache: one private cache folder per session."""
+    """Tests never read or write the user's V cache: a private cache folder for the session
+    (session fixtures use it), replaced by a fresh one in each test."""
     saved = os.environ.get(ENV_VAR)
     os.environ[ENV_VAR] = str(tmp_path_factory.mktemp("vset-cache"))
     yield
