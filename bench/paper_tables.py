@@ -3,6 +3,9 @@
     python bench/paper_tables.py                # writes docs/results.md (tens of minutes)
     python bench/paper_tables.py --out FILE     # elsewhere
 
+Beside the Markdown it writes the same numbers as JSON (docs/results.json, format
+npi-verify-results/1), which `npi-verify appendix --results` reads.
+
 Each cell: the shipped model in models/ on `samples` random problems of that size (seeded,
 the same problems for every model of a table), accuracy = whole answer right by the task's
 independent check; a model that does not halt within 4x the reference program's steps counts
@@ -12,28 +15,33 @@ as wrong. The paper's number stands beside ours.
 from __future__ import annotations
 
 import argparse
+import json
+import functools
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from verifier.checkpoint import load_checkpoint  # noqa: E402
+from verifier.appendix import paper  # noqa: E402
+from verifier.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 from verifier.evaluation import correct, evaluation_inputs, run_model  # noqa: E402
 from verifier.npi import NPIPolicy  # noqa: E402
 
 SEED = 2017
+RESULTS_FORMAT = "npi-verify-results/1"
 
 
 @dataclass(frozen=True)
 class Column:
     title: str
     model: str
-    paper: dict[int, str]
+    experiment: str  # C17's experiment it reproduces; its numbers are in verifier/appendix/data
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,9 @@ TABLES = (
         "Trained on 100 arrays of length at most 2. Paper: C17 Table 1.",
         (2, 3, 4, 8, 20, 90),
         (
-            Column("non-recursive", "bubblesort-values-non-recursive.pt",
-                   {2: "100", 3: "6.7", 4: "10", 8: "0", 20: "0", 90: "0"}),
-            Column("partially recursive", "bubblesort-values-partial.pt",
-                   {2: "100", 3: "23", 4: "10", 8: "0", 20: "0", 90: "0"}),
-            Column("fully recursive", "bubblesort-values.pt",
-                   {2: "100", 3: "100", 4: "100", 8: "100", 20: "100", 90: "100"}),
+            Column("non-recursive", "bubblesort-values-non-recursive.pt", "c17-table1"),
+            Column("partially recursive", "bubblesort-values-partial.pt", "c17-table1"),
+            Column("fully recursive", "bubblesort-values.pt", "c17-table1"),
         ),
         {90: 10},
     ),
@@ -65,10 +70,8 @@ TABLES = (
         "The single training graph has edges (1,2),(1,5),(2,4),(2,5),(3,5). Paper: C17 Table 2.",
         (5, 6, 7, 8, 70),
         (
-            Column("non-recursive", "toposort-1trace-non-recursive.pt",
-                   {5: "6.7", 6: "6.7", 7: "3.3", 8: "0", 70: "0"}),
-            Column("recursive", "toposort-1trace.pt",
-                   {5: "100", 6: "100", 7: "100", 8: "100", 70: "100"}),
+            Column("non-recursive", "toposort-1trace-non-recursive.pt", "c17-table2"),
+            Column("recursive", "toposort-1trace.pt", "c17-table2"),
         ),
         {},
     ),
@@ -77,8 +80,8 @@ TABLES = (
         "C17 reports that both versions generalize up to 120 vertices with this training set.",
         (5, 8, 20, 70, 120),
         (
-            Column("non-recursive", "toposort-non-recursive.pt", {120: "100"}),
-            Column("recursive", "toposort.pt", {120: "100"}),
+            Column("non-recursive", "toposort-non-recursive.pt", "c17-toposort-6"),
+            Column("recursive", "toposort.pt", "c17-toposort-6"),
         ),
         {},
     ),
@@ -87,11 +90,8 @@ TABLES = (
         "Trained on 4 arrays of length 5. Paper: C17 Table 3.",
         (3, 5, 7, 11, 15, 20, 22, 25, 30, 70),
         (
-            Column("non-recursive", "quicksort-non-recursive.pt",
-                   {3: "100", 5: "100", 7: "100", 11: "73.3", 15: "60", 20: "30", 22: "20",
-                    25: "3.33", 30: "3.33", 70: "0"}),
-            Column("recursive", "quicksort.pt",
-                   {s: "100" for s in (3, 5, 7, 11, 15, 20, 22, 25, 30, 70)}),
+            Column("non-recursive", "quicksort-non-recursive.pt", "c17-table3"),
+            Column("recursive", "quicksort.pt", "c17-table3"),
         ),
         {},
     ),
@@ -102,11 +102,8 @@ TABLES = (
         "directly comparable. Paper: C17 Table 4.",
         (3, 4, 5, 6, 7, 8, 9, 10, 20, 70),
         (
-            Column("non-recursive", "bubblesort-non-recursive.pt",
-                   {3: "100", 4: "100", 5: "100", 6: "90", 7: "86.7", 8: "6.7", 9: "0",
-                    10: "0", 20: "0", 70: "0"}),
-            Column("recursive", "bubblesort.pt",
-                   {s: "100" for s in (3, 4, 5, 6, 7, 8, 9, 10, 20, 70)}),
+            Column("non-recursive", "bubblesort-non-recursive.pt", "c17-table4"),
+            Column("recursive", "bubblesort.pt", "c17-table4"),
         ),
         {70: 10},
     ),
@@ -116,52 +113,77 @@ TABLES = (
         "full-set versions generalize to 5000 digits; the recursive one also from 5 sums.",
         (1, 3, 10, 100, 1000, 5000),
         (
-            Column("non-recursive", "addition-non-recursive.pt", {5000: "100"}),
-            Column("recursive", "addition.pt", {5000: "100"}),
-            Column("non-recursive, 5 sums", "addition-5sums-non-recursive.pt", {}),
-            Column("recursive, 5 sums", "addition-5sums.pt", {5000: "100"}),
+            Column("non-recursive", "addition-non-recursive.pt", "c17-addition"),
+            Column("recursive", "addition.pt", "c17-addition"),
+            Column("non-recursive, 5 sums", "addition-5sums-non-recursive.pt",
+                   "c17-addition-5sums"),
+            Column("recursive, 5 sums", "addition-5sums.pt", "c17-addition-5sums"),
         ),
         {1000: 10, 5000: 5},
     ),
 )
 
 
-def measure(model_file: str, size: int, samples: int) -> float:
+@functools.cache
+def shipped_policy(model_file: str) -> tuple[Checkpoint, NPIPolicy]:
+    """A shipped model with one memoized policy, shared by every size of its column."""
     checkpoint = load_checkpoint(ROOT / "models" / model_file)
+    return checkpoint, NPIPolicy(checkpoint.model, checkpoint.task)
+
+
+def measure(model_file: str, size: int, samples: int) -> float:
+    checkpoint, policy = shipped_policy(model_file)
     task = checkpoint.task
     values = evaluation_inputs(task, size, samples, SEED)
-    policy = NPIPolicy(checkpoint.model, task)
     runs = run_model(policy, task, checkpoint.formulation, values, batch_size=samples)
     return 100.0 * sum(correct(task, run) for run, _ in runs) / samples
 
 
-def render_table(table: Table) -> list[str]:
+def render_table(table: Table, models: Path = ROOT / "models") -> tuple[list[str], dict[str, Any]]:
+    """The table in Markdown, and as JSON for `npi-verify appendix --results`."""
+    checkpoints = [load_checkpoint(models / c.model) for c in table.columns]
+    task = checkpoints[0].task.name
     header = ["size", "samples"] + [f"{c.title} (ours / paper)" for c in table.columns]
     lines = [f"### {table.title}", "", table.note, "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    measured: list[list[dict[str, Any]]] = [[] for _ in table.columns]
     for size in table.sizes:
         samples = table.samples.get(size, 30)
         cells = [str(size), str(samples)]
-        for column in table.columns:
+        for k, (column, checkpoint) in enumerate(zip(table.columns, checkpoints)):
             started = time.perf_counter()
-            ours = measure(column.model, size, samples)
+            ours = measure(checkpoint, size, samples)
             print(f"{column.model} size {size}: {ours:.1f}% "
                   f"({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
-            paper = column.paper.get(size, "–")
-            cells.append(f"{ours:.1f}% / {paper}{'%' if paper != '–' else ''}")
+            theirs = paper.accuracy(task, column.experiment, checkpoint.formulation).get(size, "–")
+            cells.append(f"{ours:.1f}% / {theirs}{'%' if theirs != '–' else ''}")
+            measured[k].append({"size": size, "samples": samples,
+                                "accuracy": round(ours / 100, 6)})
         lines.append("| " + " | ".join(cells) + " |")
-    return lines + [""]
+    data = {
+        "title": table.title, "note": table.note, "task": task,
+        "columns": [
+            {"title": c.title, "model": f"models/{c.model}", "model_sha256": checkpoint.sha256,
+             "formulation": checkpoint.formulation, "experiment": c.experiment, "results": points}
+            for c, checkpoint, points in zip(table.columns, checkpoints, measured)
+        ],
+    }
+    return lines + [""], data
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md",
+                        help="Markdown file; the JSON goes beside it (same name, .json)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     started = time.perf_counter()
     body: list[str] = []
+    tables: list[dict[str, Any]] = []
     for table in TABLES:
-        body += render_table(table)
+        lines, data = render_table(table)
+        body += lines
+        tables.append(data)
     print(f"{(time.perf_counter() - started) / 60:.0f} minutes", file=sys.stderr)
     lines = [
         "# Reproducing the paper's generalization tables",
@@ -191,7 +213,11 @@ def main() -> None:
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")
-    print(f"wrote {args.out}", file=sys.stderr)
+    results = {"format": RESULTS_FORMAT, "command": "python bench/paper_tables.py",
+               "seed": SEED, "tables": tables}
+    json_path = args.out.with_suffix(".json")
+    json_path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} and {json_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -210,6 +210,10 @@ def test_a_missing_output_folder_is_refused_not_created(tmp_path: Path, bubbleso
     code, _, err = invoke("dataset", "--task", "bubblesort", "--count", "2", "--max-size", "2",
                           "-o", tmp_path)
     assert code == 2 and "is a directory" in one_line(err)
+    code, _, err = invoke("appendix", ROOT / "proofs", "-o", missing / "appendix")
+    assert code == 2 and "does not exist" in one_line(err)
+    code, _, err = invoke("appendix", ROOT / "proofs", "-o", ROOT / "README.md")
+    assert code == 2 and "is a file" in one_line(err)
     assert not missing.exists()
 
 

@@ -200,3 +200,23 @@ def test_an_entry_built_without_its_semantics_is_foreign(cache: list[str]) -> No
         plain.abstract = abstract
     vset, info = load_or_build(TASK, "recursive")
     assert info.status == BUILT and "foreign" in info.note and vset.abstract is not None
+
+
+def test_check_reuses_v_and_no_cache_bypasses_it(tmp_path: Path) -> None:
+    """The proof gate builds V once, reuses it on the next run, and `--no-cache` rebuilds it;
+    the certificate's coverage evidence says which."""
+    import shutil
+
+    shipped = Path(__file__).parent.parent / "models" / "bubblesort.pt"
+    shutil.copy(shipped, tmp_path / "model.pt")
+    runner = CliRunner()
+    made = runner.invoke(main, ["certify", str(tmp_path / "model.pt"), "-o", str(tmp_path / "c.json")])
+    assert made.exit_code == 0, made.output
+    evidence = {o["name"]: o["evidence"] for o in json.loads((tmp_path / "c.json").read_text())["obligations"]}
+    assert evidence["coverage"]["vset_cache"] == BUILT and len(evidence["coverage"]["vset_cache_key"]) == 64
+    statuses = []
+    for extra in ([], ["--no-cache"]):
+        run = runner.invoke(main, ["check", str(tmp_path / "c.json"), "--json", *extra])
+        assert run.exit_code == 0, run.output
+        statuses.append(json.loads(run.stdout)["results"][0]["vset_cache"])
+    assert statuses == [REUSED, OFF]

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from verifier import __version__
+from verifier.check import StateKey
 from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
-from verifier.errors import BadFile, VerifierError
+from verifier.errors import BadFile, EditedCertificate, VerifierError
 from verifier.runtime import SEMANTICS
 from verifier.smt import z3_version
+from verifier.tasks import Task
+from verifier.tasks.base import NOP, Action
 from verifier.verify import Outcome, Verdict, certify
 
 CERTIFICATE_FORMAT = "npi-verify-certificate/1"
@@ -55,6 +59,7 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
             "unwitnessed": len(vset.unwitnessed),
             "exact": vset.exact,
             "witness_inputs": [task.input_to_json(v) for v in vset.witness_cover()],
+            "calls": call_graph(task, vset.states),
         },
         "obligations": [
             {"name": o.name, "status": o.status, "evidence": o.evidence} for o in outcome.obligations
@@ -81,6 +86,17 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
     return data
 
 
+def call_graph(task: Task, states: Mapping[StateKey, Action]) -> dict[str, list[str]]:
+    """Each program of V -> the non-primitive programs its reference actions call on V
+    (read off the reference programs: BSTEP -> BSTEP, COMPSWAP, RSHIFT in bubble sort)."""
+    edges: dict[str, set[str]] = {}
+    for (caller, _, _), action in states.items():
+        callees = edges.setdefault(caller, set())
+        if action.program != NOP and not task.program(action.program).primitive:
+            callees.add(action.program)
+    return {caller: sorted(callees) for caller, callees in sorted(edges.items())}
+
+
 def _finite(value: float) -> float | None:
     return None if value == float("inf") else round(value, 6)
 
@@ -102,7 +118,7 @@ def read_certificate(path: Path) -> dict[str, Any]:
     if missing:
         raise BadFile(f"{path} lacks {', '.join(missing)}")
     if data["digest"] != digest_of(data):
-        raise BadFile(f"{path} was edited: its digest does not match its content")
+        raise EditedCertificate(f"{path} was edited: its digest does not match its content")
     _validate_fields(path, data)
     return data
 
@@ -129,11 +145,39 @@ def _validate_fields(path: Path, data: dict[str, Any]) -> None:
         raise BadFile(f"{path}: verification_set must record call_local_states")
 
 
+# Why a certificate fails the gate: the rule id (SARIF `ruleId`, JUnit `type`) and its meaning.
+FAILURES: dict[str, str] = {
+    "certificate-malformed": "the file is not a readable npi-verify certificate (exit 2)",
+    "certificate-edited": "the certificate's digest does not match its content (exit 2)",
+    "model-invalid": "the certified model cannot be loaded, or is for another task or "
+                     "formulation (exit 2)",
+    "model-missing": "the certified model is not found where the certificate says (exit 1)",
+    "model-changed": "the model's weights (or, in a certificate without a weights digest, its "
+                     "file's sha256) differ from the certified ones (exit 1)",
+    "verdict-changed": "certifying the model again gives another verdict (exit 1)",
+    "states-changed": "certifying the model again finds another number of call-local states "
+                      "(exit 1)",
+    "not-certified": "the certificate holds, but its verdict is not `certified` (exit 3)",
+}
+
+
 @dataclass(frozen=True)
 class Recheck:
+    """What the gate found for one certificate.
+
+    `task` is None where the certificate could not be trusted (unreadable or edited); `verdict`
+    and `states` are what certifying the model again found, None where the gate stopped
+    before that; `seconds` is the wall time this re-check took."""
+
     path: Path
     code: int  # 0 holds and certified; 1 no longer holds; 2 edited/malformed; 3 not certified
     message: str
+    failure: str | None = None  # a key of FAILURES; None when the certificate holds
+    task: str | None = None
+    verdict: str | None = None
+    states: int | None = None
+    seconds: float = 0.0
+    vset_cache: str | None = None  # "built", "reused" or "off": what the V cache did
 
 
 def recheck(path: Path, use_cache: bool = True) -> Recheck:
@@ -144,54 +188,58 @@ def recheck(path: Path, use_cache: bool = True) -> Recheck:
     re-saved, converted to another format, or retrained with other provenance metadata) the
     proof still concerns exactly these weights: the re-check proceeds and says "same weights,
     different file". `use_cache=False` rebuilds V rather than reusing it from the V cache."""
+    start = time.perf_counter()
+    result = _recheck(path, use_cache)
+    return replace(result, seconds=time.perf_counter() - start)
+
+
+def _recheck(path: Path, use_cache: bool) -> Recheck:
     try:
         data = read_certificate(path)
+    except EditedCertificate as error:
+        return Recheck(path, 2, str(error), "certificate-edited")
     except BadFile as error:
-        return Recheck(path, 2, str(error))
+        return Recheck(path, 2, str(error), "certificate-malformed")
+    task = data["task"]
     named = data["model"]["path"]
     model_path = (path.parent / named).resolve()
     if not model_path.is_file():
-        return Recheck(path, 1, f"model {named} not found next to the certificate")
+        return Recheck(path, 1, f"model {named} not found next to the certificate",
+                       "model-missing", task)
     same_file = file_sha256(model_path) == data["model"]["sha256"]
     weights = data["model"].get("weights_sha256")
     if not same_file and weights is None:
-        return Recheck(path, 1, f"model {named} changed since it was certified")
+        return Recheck(path, 1, f"model {named} changed since it was certified",
+                       "model-changed", task)
     try:
         checkpoint = load_checkpoint(model_path)
     except VerifierError as error:
-        return Recheck(path, 2, str(error))
+        return Recheck(path, 2, str(error), "model-invalid", task)
     if weights is not None and checkpoint.weights_sha256 != weights:
         if same_file:
             return Recheck(path, 2, f"weights_sha256 does not match model {named}, whose file "
-                           "is the certified one: the certificate was edited")
-        return Recheck(path, 1, f"model {named} changed since it was certified (other weights)")
-    if checkpoint.task.name != data["task"] or checkpoint.formulation != data["formulation"]:
-        return Recheck(path, 2, f"certificate is for {data['task']}/{data['formulation']}, model "
-                       f"is {checkpoint.task.name}/{checkpoint.formulation}")
+                           "is the certified one: the certificate was edited",
+                           "certificate-edited", task)
+        return Recheck(path, 1, f"model {named} changed since it was certified (other weights)",
+                       "model-changed", task)
+    if checkpoint.task.name != task or checkpoint.formulation != data["formulation"]:
+        return Recheck(path, 2, f"certificate is for {task}/{data['formulation']}, model "
+                       f"is {checkpoint.task.name}/{checkpoint.formulation}", "model-invalid", task)
     outcome = certify(checkpoint, use_cache=use_cache)
-    if outcome.verdict.label != data["verdict"]:
-        return Recheck(path, 1, f"re-check gives {outcome.verdict.label}, certificate says "
-                       f"{data['verdict']}")
+    verdict = outcome.verdict.label
     states = None if outcome.vset is None else len(outcome.vset.states)
+    found = {"task": task, "verdict": verdict, "states": states,
+             "vset_cache": None if outcome.cache is None else outcome.cache.status}
+    if verdict != data["verdict"]:
+        return Recheck(path, 1, f"re-check gives {verdict}, certificate says {data['verdict']}",
+                       "verdict-changed", **found)
     recorded = (data["verification_set"] or {}).get("call_local_states")
     if states != recorded:
-        return Recheck(path, 1, f"re-check finds {states} call-local states, certificate {recorded}")
+        return Recheck(path, 1, f"re-check finds {states} call-local states, certificate "
+                       f"{recorded}", "states-changed", **found)
     note = "" if same_file else f"same weights, different file ({named}); "
-    reused = outcome.cache is not None and outcome.cache.status == "reused"
-    how = "V reused from the cache" if reused else "V built"
-    if outcome.verdict.label != "certified":
+    if verdict != "certified":
         return Recheck(path, 3, f"{note}valid, but the verdict is {data['verdict']}: "
-                       f"{data.get('reason')}")
+                       f"{data.get('reason')}", "not-certified", **found)
     return Recheck(path, 0, f"{note}certified; re-checked {states} call-local states "
-                   f"in {outcome.seconds:.1f} s ({how})")
-
-
-def junit_xml(results: list[Recheck]) -> str:
-    suite = ET.Element("testsuite", name="npi-verify proofs", tests=str(len(results)),
-                       failures=str(sum(r.code != 0 for r in results)))
-    for result in results:
-        case = ET.SubElement(suite, "testcase", classname="npi-verify.check", name=str(result.path))
-        if result.code != 0:
-            failure = ET.SubElement(case, "failure", message=result.message, type=f"exit-{result.code}")
-            failure.text = result.message
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+                   f"in {outcome.seconds:.1f} s", **found)

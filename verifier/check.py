@@ -39,6 +39,8 @@ class CheckResult:
     min_margin: float
     fragile: int  # decisions with margin below FRAGILE_MARGIN, re-checked in float64
     fragile_flipped: int  # of those, decisions whose float64 value differs
+    # (k, count): decisions with margin in [10^k, 10^(k+1)); k = None for margins <= 0
+    margin_histogram: tuple[tuple[int | None, int], ...] = ()
 
     @property
     def agrees(self) -> bool:
@@ -82,8 +84,24 @@ def check_model(
                 del memory[key]
     double = _float64_copy(model) if fragile_keys else model
     flipped = sum(_float64_differs(double, task, key, states[key]) for key in fragile_keys)
-    minimum = float(torch.cat(margins).min()) if margins else float("inf")
-    return CheckResult(len(states), disagreements, minimum, len(fragile_keys), flipped)
+    every = torch.cat(margins) if margins else torch.zeros(0)
+    minimum = float(every.min()) if margins else float("inf")
+    return CheckResult(len(states), disagreements, minimum, len(fragile_keys), flipped,
+                       margin_histogram(every))
+
+
+def margin_histogram(margins: Tensor) -> tuple[tuple[int | None, int], ...]:
+    """Decisions per decade of margin: (k, count) for margins in [10^k, 10^(k+1)), sorted by
+    k, with (None, count) first for margins <= 0 (a tie, or non-finite logits)."""
+    margins = margins.double()
+    positive = margins > 0
+    counts: dict[int | None, int] = {}
+    if int((~positive).sum()):
+        counts[None] = int((~positive).sum())
+    decades = torch.floor(torch.log10(margins[positive].clamp(max=1e38))).long()
+    for k, n in zip(*torch.unique(decades, return_counts=True)):
+        counts[int(k)] = int(n)
+    return tuple(sorted(counts.items(), key=lambda item: -1000 if item[0] is None else item[0]))
 
 
 def check_function(

@@ -135,6 +135,10 @@ formulation_option = click.option(
     help="Formulation of the reference program (partial: bubble sorts only).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+threads_option = click.option(
+    "--threads", type=int, default=None,
+    help="Torch threads for the model (default: $NPI_VERIFY_THREADS, else 1).",
+)
 
 
 def timeout_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -424,6 +428,7 @@ def info(model_path: Path, as_json: bool) -> None:
               help="Include the execution trace (streamed as the model runs).")
 @click.option("--expect-correct", is_flag=True,
               help="Exit 1 when the answer is wrong, not only when the model does not halt.")
+@threads_option
 @json_option
 @timeout_option("running the model")
 def run(
@@ -431,6 +436,7 @@ def run(
     input_text: str,
     show_trace: bool,
     expect_correct: bool,
+    threads: int | None,
     as_json: bool,
     timeout: float | None,
 ) -> None:
@@ -444,8 +450,10 @@ def run(
     from verifier.evaluation import model_limits
     from verifier.npi import NPIPolicy
     from verifier.runtime import execute
+    from verifier.threads import use_inference_threads
     from verifier.traces import trace_header, trace_line
 
+    use_inference_threads(threads)
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     value = parse_problem(task, input_text)
@@ -498,6 +506,7 @@ def run(
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option("--batch-size", type=int, default=None,
               help="Inputs run in lockstep (default: all samples of a size at once).")
+@threads_option
 @json_option
 @timeout_option("evaluating the model")
 def evaluate(
@@ -506,6 +515,7 @@ def evaluate(
     samples: int,
     seed: int,
     batch_size: int | None,
+    threads: int | None,
     as_json: bool,
     timeout: float | None,
 ) -> None:
@@ -513,7 +523,9 @@ def evaluate(
     from verifier.checkpoint import load_checkpoint
     from verifier.evaluation import SizeResult, correct, evaluation_inputs, run_model
     from verifier.npi import NPIPolicy
+    from verifier.threads import use_inference_threads
 
+    use_inference_threads(threads)
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     size_list = _int_list(sizes, "--sizes")
@@ -607,6 +619,7 @@ def vset(
               help="Expected task: an error if the checkpoint is for another (default: its own).")
 @click.option("-o", "--output", "cert_path", type=click.Path(path_type=Path),
               help="Write the certificate here (its folder must exist).")
+@threads_option
 @json_option
 @no_cache_option
 @timeout_option("certifying the model")
@@ -614,6 +627,7 @@ def certify(
     model_path: Path,
     task_name: str | None,
     cert_path: Path | None,
+    threads: int | None,
     as_json: bool,
     no_cache: bool,
     timeout: float | None,
@@ -624,8 +638,10 @@ def certify(
     uncertifiable, 2 bad input, 4 when --timeout ran out (nothing concluded)."""
     from verifier.certificate import build_certificate, write_certificate
     from verifier.checkpoint import load_checkpoint
+    from verifier.threads import use_inference_threads
     from verifier.verify import certify as certify_model
 
+    use_inference_threads(threads)
     if cert_path is not None:
         check_output_file(cert_path)
     checkpoint = load_checkpoint(model_path)
@@ -666,44 +682,76 @@ def _print_outcome(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path),
               help="Also write JUnit XML (one test case per certificate).")
+@click.option("--sarif", "sarif_path", type=click.Path(path_type=Path),
+              help="Also write SARIF 2.1.0 (one result per failing certificate).")
+@click.option("--summary", "summary_path", type=click.Path(path_type=Path),
+              help="Append a Markdown table to this file (e.g. $GITHUB_STEP_SUMMARY).")
+@threads_option
+@json_option
 @no_cache_option
 @timeout_option("re-checking certificates")
-def check(
-    paths: tuple[Path, ...], junit_path: Path | None, no_cache: bool, timeout: float | None
-) -> None:
+def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | None,
+          summary_path: Path | None, threads: int | None, as_json: bool,
+          no_cache: bool, timeout: float | None) -> None:
     """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
+
+    A folder contributes its *.json files that declare the certificate format (the others are
+    named on stderr and skipped); a file named explicitly is always checked. Ends with the
+    line `N passed, M failed in T s`.
 
     Exits 0 when every certificate holds and certifies its model; 2 if any is edited or
     malformed; 1 if any no longer holds (model changed, verdict differs); 3 if a valid
     certificate's verdict is not `certified`."""
-    from verifier.certificate import junit_xml, recheck
+    from verifier import gate
+    from verifier.threads import use_inference_threads
 
-    files = _certificate_files(paths)
-    results = [recheck(path, use_cache=not no_cache) for path in files]
-    for result in results:
-        mark = "ok  " if result.code == 0 else "FAIL"
-        click.echo(f"{mark} {result.path}: {result.message}")
-    if junit_path is not None:
-        junit_path.parent.mkdir(parents=True, exist_ok=True)
-        junit_path.write_text(junit_xml(results), encoding="utf-8")
-    codes = {r.code for r in results}
-    for code in (2, 1, 3):
-        if code in codes:
-            raise SystemExit(code)
+    use_inference_threads(threads)
 
+    selection = gate.select_certificates(paths)
+    reports = {"--junit": junit_path, "--sarif": sarif_path, "--summary": summary_path}
+    gate.check_outputs(reports, selection.certificates)
+    for path, reason in selection.skipped:
+        click.echo(f"npi-verify: skipped {path}: {reason}", err=True)
+    gate.require_certificates(selection, paths)
+    report = gate.run_gate(
+        selection, on_result=None if as_json else lambda r: click.echo(gate.result_line(r)),
+        use_cache=not no_cache,
+    )
+    gate.write_reports(report, junit_path, sarif_path, summary_path)
+    if as_json:
+        _emit_json(gate.json_report(report))
+    click.echo(gate.summary_line(report), err=as_json)
+    raise SystemExit(report.exit_code)
 
-def _certificate_files(paths: tuple[Path, ...]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(path.glob("*.json")))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise VerifierError(f"{path} does not exist")
-    if not files:
-        raise VerifierError(f"no certificates (*.json) under {', '.join(map(str, paths))}")
-    return files
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
+              help="`evaluate --json` output or docs/results.json (file or folder); repeatable.")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
+              help="Folder for appendix.tex, appendix.md, tables/, figures/.")
+@click.option("--compile", "compile_pdf", is_flag=True,
+              help="Also typeset appendix.pdf (pdflatex, bibtex, pdflatex twice).")
+def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], out: Path,
+             compile_pdf: bool) -> None:
+    """Research appendix from certificates (CERT_OR_DIR...), each verified first.
+
+    Exits 0, or 2 when a certificate fails verification, an input is malformed, or the
+    LaTeX does not compile (the first error line is shown)."""
+    from verifier.appendix.build import write_appendix  # matplotlib and jinja2 load here only
+    from verifier.appendix.latex import compile_pdf as typeset
+    from verifier.paths import check_output_folder
+
+    check_output_folder(out)
+
+    command = ["npi-verify", "appendix", *map(str, paths)]
+    for path in results:
+        command += ["--results", str(path)]
+    command += ["-o", str(out)] + (["--compile"] if compile_pdf else [])
+    written = write_appendix(list(paths), list(results), out, command)
+    click.echo(f"wrote the appendix of {written.certificates} certificates"
+               f" and {written.experiments} result tables to {out}/appendix.tex and appendix.md")
+    if compile_pdf:
+        click.echo(f"compiled {typeset(out)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,10 @@ class BadFile(VerifierError):
     """An unreadable, malformed or hostile file (dataset, checkpoint, certificate)."""
 
 
+class EditedCertificate(BadFile):
+    """A certificate whose digest does not match its content: it was edited after it was written."""
+
+
 class PolicyError(VerifierError):
     """A policy emitted an action that is not a legal program call."""
 

@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from verifier.config import ARG_SLOTS, NPIConfig
+from verifier.memo import Node, PrefixCache
 from verifier.runtime import Query
 from verifier.tasks import Task
-from verifier.tasks.base import Action
+from verifier.tasks.base import Action, Observation
 
 
 class NPI(nn.Module):
@@ -123,20 +124,89 @@ def decode(
 
 
 class NPIPolicy:
-    """An NPI as an interpreter policy: one batched LSTM step per interpreter step."""
+    """An NPI as an interpreter policy.
 
-    def __init__(self, model: NPI, task: Task) -> None:
+    With a `PrefixCache` (the default) a frame's memory is its node in the cache's prefix tree:
+    a call-local prefix seen before costs a dictionary lookup and no torch call, and only the
+    prefixes an interpreter step meets for the first time go to the LSTM, as one batch.
+    First visits are computed by `verifier.inference.NumpyStep`, the same step in numpy
+    (a torch call at batch 1 is mostly framework overhead). With `memoize=False` every query
+    is one torch step of the module and a frame's memory is its (h, c).
+    The policy assumes the model's weights do not change while it is in use."""
+
+    def __init__(
+        self, model: NPI, task: Task, memoize: bool = True, cache: PrefixCache | None = None
+    ) -> None:
         self.model = model.eval()
         self.names = model.config.program_names
         self.program_id = {name: k for k, name in enumerate(self.names)}
         self.arg_mask = valid_arg_mask(model.config, task)
+        self.cache = (cache or PrefixCache()) if memoize else None
+        from verifier.inference import NumpyStep  # it builds on this module
+
+        self._numpy_step = NumpyStep(model, task) if memoize else None
+        self._actions: dict[tuple[int, tuple[int, ...], bool], Action] = {}
+
+    def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]:
+        if self.cache is None:
+            actions, states = self._lstm_step(queries, [q.memory for q in queries])
+            return list(zip(actions, states))
+        return self._memoized_step(self.cache, queries)
+
+    def _memoized_step(
+        self, cache: PrefixCache, queries: Sequence[Query]
+    ) -> list[tuple[Action, Any]]:
+        answers: list[Any] = [None] * len(queries)
+        waiting: dict[tuple[int, Observation], list[int]] = {}  # one model step per new prefix
+        new: list[tuple[Node, Query]] = []
+        for i, query in enumerate(queries):
+            parent = query.memory or cache.root(query.program, query.args)
+            node = cache.lookup(parent, query.observation)
+            if node is not None:
+                answers[i] = (node.action, node)
+                continue
+            key = (id(parent), query.observation)
+            if key in waiting:
+                waiting[key].append(i)
+            else:
+                waiting[key] = [i]
+                new.append((parent, query))
+        if new:
+            actions, states = self._first_visits([q for _, q in new], [p.state for p, _ in new])
+            for (parent, query), indices, action, state in zip(
+                new, waiting.values(), actions, states, strict=True
+            ):
+                node = cache.insert(parent, query.observation, action, state)
+                for i in indices:
+                    answers[i] = (action, node)
+        return answers
+
+    def _first_visits(
+        self, queries: Sequence[Query], states: Sequence[Any]
+    ) -> tuple[list[Action], list[Any]]:
+        """One batched model step (in numpy) for the prefixes not in the cache."""
+        assert self._numpy_step is not None
+        result = self._numpy_step(
+            [self.program_id[q.program] for q in queries],
+            [pad_args(q.args) for q in queries],
+            [q.observation for q in queries],
+            states,
+        )
+        actions = [
+            self._action(p, a, r)
+            for p, a, r in zip(result.programs, result.args, result.returns)
+        ]
+        return actions, result.states
 
     @torch.no_grad()
-    def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]:
+    def _lstm_step(
+        self, queries: Sequence[Query], states: Sequence[tuple[Tensor, Tensor] | None]
+    ) -> tuple[list[Action], list[tuple[Tensor, Tensor]]]:
+        """One batched LSTM step: each query from its state (None: a call's zero state)."""
         c = self.model.config
         zeros = torch.zeros(c.layers, c.d_hidden)
-        h0 = torch.stack([q.memory[0] if q.memory else zeros for q in queries], dim=1)
-        c0 = torch.stack([q.memory[1] if q.memory else zeros for q in queries], dim=1)
+        h0 = torch.stack([s[0] if s else zeros for s in states], dim=1)  # (layers, batch, d_hidden)
+        c0 = torch.stack([s[1] if s else zeros for s in states], dim=1)
         programs = torch.tensor([self.program_id[q.program] for q in queries])
         args = torch.tensor([pad_args(q.args) for q in queries])
         observations = torch.tensor([q.observation for q in queries]).unsqueeze(1)
@@ -144,8 +214,16 @@ class NPIPolicy:
             programs, args, observations, (h0, c0)
         )
         decision = decode(end[:, 0], program_logits[:, 0], arg_logits[:, 0], self.arg_mask, c.arities)
-        memories = zip(h.unbind(1), c_.unbind(1))
-        return [
-            (Action(self.names[p], tuple(a), r), memory)
-            for p, a, r, memory in zip(decision.programs, decision.args, decision.returns, memories)
+        actions = [
+            self._action(p, a, r)
+            for p, a, r in zip(decision.programs, decision.args, decision.returns)
         ]
+        return actions, list(zip(h.unbind(1), c_.unbind(1)))
+
+    def _action(self, program: int, args: list[int], ret: bool) -> Action:
+        """One shared Action object per distinct decision."""
+        key = (program, tuple(args), ret)
+        action = self._actions.get(key)
+        if action is None:
+            action = self._actions[key] = Action(self.names[program], key[1], ret)
+        return action

@@ -21,3 +21,17 @@ def check_output_file(path: Path) -> None:
         raise VerifierError(f"output {path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise VerifierError(f"output {path} is not writable")
+
+
+def check_output_folder(path: Path) -> None:
+    """Raise VerifierError unless `path` can be used as an output folder: an existing
+    directory, or a new one whose parent directory exists (only the last level is created)."""
+    if path.exists() and not path.is_dir():
+        raise VerifierError(f"output folder {path} is a file; give a folder")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist (create it first)"
+        raise VerifierError(f"output folder {path}: {parent} {what}")
+    target = path if path.exists() else parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise VerifierError(f"output folder {path} is not writable")

@@ -14,22 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from verifier.errors import PolicyError, ReferenceBug
-from verifier.tasks.base import NOP, Action, Args, Observation, Routines, Task
+from verifier.tasks.base import NOP, Action, Args, Observation, Program, Routines, Task
 
 SEMANTICS = "npi-runtime/1"
 STEP_LIMIT = "step limit"
 DEPTH_LIMIT = "depth limit"
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(NamedTuple):
     """One question to a policy: the current call and what it observes now.
 
     `memory` is what the policy returned at the previous step of this same call, or None at
-    the call's first step.
+    the call's first step. (A named tuple: one is made per input per step.)
     """
 
     program: str
@@ -123,15 +122,20 @@ def execute(
         run.max_depth = 1
     active = list(range(len(inputs)))
     iterations = 0
+    legal: dict[tuple[str, Args], Program] = {}
+    observe = task.observe
     while active:
         queries = []
         for i in active:
             frame = stacks[i][-1]
-            queries.append(Query(frame.program, frame.args, task.observe(runs[i].env), frame.memory))
+            queries.append(Query(frame.program, frame.args, observe(runs[i].env), frame.memory))
         answers = policy.step(queries)
         still_running = []
         for i, query, (action, memory) in zip(active, queries, answers, strict=True):
-            if _advance(task, runs[i], stacks[i], query, action, memory, per_input[i], sinks[i]):
+            program = legal.get((action.program, action.args)) or _legal(task, action, legal)
+            if _advance(
+                task, runs[i], stacks[i], query, action, program, memory, per_input[i], sinks[i]
+            ):
                 still_running.append(i)
         active = still_running
         iterations += 1
@@ -154,22 +158,29 @@ def _sink(
     return run.steps.append if record else None
 
 
+def _legal(task: Task, action: Action, legal: dict[tuple[str, Args], Program]) -> Program:
+    """The program `action` calls, once its arguments are checked against their ranges."""
+    program = task.program(action.program)
+    if len(action.args) != program.arity or any(
+        not 0 <= a < r for a, r in zip(action.args, program.arg_ranges)
+    ):
+        raise PolicyError(f"{task.name}: illegal arguments {action.args} for {program.name}")
+    legal[(action.program, action.args)] = program
+    return program
+
+
 def _advance(
     task: Task,
     run: Execution,
     stack: list[_Frame],
     query: Query,
     action: Action,
+    program: Program,
     memory: Any,
     limits: Limits,
     sink: Callable[[Step], None] | None,
 ) -> bool:
-    """Apply one action to one input; return whether that input is still running."""
-    program = task.program(action.program)
-    if len(action.args) != program.arity or any(
-        not 0 <= a < r for a, r in zip(action.args, program.arg_ranges)
-    ):
-        raise PolicyError(f"{task.name}: illegal arguments {action.args} for {program.name}")
+    """Apply one legal action to one input; return whether that input is still running."""
     frame = stack[-1]
     frame.memory = memory
     if sink is not None:

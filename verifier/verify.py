@@ -25,6 +25,7 @@ from verifier.tasks.base import NOP, Action
 from verifier.vcache import CacheInfo, load_or_build
 
 REPLAY_CANDIDATES = 64  # inputs reaching a disagreement replayed to find a wrong answer
+LISTED_UNWITNESSED = 50  # unwitnessed states listed in the coverage evidence
 
 
 class Verdict(enum.IntEnum):
@@ -231,6 +232,10 @@ def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -
         "concrete_saturated": vset.concrete.saturated,
         "exact": vset.exact,
         "unwitnessed": len(vset.unwitnessed),
+        "unwitnessed_states": [
+            _state_json(key, vset.states[key])
+            for key in sorted(vset.unwitnessed)[:LISTED_UNWITNESSED]
+        ],
     }
     if abstract is not None and vset.cross is not None:
         coverage.update(
@@ -256,6 +261,10 @@ def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -
         "min_margin": result.min_margin,
         "fragile_decisions": result.fragile,
         "fragile_changed_in_float64": result.fragile_flipped,
+        "margin_histogram": {
+            "bucket": "decisions with margin in [10^k, 10^(k+1)); k null: margin <= 0",
+            "counts": [[k, n] for k, n in result.margin_histogram],
+        },
     }
     return [
         Obligation("semantics", CHECKED, {
@@ -266,6 +275,12 @@ def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -
         Obligation("agreement", CHECKED if result.agrees else FAILED, agreement),
         *_reference_obligations(task, vset.formulation, vset),
     ]
+
+
+def _state_json(key: StateKey, action: Action) -> dict[str, Any]:
+    program, args, observations = key
+    return {"program": program, "args": list(args),
+            "observations": [list(o) for o in observations], "action": action.to_json()}
 
 
 def _reference_obligations(task: Task, formulation: str, vset: VerificationSet) -> list[Obligation]:
