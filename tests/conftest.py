@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from verifier.reach import VerificationSet, build_vset
 from verifier.tasks import TASKS
 from verifier.traces import read_dataset
 from verifier.training import TrainConfig, TrainReport, steps_from_records, train
+from verifier.vcache import ENV_VAR
 
 # Reference runs on large inputs take milliseconds each; no per-example deadline, and a
 # modest example count keeps the default run fast on CI's 2 cores.
@@ -20,6 +23,28 @@ settings.register_profile(
 settings.load_profile("npi")
 
 ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_vset_cache(
+    _private_vset_cache: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test starts with an empty V cache, so a test about building V builds it (and a
+    V built under one test's monkeypatches never reaches another test)."""
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "vset-cache"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_vset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never read or write the user's V cache: a private cache folder for the session
+    (session fixtures use it), replaced by a fresh one in each test."""
+    saved = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(tmp_path_factory.mktemp("vset-cache"))
+    yield
+    if saved is None:
+        del os.environ[ENV_VAR]
+    else:
+        os.environ[ENV_VAR] = saved
 _VSETS: dict[str, VerificationSet] = {}
 
 

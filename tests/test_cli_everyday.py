@@ -300,12 +300,13 @@ def test_a_budget_running_out_inside_z3_is_raised_once_outside_it(
 
     started = time.monotonic()
     with pytest.raises(BudgetExceeded), time_budget(0.2, "solving"):
-        while time.monotonic() - started < 120:  # term building and solving: mostly in Z3
-            x = z3.Ints(" ".join(f"x{k}" for k in range(60)))
+        while time.monotonic() - started < 60:  # Z3 work between plain Python work, as in V
+            x = z3.Ints(" ".join(f"x{k}" for k in range(30)))
             solver = z3.Solver()
-            solver.add(z3.Distinct(*x), *(v >= 0 for v in x), *(v < 60 for v in x))
+            solver.add(z3.Distinct(*x), *(v >= 0 for v in x), *(v < 30 for v in x))
             solver.check()
-    assert time.monotonic() - started < 120  # it was raised, not swallowed by Z3
+            sum(k * k for k in range(20_000))
+    assert time.monotonic() - started < 60  # it was raised, not swallowed by Z3
     assert "Exception ignored" not in capfd.readouterr().err
 
 

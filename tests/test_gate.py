@@ -214,7 +214,7 @@ def test_json_gives_one_result_per_certificate_and_totals(failing_run, failing: 
     assert by_name["changed.json"]["verdict"] is None  # stopped before certifying again
     for result in data["results"]:
         assert set(result) == {"path", "task", "verdict", "states", "code", "failure", "message",
-                               "seconds"}
+                               "seconds", "vset_cache"}
         assert result["seconds"] >= 0 and "\n" not in result["message"]
     assert (data["passed"], data["failed"], data["exit_code"]) == (0, 4, 2)
     assert data["seconds"] >= sum(r["seconds"] for r in data["results"]) - 0.01

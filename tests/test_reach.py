@@ -173,3 +173,44 @@ def test_non_recursive_models_without_semantics_are_uncertifiable(monkeypatch: p
     monkeypatch.setattr("verifier.reach.semantics_for", lambda task: None)
     with pytest.raises(UnboundedCall, match="grows with the input"):
         build_vset(TASKS["toposort"], "non-recursive")
+
+
+def test_cross_check_in_a_worker_gives_the_in_process_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    from verifier import reach
+
+    task = TASKS["bubblesort"]
+    expected = cross_check(task, semantics_for(task), 200)
+    monkeypatch.setattr(reach.os, "cpu_count", lambda: 2)
+    pending = reach._CrossCheckElsewhere(task, 200)
+    assert pending.worker is not None
+    assert pending.result() == expected and pending.worker.returncode == 0
+    monkeypatch.setenv("NPI_VERIFY_WORKERS", "0")
+    assert reach._CrossCheckElsewhere(task, 200).worker is None
+
+
+@pytest.mark.parametrize("broken", ["no-interpreter", "worker-fails", "worker-lies"])
+def test_a_failed_cross_check_worker_falls_back_to_this_process(
+    broken: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from verifier import reach
+
+    task = TASKS["bubblesort"]
+    monkeypatch.setattr(reach.os, "cpu_count", lambda: 2)
+    if broken == "no-interpreter":
+        monkeypatch.setattr(reach.sys, "executable", "/nonexistent/python")
+    elif broken == "worker-fails":
+        monkeypatch.setattr(reach, "_WORKER", "import sys; sys.exit(1)")
+    else:  # a worker whose output is not a cross-check result is not believed
+        monkeypatch.setattr(reach, "_WORKER", "print('[1000, {}]')")
+    assert reach._CrossCheckElsewhere(task, 150).result() == cross_check(task, semantics_for(task), 150)
+
+
+def test_array_at_builds_the_same_term_as_store() -> None:
+    import z3
+
+    from verifier.smt import array_at
+
+    chained = z3.K(z3.IntSort(), z3.IntVal(7))
+    for index, value in sorted({3: -1, 1: 4, 2: 0}.items()):
+        chained = z3.Store(chained, index, value)
+    assert array_at({3: -1, 1: 4, 2: 0}, 7).eq(chained)

@@ -27,6 +27,7 @@ from verifier.errors import VerifierError
 MAX_STEPS_PER_SECOND = 10_000_000
 MAX_TIMEOUT = 100_000_000  # seconds (over three years): the OS timer takes no more
 DEFER_SECONDS = 0.01  # a budget that runs out inside Z3's bindings is enforced this much later
+RETRY_SECONDS = 0.5  # and raised again after this long, should the first one be swallowed
 
 
 class BudgetExceeded(VerifierError):
@@ -55,12 +56,8 @@ def time_budget(
             f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT:,}], got {seconds:g}"
         )
     started = time.monotonic()
-    raised = False
 
     def expire(signum: int, frame: FrameType | None) -> None:
-        nonlocal raised
-        if raised:  # the work was interrupted once already: it is unwinding or reporting
-            return
         elapsed = time.monotonic() - started
         error = BudgetExceeded(f"time budget of {seconds:g} s ran out after {elapsed:.1f} s "
                                f"while {what}; nothing was concluded")
@@ -69,7 +66,8 @@ def time_budget(
         if _unsafe(frame):
             signal.setitimer(signal.ITIMER_REAL, DEFER_SECONDS)
             return
-        raised = True
+        # Raised again later should something swallow it; leaving the block disarms it.
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         raise error
 
     previous = signal.signal(signal.SIGALRM, expire)

@@ -178,22 +178,23 @@ class Recheck:
     verdict: str | None = None
     states: int | None = None
     seconds: float = 0.0
+    vset_cache: str | None = None  # "built", "reused" or "off": what the V cache did
 
 
-def recheck(path: Path) -> Recheck:
+def recheck(path: Path, use_cache: bool = True) -> Recheck:
     """Verify the digest and the model's identity, then certify the model again and compare.
 
     The model is identified by its file's sha256 and, in certificates that record it, by the
     canonical digest of its config and weights. When only the file differs (a checkpoint
     re-saved, converted to another format, or retrained with other provenance metadata) the
     proof still concerns exactly these weights: the re-check proceeds and says "same weights,
-    different file"."""
+    different file". `use_cache=False` rebuilds V rather than reusing it from the V cache."""
     start = time.perf_counter()
-    result = _recheck(path)
+    result = _recheck(path, use_cache)
     return replace(result, seconds=time.perf_counter() - start)
 
 
-def _recheck(path: Path) -> Recheck:
+def _recheck(path: Path, use_cache: bool) -> Recheck:
     try:
         data = read_certificate(path)
     except EditedCertificate as error:
@@ -225,10 +226,11 @@ def _recheck(path: Path) -> Recheck:
     if checkpoint.task.name != task or checkpoint.formulation != data["formulation"]:
         return Recheck(path, 2, f"certificate is for {task}/{data['formulation']}, model "
                        f"is {checkpoint.task.name}/{checkpoint.formulation}", "model-invalid", task)
-    outcome = certify(checkpoint)
+    outcome = certify(checkpoint, use_cache=use_cache)
     verdict = outcome.verdict.label
     states = None if outcome.vset is None else len(outcome.vset.states)
-    found = {"task": task, "verdict": verdict, "states": states}
+    found = {"task": task, "verdict": verdict, "states": states,
+             "vset_cache": None if outcome.cache is None else outcome.cache.status}
     if verdict != data["verdict"]:
         return Recheck(path, 1, f"re-check gives {verdict}, certificate says {data['verdict']}",
                        "verdict-changed", **found)

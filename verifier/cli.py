@@ -580,25 +580,36 @@ def evaluate(
         _emit_json({"task": task.name, "results": [r.to_json() for r in results]})
 
 
+no_cache_option = click.option(
+    "--no-cache", "no_cache", is_flag=True,
+    help="Build the verification set anew: neither read nor write the V cache "
+    "($NPI_VERIFY_CACHE_DIR, else $XDG_CACHE_HOME/npi-verify or ~/.cache/npi-verify).",
+)
+
+
 @main.command()
 @task_option
 @formulation_option
 @json_option
+@no_cache_option
 @timeout_option("building the verification set")
-def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None) -> None:
+def vset(
+    task_name: str, formulation: str, as_json: bool, no_cache: bool, timeout: float | None
+) -> None:
     """Compute the verification set V: every reachable call-local state.
 
     The text output counts V's states per program and says how V was built; `--json` lists
     every state with its reference action. Exits 0, or 3 when a call's sequences are
     unbounded (non-recursive formulations; `--json` then prints {"task", "formulation",
     "bounded": false, "program", "reason"})."""
-    from verifier.reach import UnboundedCall, build_vset
+    from verifier.reach import UnboundedCall
+    from verifier.vcache import load_or_build
 
     task = get_task(task_name)
     task.routines(formulation)
     try:
         with status() as line:
-            result = build_vset(task, formulation, progress=line.text)
+            result, cache = load_or_build(task, formulation, line.text, use_cache=not no_cache)
     except UnboundedCall as error:
         if as_json:
             _emit_json({"task": task.name, "formulation": formulation, "bounded": False,
@@ -620,6 +631,7 @@ def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None)
             "unwitnessed": len(result.unwitnessed),
             "concrete_states": len(result.concrete.actions),
             "witness_inputs": [task.input_to_json(v) for v in result.witness_cover()],
+            **cache.evidence(),
         })
         return
     click.echo(f"{task.name} ({formulation}): |V| = {len(result.states)} call-local states")
@@ -635,6 +647,7 @@ def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None)
     click.echo(f"coverage {coverage}; exact: {result.exact}; unwitnessed: {len(result.unwitnessed)}")
     cover = result.witness_cover()
     click.echo(f"verification set: {len(cover)} witness inputs cover every witnessed state")
+    click.echo(f"V cache: {cache.status} (key {cache.key_digest[:16]}){'; ' + cache.note if cache.note else ''}")
 
 
 @main.command()
@@ -645,6 +658,7 @@ def vset(task_name: str, formulation: str, as_json: bool, timeout: float | None)
               help="Write the certificate here (its folder must exist).")
 @threads_option
 @json_option
+@no_cache_option
 @timeout_option("certifying the model")
 def certify(
     model_path: Path,
@@ -652,6 +666,7 @@ def certify(
     cert_path: Path | None,
     threads: int | None,
     as_json: bool,
+    no_cache: bool,
     timeout: float | None,
 ) -> None:
     """Prove the model right on every input of every size, or find a failing input.
@@ -671,7 +686,7 @@ def certify(
     if task_name is not None and get_task(task_name) is not task:
         raise VerifierError(f"{model_path} is a {task.name} model, not {task_name}")
     with status() as line:
-        outcome = certify_model(checkpoint, progress=line.text)
+        outcome = certify_model(checkpoint, progress=line.text, use_cache=not no_cache)
     reference = model_path if cert_path is None else Path(os.path.relpath(model_path, cert_path.parent))
     certificate = build_certificate(checkpoint, reference, outcome)
     if cert_path is not None:
@@ -710,12 +725,13 @@ def _print_outcome(
               help="Append a Markdown table to this file (e.g. $GITHUB_STEP_SUMMARY).")
 @threads_option
 @json_option
+@no_cache_option
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Wall-clock budget; exit 4 when it runs out, with the reports of what was "
                    "finished.")
 def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | None,
           summary_path: Path | None, threads: int | None, as_json: bool,
-          timeout: float | None) -> None:
+          no_cache: bool, timeout: float | None) -> None:
     """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
 
     A folder contributes its *.json files that declare the certificate format (the others are
@@ -759,7 +775,7 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
         _end_now(error)
 
     with time_budget(timeout, "re-checking certificates", give_up if _HARD_EXIT else None):
-        report = gate.run_gate(selection, on_result=show)
+        report = gate.run_gate(selection, on_result=show, use_cache=not no_cache)
     finish(report)
     raise SystemExit(report.exit_code)
 

@@ -117,16 +117,19 @@ class GateReport:
 
 
 def run_gate(
-    selection: Selection, on_result: Callable[[Recheck], None] | None = None
+    selection: Selection,
+    on_result: Callable[[Recheck], None] | None = None,
+    use_cache: bool = True,
 ) -> GateReport:
     """Re-check each certificate in turn; `on_result` sees each result as soon as it is known.
     A --timeout that interrupts a re-check (BudgetExceeded) ends the gate with what was
-    finished (see `interrupted`)."""
+    finished (see `interrupted`). `use_cache=False` rebuilds each V rather than reusing it
+    from the V cache."""
     start = time.perf_counter()
     results: list[Recheck] = []
     for path in selection.certificates:
         try:
-            result = recheck(path)
+            result = recheck(path, use_cache=use_cache)
         except BudgetExceeded as error:
             report = interrupted(selection, results, error, time.perf_counter() - start)
             for late in report.results[len(results):]:
@@ -195,6 +198,7 @@ def json_report(report: GateReport) -> dict[str, Any]:
                 "failure": r.failure,
                 "message": r.message,
                 "seconds": round(r.seconds, 3),
+                "vset_cache": r.vset_cache,
             }
             for r in report.results
         ],

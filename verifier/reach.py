@@ -13,11 +13,16 @@ If the two are equal, V is exact for inputs of every size.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from verifier.errors import VerifierError
@@ -39,6 +44,8 @@ COVER_PROBES = 50  # random inputs offered to the witness cover besides the inpu
 COVER_PROBE_SIZE = 24  # ... each of at most this size
 GROWTH_SIZES = (8, 16, 32)  # input sizes at which call lengths are compared ...
 GROWTH_SAMPLES = 10  # ... on this many random inputs each (a bounded call reaches its bound)
+LARGE_TEST_INPUTS = 10  # random inputs far beyond training sizes for the reference obligations
+LARGE_TEST_SIZE = 40
 
 
 class UnboundedCall(VerifierError):
@@ -277,8 +284,10 @@ def cross_check(task: Task, semantics: Any, steps: int, seed: int = 0) -> CrossC
             if not program.primitive or program.name == NOP:
                 continue
             before = task.observe(env)
-            predicted = smt.concrete_observation_after(semantics, env, program.name, step.action.args)
-            if smt.concrete_observation(semantics, env) != before:
+            symbolic, predicted = smt.concrete_observations(
+                semantics, env, program.name, step.action.args
+            )
+            if symbolic != before:
                 result.mismatches.append(f"{value}: observation differs before {program.name}")
             task.apply(env, program.name, step.action.args)
             if predicted != task.observe(env):
@@ -290,6 +299,16 @@ def cross_check(task: Task, semantics: Any, steps: int, seed: int = 0) -> CrossC
             if result.steps >= steps or len(result.mismatches) > 10:
                 return result
     return result
+
+
+@dataclass
+class LargeReferenceRuns:
+    """Reference runs on random inputs far beyond the sizes searched."""
+
+    inputs: int
+    size: int
+    non_halting: int = 0
+    wrong: int = 0
 
 
 @dataclass
@@ -305,6 +324,7 @@ class VerificationSet:
     cross: CrossCheck | None
     seconds: float
     _cover: list[Any] | None = field(default=None, init=False, repr=False)
+    _large: LargeReferenceRuns | None = field(default=None, init=False, repr=False)
 
     @property
     def coverage_proved(self) -> bool:
@@ -349,6 +369,21 @@ class VerificationSet:
             self._cover = cover
         return cover
 
+    def large_reference_runs(self) -> LargeReferenceRuns:
+        """The reference program on LARGE_TEST_INPUTS random inputs of LARGE_TEST_SIZE (seed 0),
+        far beyond the sizes searched: evidence for termination and correctness (tested, not
+        proved). Computed once per set."""
+        if self._large is None:
+            rng = random.Random(0)
+            large = [self.task.sample_input(rng, LARGE_TEST_SIZE) for _ in range(LARGE_TEST_INPUTS)]
+            found = LargeReferenceRuns(len(large), LARGE_TEST_SIZE)
+            for value in large:
+                run = run_reference(self.task, self.formulation, value, record=False)
+                found.non_halting += not run.halted
+                found.wrong += run.halted and not self.task.check(value, self.task.output(run.env))
+            self._large = found
+        return self._large
+
     def per_program(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
         for program, _, _ in self.states:
@@ -373,10 +408,17 @@ def build_vset(
     abstract = None
     cross = None
     if semantics is not None:
+        # The cross-check needs nothing from the fixed point: on a second core it runs
+        # meanwhile, in a process of its own, with the same seed, so the same result.
+        pending = _CrossCheckElsewhere(task, CROSS_CHECK_STEPS)
         say("abstract fixed point (Z3)")
-        abstract = abstract_states(task, domain_for(semantics), formulation)
+        try:
+            abstract = abstract_states(task, domain_for(semantics), formulation)
+        except BaseException:
+            pending.cancel()
+            raise
         say("cross-checking Z3 semantics against the Python environment")
-        cross = cross_check(task, semantics, CROSS_CHECK_STEPS)
+        cross = pending.result()
     if abstract is None:
         _raise_if_growing(task, formulation)
     say("concrete reference runs on small inputs")
@@ -398,6 +440,56 @@ def build_vset(
     return VerificationSet(
         task, formulation, states, concrete, abstract, names, cross, time.perf_counter() - started
     )
+
+
+_WORKER = (
+    "import json, sys\n"
+    "from verifier.reach import cross_check, semantics_for\n"
+    "from verifier.tasks import TASKS\n"
+    "task = TASKS[sys.argv[1]]\n"
+    "result = cross_check(task, semantics_for(task), int(sys.argv[2]))\n"
+    "print(json.dumps([result.steps, result.mismatches]))\n"
+)
+
+
+class _CrossCheckElsewhere:
+    """`cross_check(task, its semantics, steps)` in a fresh Python process (the same
+    interpreter and package) when the machine has a second core. The worker uses the same
+    seed, so its result is the one computed here; wherever it cannot run apart (one core,
+    NPI_VERIFY_WORKERS=0, no process, a worker that fails) `result` computes it in this
+    process instead."""
+
+    def __init__(self, task: Task, steps: int) -> None:
+        self.task, self.steps = task, steps
+        self.worker: subprocess.Popen[bytes] | None = None
+        if (os.cpu_count() or 1) < 2 or os.environ.get("NPI_VERIFY_WORKERS") == "0":
+            return
+        package_root = str(Path(__file__).resolve().parent.parent)
+        paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
+        try:
+            self.worker = subprocess.Popen(
+                [sys.executable, "-c", _WORKER, task.name, str(steps)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
+            )
+        except OSError:
+            self.worker = None
+
+    def result(self) -> CrossCheck:
+        if self.worker is not None:
+            output, _ = self.worker.communicate()
+            try:
+                count, mismatches = json.loads(output)
+                if self.worker.returncode == 0 and isinstance(count, int) and isinstance(mismatches, list):
+                    return CrossCheck(count, [str(m) for m in mismatches])
+            except ValueError:
+                pass
+        return cross_check(self.task, semantics_for(self.task), self.steps)
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker.wait()
 
 
 def _raise_if_growing(task: Task, formulation: str) -> None:

@@ -9,7 +9,6 @@ unbounded call makes the model uncertifiable.
 from __future__ import annotations
 
 import enum
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,10 +18,11 @@ from verifier.check import NOISE_MARGIN, CheckResult, Disagreement, StateKey, ch
 from verifier.checkpoint import Checkpoint
 from verifier.evaluation import correct, limits_after
 from verifier.npi import NPIPolicy
-from verifier.reach import UnboundedCall, VerificationSet, build_vset
+from verifier.reach import UnboundedCall, VerificationSet
 from verifier.runtime import SEMANTICS, Policy, execute, run_reference, split_calls
 from verifier.tasks import Task
 from verifier.tasks.base import NOP, Action
+from verifier.vcache import CacheInfo, load_or_build
 
 REPLAY_CANDIDATES = 64  # inputs reaching a disagreement replayed to find a wrong answer
 LISTED_UNWITNESSED = 50  # unwitnessed states listed in the coverage evidence
@@ -46,8 +46,6 @@ class Verdict(enum.IntEnum):
 
 
 PROVED, CHECKED, TESTED, FAILED, UNKNOWN = "proved", "checked", "tested", "failed", "unknown"
-LARGE_TEST_INPUTS = 10  # random inputs far beyond training sizes for the reference obligations
-LARGE_TEST_SIZE = 40
 
 
 @dataclass
@@ -103,6 +101,7 @@ class Outcome:
     obligations: list[Obligation] = field(default_factory=list)
     counterexample: Counterexample | None = None
     seconds: float = 0.0
+    cache: CacheInfo | None = None  # what the V cache did (None: V was given)
 
 
 @dataclass(frozen=True)
@@ -125,19 +124,26 @@ def model_subject(checkpoint: Checkpoint) -> Subject:
     )
 
 
-def certify(checkpoint: Checkpoint, progress: Any = None) -> Outcome:
-    """Build V for the model's task and formulation, check the model on all of it, decide."""
-    return certify_subject(model_subject(checkpoint), progress)
+def certify(checkpoint: Checkpoint, progress: Any = None, use_cache: bool = True) -> Outcome:
+    """Build V for the model's task and formulation (or reuse it from the V cache), check the
+    model on all of it, decide."""
+    return certify_subject(model_subject(checkpoint), progress, use_cache=use_cache)
 
 
 def certify_subject(
-    subject: Subject, progress: Any = None, vset: VerificationSet | None = None
+    subject: Subject,
+    progress: Any = None,
+    vset: VerificationSet | None = None,
+    use_cache: bool = True,
 ) -> Outcome:
-    """Certify any policy; `vset` may be given when it was built already for this task."""
+    """Certify any policy; `vset` may be given when it was built already for this task, else
+    it comes from the V cache (`verifier.vcache`) or is built."""
     started = time.perf_counter()
     task, formulation = subject.task, subject.formulation
+    cache = None
     try:
-        vset = vset or build_vset(task, formulation, progress=progress)
+        if vset is None:
+            vset, cache = load_or_build(task, formulation, progress, use_cache)
     except UnboundedCall as error:
         outcome = Outcome(Verdict.UNCERTIFIABLE, str(error), None, None)
         outcome.obligations = [Obligation("coverage", FAILED, {"unbounded_call": error.program})]
@@ -146,6 +152,7 @@ def certify_subject(
     result = subject.check(vset.states)
     vset.witness_cover()  # the certificate lists it; its time counts as certifying time
     outcome = _decide(subject, vset, result)
+    outcome.cache = cache
     outcome.obligations = _obligations(vset, result, outcome)
     outcome.seconds = time.perf_counter() - started
     return outcome
@@ -246,6 +253,8 @@ def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -
         coverage["note"] = ("no Z3 semantics for this task yet: V is the set of states reached by "
                             "reference runs until it stopped growing, which is tested, not proved")
         status = TESTED
+    if outcome.cache is not None:  # whether V was built now or reused from the V cache
+        coverage.update(outcome.cache.evidence())
     agreement = {
         "states": result.checked,
         "disagreements": len(result.disagreements),
@@ -277,19 +286,15 @@ def _state_json(key: StateKey, action: Action) -> dict[str, Any]:
 def _reference_obligations(task: Task, formulation: str, vset: VerificationSet) -> list[Obligation]:
     """Termination and correctness of the reference program, tested on every small input run
     for V and on random inputs far beyond the training sizes (not proved for all sizes)."""
-    rng = random.Random(0)
-    large = [task.sample_input(rng, LARGE_TEST_SIZE) for _ in range(LARGE_TEST_INPUTS)]
-    non_halting, wrong = vset.concrete.non_halting, vset.concrete.wrong
-    for value in large:
-        run = run_reference(task, formulation, value, record=False)
-        non_halting += not run.halted
-        wrong += run.halted and not task.check(value, task.output(run.env))
+    large = vset.large_reference_runs()
+    non_halting = vset.concrete.non_halting + large.non_halting
+    wrong = vset.concrete.wrong + large.wrong
     small = vset.concrete.per_input
     evidence = {
-        "inputs": len(small) + len(large),
+        "inputs": len(small) + large.inputs,
         "small_inputs": len(small),
-        "random_inputs": len(large),
-        "random_input_size": LARGE_TEST_SIZE,
+        "random_inputs": large.inputs,
+        "random_input_size": large.size,
     }
     return [
         Obligation("termination", TESTED if non_halting == 0 else FAILED,

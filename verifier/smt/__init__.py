@@ -9,6 +9,7 @@ states can follow which under each primitive, for environments of every size.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -54,6 +55,7 @@ class Semantics(ABC):
 
     task: Task
     hidden_names: tuple[str, ...]
+    version = 1  # bump when the encoding or the predicates change (part of V's cache key)
 
     @abstractmethod
     def fresh(self, tag: str) -> SymEnv:
@@ -276,6 +278,19 @@ def is_initial(semantics: Semantics, env: Any) -> bool:
     return solver.check() == z3.unsat
 
 
+def concrete_observations(
+    semantics: Semantics, env: Any, program: str, args: Args
+) -> tuple[Abstract, Abstract]:
+    """The observations of a concrete environment before and after a primitive, computed
+    through Z3 from one encoding of it (the cross-check's two comparisons per step)."""
+    symbolic = semantics.encode(env)
+    after = semantics.apply(symbolic, program, args)
+    return (
+        tuple(z3.simplify(t).as_long() for t in semantics.observation(symbolic)),
+        tuple(z3.simplify(t).as_long() for t in semantics.observation(after)),
+    )
+
+
 def concrete_observation_after(semantics: Semantics, env: Any, program: str, args: Args) -> Abstract:
     """The observation after a primitive on a concrete environment, computed through Z3."""
     after = semantics.apply(semantics.encode(env), program, args)
@@ -298,11 +313,23 @@ def array_of(values: Sequence[int], default: int = 0) -> z3.ArrayRef:
 
 
 def array_at(cells: Mapping[int, int], default: int = 0) -> z3.ArrayRef:
-    """A Z3 array holding `cells` (index -> value) and `default` everywhere else."""
-    array = z3.K(z3.IntSort(), z3.IntVal(default))
+    """A Z3 array holding `cells` (index -> value) and `default` everywhere else.
+
+    The same term `z3.Store` builds, through the C API: z3.Store's argument coercion is most
+    of the cost of encoding concrete environments for the cross-check."""
+    context = z3.main_ctx()
+    array = z3.K(z3.IntSort(), _int_value(default))
     for index, value in sorted(cells.items()):
-        array = z3.Store(array, index, value)
+        stored = z3.Z3_mk_store(
+            context.ref(), array.as_ast(), _int_value(index).as_ast(), _int_value(value).as_ast()
+        )
+        array = z3.ArrayRef(stored, context)
     return array
+
+
+@functools.lru_cache(maxsize=4096)
+def _int_value(value: int) -> z3.IntNumRef:
+    return z3.IntVal(int(value))
 
 
 def z3_version() -> str:

@@ -22,6 +22,7 @@ quantifier-free. With these terms the fixed point is exact (83 states, each witn
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
@@ -151,12 +152,25 @@ class TopoSortSemantics(Semantics):
         stack, pos, r, color = env["stack"], env["pos"], env["r"], env["color"]
         active, p_stack = env["active"], env["p_stack"]
         top = stack[p_stack - 1]
+        # Universal predicates are instantiated at every pair of pool terms: the sub-terms of
+        # one term are built once (Z3 shares equal terms anyway; building them is the cost).
+        memo: dict[tuple[str, int], Any] = {}
 
-        def grey(u: Any) -> z3.BoolRef:
-            return z3.And(self._vertex(env, u), color[u] == GREY)
+        def once(name: str, make: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            def made(term: Any) -> Any:
+                key = (name, term.get_id())
+                if key not in memo:
+                    memo[key] = (term, make(term))  # the term kept alive keeps its id unique
+                return memo[key][1]
 
-        def in_stack(k: Any) -> z3.BoolRef:
-            return z3.And(k >= 1, k < p_stack)
+            return made
+
+        entry_at = once("stack", lambda i: stack[i])
+        rank_at = once("rank", lambda i: r[entry_at(i)])
+        vertex_at = once("vertex", lambda i: self._vertex(env, entry_at(i)))
+
+        grey = once("grey", lambda u: z3.And(self._vertex(env, u), color[u] == GREY))
+        in_stack = once("in_stack", lambda k: z3.And(k >= 1, k < p_stack))
 
         def greys_on_stack(*exempt: Any) -> Universal:
             def body(v: Any) -> z3.BoolRef:
@@ -166,15 +180,14 @@ class TopoSortSemantics(Semantics):
             return Universal(("vertex",), body)
 
         def rising(i: Any, j: Any) -> z3.BoolRef:
-            above = z3.And(in_stack(i), in_stack(j), i < j, self._vertex(env, stack[j]))
-            return z3.Implies(above, r[stack[i]] < r[stack[j]])
+            above = z3.And(in_stack(i), in_stack(j), i < j, vertex_at(j))
+            return z3.Implies(above, rank_at(i) < rank_at(j))
 
         def below_top(i: Any) -> z3.BoolRef:
-            return z3.Implies(z3.And(in_stack(i), i < p_stack - 1), grey(stack[i]))
+            return z3.Implies(z3.And(in_stack(i), i < p_stack - 1), grey(entry_at(i)))
 
         def below_active(i: Any) -> z3.BoolRef:
-            entry = stack[i]
-            return z3.Implies(z3.And(in_stack(i), self._vertex(env, entry)), r[entry] < r[active])
+            return z3.Implies(z3.And(in_stack(i), vertex_at(i)), rank_at(i) < r[active])
 
         def null_above(i: Any) -> z3.BoolRef:
             return z3.Implies(i > p_stack, stack[i] == 0)
