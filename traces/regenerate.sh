@@ -26,3 +26,7 @@ for f in recursive non-recursive partial; do
   ds --task bubblesort-values --formulation $f --count 100 --max-size 2 --seed 3 --cover \
      -o $out/bubblesort-values-$f.jsonl
 done
+for f in recursive non-recursive; do
+  ds --task bubblesort-int --formulation $f --count 300 --max-size 3 --seed 6 --cover \
+     -o $out/bubblesort-int-$f.jsonl
+done

@@ -7,7 +7,10 @@ until i1 falls off the left end, then i1 one step right, which restores i1 = i2 
 The two tasks share environment and routines; they differ only in the observation:
 - `bubblesort` (comparison encoder): (A[i1] <= A[i2], i1 in range, i2 in range, i3 == n);
   the comparison bit is 0 when either pointer is out of range;
-- `bubblesort-values` (value encoder): (A[i1], A[i2], i3 == n) with 10 for out of range.
+- `bubblesort-values` (value encoder): (A[i1], A[i2], i3 == n) with 10 for out of range;
+- `bubblesort-int` (integer encoder): (A[i1], A[i2], i1 in range, i2 in range, i3 == n) with
+  any integer in the declared range [-10^9, 10^9] (0 under a pointer out of range). Its
+  observations are not a finite alphabet: its abstraction is `bubblesort`'s observation.
 """
 
 from __future__ import annotations
@@ -154,6 +157,11 @@ def _read_values(obs: Observation) -> View:
     return View(i1_in and i2_in and v1 <= v2, i1_in, i2_in, bool(done))
 
 
+def _read_ints(obs: Observation) -> View:
+    v1, v2, i1_in, i2_in, done = obs
+    return View(bool(i1_in and i2_in and v1 <= v2), bool(i1_in), bool(i2_in), bool(done))
+
+
 class BubbleSort(SortingTask):
     name = "bubblesort"
     summary = "bubble sort of integers, comparison encoder (the variant C17 verified)"
@@ -238,3 +246,61 @@ class BubbleSortValues(BubbleSort):
             OUT_OF_RANGE if a2 is None else a2,
             int(done),
         )
+
+
+VALUE_LIMIT = 10**9
+
+
+class BubbleSortInt(BubbleSort):
+    name = "bubblesort-int"
+    summary = "bubble sort of integers in [-10^9, 10^9], encoder reads the values as numbers"
+    observation_names = ("A[i1]", "A[i2]", "i1_in", "i2_in", "i3==n")
+    observation_values = (("int",), ("int",), BITS, BITS, BITS)
+    input_example = "[300000000, -7, 300000000]"
+    numeric_slots = (0, 1)
+    numeric_scale = VALUE_LIMIT
+    value_range = (-VALUE_LIMIT, VALUE_LIMIT)
+    abstract_task = "bubblesort"
+    reader: Reader = staticmethod(_read_ints)
+
+    def parse_input(self, data: Any) -> list[int]:
+        values = super().parse_input(data)
+        low, high = self.value_range
+        for position, item in enumerate(values):
+            require(low <= item <= high, f"{self.name} input[{position}] must lie in "
+                    f"[-10^9, 10^9], got {item}")
+        return values
+
+    def sample_input(self, rng: random.Random, size: int) -> list[int]:
+        """Values across the whole range, with ties and neighbours at every magnitude: each
+        element is uniform in the range, or a copy of an earlier one, or one off it."""
+        values: list[int] = []
+        low, high = self.value_range
+        for _ in range(size):
+            kind = rng.random()
+            if values and kind < 0.25:
+                values.append(rng.choice(values))
+            elif values and kind < 0.5:
+                values.append(min(high, max(low, rng.choice(values) + rng.choice((-1, 1)))))
+            else:
+                values.append(rng.randint(low, high))
+        return values
+
+    def observe(self, env: Row) -> Observation:
+        a1, a2 = env.at(I1), env.at(I2)
+        done = env.pointers[I3] == len(env.values)
+        return (
+            0 if a1 is None else a1,
+            0 if a2 is None else a2,
+            int(a1 is not None),
+            int(a2 is not None),
+            int(done),
+        )
+
+    def abstract_observation(self, observation: Observation) -> Observation:
+        return tuple(int(bit) for bit in _read_ints(observation))
+
+    def format_observation(self, observation: Observation) -> str:
+        v1, v2, *bits = observation
+        flags = " ".join(f"{n}={b}" for n, b in zip(self.observation_names[2:], bits, strict=True))
+        return f"A[i1]={v1} A[i2]={v2} {flags}"
