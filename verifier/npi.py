@@ -42,6 +42,10 @@ class NPI(nn.Module):
         self.arg_heads = nn.ModuleList(
             nn.Linear(c.d_hidden, c.arg_size) for _ in range(ARG_SLOTS)
         )
+        if c.numeric_slots:  # magnitudes start unused: the data must ask for them (see below)
+            with torch.no_grad():
+                for column in feature_columns(c)[0].values():
+                    self.encoder[0].weight[:, column] = 0.0
         self.register_buffer("_observation_offsets", _offsets(c.observation_sizes), persistent=False)
 
     def encode_inputs(self, observations: Tensor, args: Tensor) -> Tensor:
@@ -60,7 +64,11 @@ class NPI(nn.Module):
         """Features of a task with numeric slots, in slot order: a numeric slot as
         value / numeric_scale (computed in float64, then rounded once), any other slot one-hot;
         then one clipped difference clamp(v_i - v_j, -1, 1) per pair of numeric slots, computed
-        in integers (float32 cannot tell 10^9 from 10^9 - 1); then the arguments one-hot."""
+        in integers (float32 cannot tell 10^9 from 10^9 - 1); then the arguments one-hot.
+
+        The weights reading the scaled values start at zero, so a trained network depends on
+        magnitudes only as much as its data makes it: a program that branches on comparisons
+        is then nearly flat in the values, which is what makes its bounds close quickly."""
         c = self.config
         parts = []
         for slot, size in enumerate(c.observation_sizes):
