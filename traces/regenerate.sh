@@ -27,6 +27,7 @@ for f in recursive non-recursive partial; do
      -o $out/bubblesort-values-$f.jsonl
 done
 for f in recursive non-recursive; do
-  ds --task bubblesort-int --formulation $f --count 300 --max-size 3 --seed 6 --cover \
+  # no --cover here: covering prefers inputs without ties, and ties are what must be learned
+  ds --task bubblesort-int --formulation $f --count 1500 --max-size 3 --seed 6 \
      -o $out/bubblesort-int-$f.jsonl
 done

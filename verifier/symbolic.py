@@ -236,8 +236,14 @@ class ElementProver:
         return [(c[0], c[1]) for c, m in zip(candidates, margins) if m < 0]
 
 
-def certify_symbolic(checkpoint: Checkpoint, progress: Callable[[str], None] | None = None) -> Any:
-    """Certify a model of a task with numeric observation slots (see the module docstring)."""
+REACHING_INPUTS = 32  # inputs kept per state of V to turn wrong points into arrays
+
+
+def certify_symbolic(
+    checkpoint: Checkpoint, progress: Callable[[str], None] | None = None, vset: Any = None
+) -> Any:
+    """Certify a model of a task with numeric observation slots (see the module docstring);
+    `vset` may be given when V of the abstract task was built already."""
     from verifier import verify  # the finite-alphabet certifier: verdicts and obligations
 
     started = time.perf_counter()
@@ -245,7 +251,7 @@ def certify_symbolic(checkpoint: Checkpoint, progress: Callable[[str], None] | N
     task, formulation = checkpoint.task, checkpoint.formulation
     abstract_task = get_task(task.abstract_task or task.name)
     try:
-        vset = build_vset(abstract_task, formulation, progress=say)
+        vset = vset or build_vset(abstract_task, formulation, progress=say)
     except UnboundedCall as error:
         outcome = verify.Outcome(verify.Verdict.UNCERTIFIABLE, str(error), None, None)
         outcome.obligations = [verify.Obligation("coverage", verify.FAILED, {"unbounded_call": error.program})]
@@ -253,10 +259,15 @@ def certify_symbolic(checkpoint: Checkpoint, progress: Callable[[str], None] | N
         return outcome
     model = checkpoint.model.eval()
     policy = NPIPolicy(model, task)
+    reaching: dict[StateKey, list[Any]] = {k: [w] for k, w in vset.concrete.witness.items()}
+    for value, keys in vset.concrete.per_input:
+        for key in keys:
+            if len(reaching[key]) < REACHING_INPUTS and value not in reaching[key]:
+                reaching[key].append(value)
     prover = ElementProver(
         NetworkBounds(model),
         valid_arg_mask(model.config, task).numpy(),
-        lambda key, values: realize(task, formulation, policy, vset.concrete.witness.get(key), key, values),
+        lambda key, values: realize(task, formulation, policy, reaching.get(key, []), key, values),
     )
     proofs: list[ElementProof] = []
     for number, (key, action) in enumerate(sorted(vset.states.items(), key=lambda kv: (len(kv[0][2]), kv[0])), 1):
@@ -324,17 +335,31 @@ def _agreement(verify: Any, task: Task, proofs: list[ElementProof], states: int)
 
 
 def realize(
-    task: Task, formulation: str, policy: NPIPolicy, witness: Any, key: StateKey,
+    task: Task, formulation: str, policy: NPIPolicy, inputs: list[Any], key: StateKey,
     values: list[tuple[int, int]],
 ) -> Any:
     """An input whose run puts `values` under the pointers at the steps of call-local state
-    `key` (an order-preserving relabelling of the state's witness array, found by Z3), run
-    with the model; its Counterexample when the model's run leaves the reference program."""
-    if witness is None:
-        return None
-    observed = _concrete_call(task, formulation, witness, key)
-    if observed is None:
-        return None
+    `key`, run with the model; its Counterexample when the model's run leaves the reference
+    program, else None. The input is an order-preserving relabelling (found by Z3) of one of
+    `inputs` (inputs known to reach `key`) whose run there has the same order between the two
+    values at every step as `values`, so the relabelled run reaches the same state."""
+    signs = [(x > y) - (x < y) for x, y in values]
+    for candidate in inputs:
+        observed = _concrete_call(task, formulation, candidate, key)
+        if observed is None or any(
+            o[2] and o[3] and (o[0] > o[1]) - (o[0] < o[1]) != sign for o, sign in zip(observed, signs)
+        ):
+            continue
+        array = _relabel(task, candidate, observed, values)
+        return None if array is None else first_divergence(task, formulation, policy, array)
+    return None
+
+
+def _relabel(
+    task: Task, witness: list[int], observed: list[Observation], values: list[tuple[int, int]]
+) -> list[int] | None:
+    """`witness` with its values replaced order-preservingly, as close as Z3 finds to putting
+    `values` where `observed` had the witness's own values (the last step first)."""
     labels = sorted(set(witness))
     relabel = {label: z3.Int(f"f{k}") for k, label in enumerate(labels)}
     low, high = task.value_range
@@ -352,8 +377,7 @@ def realize(
     if solver.check() != z3.sat:
         return None
     found = solver.model()
-    array = [found.eval(relabel[v]).as_long() for v in witness]
-    return first_divergence(task, formulation, policy, array)
+    return [found.eval(relabel[v]).as_long() for v in witness]
 
 
 def _concrete_call(task: Task, formulation: str, witness: Any, key: StateKey) -> list[Observation] | None:
