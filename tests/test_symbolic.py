@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, vset_of
+from verifier.bounds import NetworkBounds
 from verifier.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from verifier.errors import InvalidInput
-from verifier.npi import NPI, NPIConfig, NPIPolicy, feature_columns
+from verifier.npi import NPI, NPIConfig, NPIPolicy, feature_columns, valid_arg_mask
 from verifier.symbolic import ElementProver, certify_symbolic, first_divergence, polygon
-from verifier.bounds import NetworkBounds
-from verifier.npi import valid_arg_mask
 from verifier.tasks import TASKS
 from verifier.verify import Verdict
 
@@ -30,7 +29,11 @@ def shipped() -> Checkpoint:
 
 def test_polygon_cuts_the_box_by_the_sign_of_the_difference() -> None:
     below = set(polygon((0, 3, 0, 3), -1))  # v1 <= v2 - 1
-    assert below == {(Fraction(0), Fraction(1)), (Fraction(0), Fraction(3)), (Fraction(2), Fraction(3))}
+    assert below == {
+        (Fraction(0), Fraction(1)),
+        (Fraction(0), Fraction(3)),
+        (Fraction(2), Fraction(3)),
+    }
     assert set(polygon((0, 3, 0, 3), 0)) == {(Fraction(0), Fraction(0)), (Fraction(3), Fraction(3))}
     assert polygon((5, 5, 0, 3), -1) == []  # 5 <= v2 - 1 has no v2 in 0..3
     assert polygon((5, 5, 0, 3), 1) != []
@@ -45,8 +48,9 @@ def test_inputs_outside_the_declared_range_are_refused() -> None:
 def test_finite_alphabet_configs_have_no_numeric_fields() -> None:
     """Old checkpoints' configs, and so their weights digests, are unchanged."""
     assert "numeric_slots" not in NPIConfig.for_task(TASKS["bubblesort"]).to_json()
-    assert NPIConfig.for_task(INT).to_json()["numeric_slots"] == [0, 1] or \
-        NPIConfig.for_task(INT).to_json()["numeric_slots"] == (0, 1)
+    assert NPIConfig.for_task(INT).to_json()["numeric_slots"] == [0, 1] or NPIConfig.for_task(
+        INT
+    ).to_json()["numeric_slots"] == (0, 1)
 
 
 def test_encoder_tells_neighbours_apart_at_the_largest_magnitude(shipped: Checkpoint) -> None:
@@ -69,8 +73,9 @@ def test_numeric_checkpoint_round_trips(tmp_path: Path, shipped: Checkpoint) -> 
 def test_shipped_model_is_proved_on_the_comparison_states(shipped: Checkpoint) -> None:
     vset = vset_of("bubblesort")
     model = shipped.model
-    prover = ElementProver(NetworkBounds(model), valid_arg_mask(model.config, INT).numpy(),
-                           lambda key, values: None)
+    prover = ElementProver(
+        NetworkBounds(model), valid_arg_mask(model.config, INT).numpy(), lambda key, values: None
+    )
     keys = [k for k in vset.states if k[0] in ("COMPSWAP", "BSTEP") and len(k[2]) <= 2]
     assert keys
     for key in keys:
@@ -79,8 +84,12 @@ def test_shipped_model_is_proved_on_the_comparison_states(shipped: Checkpoint) -
         assert proof.min_margin > 1e-3
 
 
-def _with_detector(model: NPI, units: list[tuple[dict[int, float], float]],
-                   combine: list[float], push: float = 50.0) -> NPI:
+def _with_detector(
+    model: NPI,
+    units: list[tuple[dict[int, float], float]],
+    combine: list[float],
+    push: float = 50.0,
+) -> NPI:
     """`model` with len(units) extra encoder units (weights by input column, bias) whose
     combination `combine` becomes one extra encoder output, fed into the first LSTM layer with
     a large random weight. Where the combination is 0 the network equals `model` exactly."""
@@ -91,8 +100,13 @@ def _with_detector(model: NPI, units: list[tuple[dict[int, float], float]],
     d = c.d_state
     with torch.no_grad():
         for name in new:
-            if name not in ("encoder.0.weight", "encoder.0.bias", "encoder.2.weight",
-                            "encoder.2.bias", "lstm.weight_ih_l0"):
+            if name not in (
+                "encoder.0.weight",
+                "encoder.0.bias",
+                "encoder.2.weight",
+                "encoder.2.bias",
+                "lstm.weight_ih_l0",
+            ):
                 new[name].copy_(old[name])
         w1, b1 = new["encoder.0.weight"], new["encoder.0.bias"]
         w1.zero_(), b1.zero_()
@@ -108,7 +122,7 @@ def _with_detector(model: NPI, units: list[tuple[dict[int, float], float]],
         w_ih = new["lstm.weight_ih_l0"]
         w_ih.zero_()
         w_ih[:, :d] = old["lstm.weight_ih_l0"][:, :d]
-        w_ih[:, d + k:] = old["lstm.weight_ih_l0"][:, d:]
+        w_ih[:, d + k :] = old["lstm.weight_ih_l0"][:, d:]
         generator = torch.Generator().manual_seed(0)
         w_ih[:, d] = push * torch.randn(w_ih.shape[0], generator=generator)
     grown.load_state_dict(new)
@@ -131,8 +145,9 @@ def test_model_wrong_only_on_differences_above_a_million_is_refuted(shipped: Che
     values, _ = feature_columns(shipped.model.config)
     v1, v2 = values[0], values[1]
     gain = INT.numeric_scale / 10**6  # unit = relu((v1 - v2) / 10^6 - 1)
-    model = _with_detector(shipped.model, [({v1: gain, v2: -gain}, -1.0),
-                                           ({v1: -gain, v2: gain}, -1.0)], [1.0, 1.0])
+    model = _with_detector(
+        shipped.model, [({v1: gain, v2: -gain}, -1.0), ({v1: -gain, v2: gain}, -1.0)], [1.0, 1.0]
+    )
     small = [5, -3, 999_999, 0, 12]  # every difference at most 10^6: the model is unchanged
     assert first_divergence(INT, shipped.formulation, NPIPolicy(model, INT), small) is None
     example = _refute(model, shipped)
@@ -144,15 +159,23 @@ def test_model_wrong_only_on_equal_values_is_refuted(shipped: Checkpoint) -> Non
     _, pairs = feature_columns(shipped.model.config)
     difference, out1, out2 = pairs[(0, 1)], 2, 4  # one-hot columns of i1_in=0, i2_in=0
     gate = {out1: -4.0, out2: -4.0}
-    model = _with_detector(shipped.model, [
-        ({**gate, difference: -2.0}, 1.0), ({**gate, difference: 2.0}, 1.0), (gate, 1.0),
-    ], [-1.0, -1.0, 3.0])  # 3c - a - b: 1 when both in range and equal, else 0
+    model = _with_detector(
+        shipped.model,
+        [
+            ({**gate, difference: -2.0}, 1.0),
+            ({**gate, difference: 2.0}, 1.0),
+            (gate, 1.0),
+        ],
+        [-1.0, -1.0, 3.0],
+    )  # 3c - a - b: 1 when both in range and equal, else 0
     # the pointers start on one cell, so every run observes equal values: compare the networks
     # on one step instead, which is unchanged wherever the observed values differ
     programs, args = torch.tensor([0, 0]), torch.zeros(2, 3, dtype=torch.long)
     unequal = torch.tensor([[[10**9, 10**9 - 1, 1, 1, 0]], [[5, 0, 1, 0, 0]]])
     with torch.no_grad():
-        assert torch.equal(model(programs, args, unequal)[1], shipped.model(programs, args, unequal)[1])
+        assert torch.equal(
+            model(programs, args, unequal)[1], shipped.model(programs, args, unequal)[1]
+        )
     example = _refute(model, shipped)
     first, second, i1_in, i2_in, _ = example.observations[-1]
     assert first == second and i1_in and i2_in

@@ -65,11 +65,15 @@ class NetworkBounds:
             (
                 _np(getattr(model.lstm, f"weight_ih_l{k}")),
                 _np(getattr(model.lstm, f"weight_hh_l{k}")),
-                _np(getattr(model.lstm, f"bias_ih_l{k}")) + _np(getattr(model.lstm, f"bias_hh_l{k}")),
+                _np(getattr(model.lstm, f"bias_ih_l{k}"))
+                + _np(getattr(model.lstm, f"bias_hh_l{k}")),
             )
             for k in range(c.layers)
         ]
-        self.end_w, self.end_b = _np(model.end_head.weight)[0], float(model.end_head.bias.detach()[0])
+        self.end_w, self.end_b = (
+            _np(model.end_head.weight)[0],
+            float(model.end_head.bias.detach()[0]),
+        )
         keys = _np(model.program_keys)
         self.program_w = keys @ _np(model.key_head.weight)  # (n_programs, d_hidden)
         self.program_b = keys @ _np(model.key_head.bias)
@@ -78,7 +82,9 @@ class NetworkBounds:
         self.program_id = {name: k for k, name in enumerate(c.program_names)}
 
     # -- features -----------------------------------------------------------------------
-    def fixed_features(self, observation: tuple[int, ...], sign: int, args: tuple[int, ...]) -> Array:
+    def fixed_features(
+        self, observation: tuple[int, ...], sign: int, args: tuple[int, ...]
+    ) -> Array:
         """The encoder input of `observation` with both numeric values zeroed and the clipped
         difference set to `sign`."""
         c = self.config
@@ -102,7 +108,9 @@ class NetworkBounds:
         v = step.vertices.astype(np.float64) / scale  # (batch, k, 2)
         z = base + v[..., :1] * self.w1[:, c1] + v[..., 1:] * self.w1[:, c2]  # (batch, k, d)
         reach = np.abs(v).max(axis=1)  # (batch, 2): largest |v/scale| per slot
-        pad = FLOAT32_INPUT * (reach[:, :1] * np.abs(self.w1[:, c1]) + reach[:, 1:] * np.abs(self.w1[:, c2]))
+        pad = FLOAT32_INPUT * (
+            reach[:, :1] * np.abs(self.w1[:, c1]) + reach[:, 1:] * np.abs(self.w1[:, c2])
+        )
         pad += SLACK * (np.abs(step.features) @ np.abs(self.w1).T + np.abs(self.b1) + 1e-30)
         low, high = z.min(axis=1) - pad, z.max(axis=1) + pad
         return _affine(np.maximum(low, 0.0), np.maximum(high, 0.0), self.w2, self.b2)
@@ -125,8 +133,10 @@ class NetworkBounds:
         for (w_ih, w_hh, bias), (h, cell) in zip(self.lstm, state):
             gates = _add(_affine(*x, w_ih, bias), _affine(*h, w_hh, np.zeros_like(bias)))
             size = self.config.d_hidden
-            parts = [(gates[0][:, k * size:(k + 1) * size], gates[1][:, k * size:(k + 1) * size])
-                     for k in range(4)]
+            parts = [
+                (gates[0][:, k * size : (k + 1) * size], gates[1][:, k * size : (k + 1) * size])
+                for k in range(4)
+            ]
             i, f, o = (_monotone(_sigmoid, part) for part in (parts[0], parts[1], parts[3]))
             g = _monotone(np.tanh, parts[2])
             cell = _widen(_add(_mul(f, cell), _mul(i, g)))
@@ -143,18 +153,31 @@ class NetworkBounds:
         low, high = hidden
         centre, radius = (low + high) / 2, (high - low) / 2
         end = centre @ self.end_w + self.end_b
-        end_radius = radius @ np.abs(self.end_w) + SLACK * (np.abs(centre) @ np.abs(self.end_w) + abs(self.end_b))
+        end_radius = radius @ np.abs(self.end_w) + SLACK * (
+            np.abs(centre) @ np.abs(self.end_w) + abs(self.end_b)
+        )
         # runtime returns when the logit >= 0: to prove "no return" it must be < 0
         margin = (end - end_radius) if action.ret else -(end + end_radius)
         chosen = self.program_id[action.program]
-        rows = [(self.program_w[chosen] - self.program_w[k], self.program_b[chosen] - self.program_b[k])
-                for k in range(len(self.program_w)) if k != chosen]
+        rows = [
+            (self.program_w[chosen] - self.program_w[k], self.program_b[chosen] - self.program_b[k])
+            for k in range(len(self.program_w))
+            if k != chosen
+        ]
         for slot, value in enumerate(action.args):
             legal = np.flatnonzero(arg_mask[chosen, slot])
-            rows += [(self.arg_w[slot][value] - self.arg_w[slot][k], self.arg_b[slot][value] - self.arg_b[slot][k])
-                     for k in legal if k != value]
+            rows += [
+                (
+                    self.arg_w[slot][value] - self.arg_w[slot][k],
+                    self.arg_b[slot][value] - self.arg_b[slot][k],
+                )
+                for k in legal
+                if k != value
+            ]
         for w, b in rows:
-            lower = centre @ w + b - radius @ np.abs(w) - SLACK * (np.abs(centre) @ np.abs(w) + abs(b))
+            lower = (
+                centre @ w + b - radius @ np.abs(w) - SLACK * (np.abs(centre) @ np.abs(w) + abs(b))
+            )
             margin = np.minimum(margin, lower)
         return margin
 

@@ -33,10 +33,11 @@ bound that cannot be closed leaves the verdict inconclusive, never certified.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -68,7 +69,9 @@ def polygon(box: Box, sign: int) -> list[Vertex]:
     """The vertices of {(v1, v2) in box : sign(v1 - v2) = sign} over the reals, integers
     being points of it (v1 - v2 <= -1, = 0 or >= 1); empty when no point satisfies it."""
     l1, h1, l2, h2 = box
-    points: list[Vertex] = [(Fraction(x), Fraction(y)) for x, y in ((l1, l2), (h1, l2), (h1, h2), (l1, h2))]
+    points: list[Vertex] = [
+        (Fraction(x), Fraction(y)) for x, y in ((l1, l2), (h1, l2), (h1, h2), (l1, h2))
+    ]
     cuts = {-1: [(1, -1, -1)], 1: [(-1, 1, -1)], 0: [(1, -1, 0), (-1, 1, 0)]}[sign]
     for a, b, bound in cuts:  # keep a*v1 + b*v2 <= bound (Sutherland-Hodgman)
         kept: list[Vertex] = []
@@ -117,12 +120,16 @@ def _width(region: Region) -> int:
 
 def _points(region: Region) -> list[tuple[int, int]]:
     """Integer points of a region to try: the rounded centroid (when inside) and vertices."""
-    template, sign, box = region
+    _template, sign, box = region
     vertices = polygon(box, sign)
     cx = sum(v[0] for v in vertices) / len(vertices)
     cy = sum(v[1] for v in vertices) / len(vertices)
     found = []
-    for x, y in [(round(cx), round(cy)), (round(cx), round(cx)), *((int(v[0]), int(v[1])) for v in vertices)]:
+    for x, y in [
+        (round(cx), round(cy)),
+        (round(cx), round(cx)),
+        *((int(v[0]), int(v[1])) for v in vertices),
+    ]:
         inside = box[0] <= x <= box[1] and box[2] <= y <= box[3]
         if inside and (x > y) - (x < y) == sign and all(v[0] == int(v[0]) for v in vertices):
             found.append((x, y))
@@ -155,7 +162,9 @@ class ElementProver:
         self._features: dict[tuple[Observation, int, tuple[int, ...]], np.ndarray] = {}
         self._vertices: dict[tuple[Box, int], np.ndarray] = {}
 
-    def margins(self, key: StateKey, action: Action, branches: list[tuple[Region, ...]]) -> np.ndarray:
+    def margins(
+        self, key: StateKey, action: Action, branches: list[tuple[Region, ...]]
+    ) -> np.ndarray:
         """Lower bounds of the decision margin of the last step, one per branch."""
         program, args, _ = key
         state = self.bounds.initial_state(len(branches))
@@ -212,10 +221,12 @@ class ElementProver:
                 t = max(range(len(branch)), key=lambda k: _width(branch[k]))
                 if _width(branch[t]) == 0:
                     result.status = "open"
-                    result.note = (f"at the single point {[r[2][::2] for r in branch]} the margin "
-                                   f"is below {PROOF_MARGIN} and no input reproduces a wrong step")
+                    result.note = (
+                        f"at the single point {[r[2][::2] for r in branch]} the margin "
+                        f"is below {PROOF_MARGIN} and no input reproduces a wrong step"
+                    )
                     return result
-                stack.extend(branch[:t] + (half,) + branch[t + 1:] for half in _bisect(branch[t]))
+                stack.extend(branch[:t] + (half,) + branch[t + 1 :] for half in _bisect(branch[t]))
         return result
 
     def _wrong_points(
@@ -254,7 +265,9 @@ def certify_symbolic(
         vset = vset or build_vset(abstract_task, formulation, progress=say)
     except UnboundedCall as error:
         outcome = verify.Outcome(verify.Verdict.UNCERTIFIABLE, str(error), None, None)
-        outcome.obligations = [verify.Obligation("coverage", verify.FAILED, {"unbounded_call": error.program})]
+        outcome.obligations = [
+            verify.Obligation("coverage", verify.FAILED, {"unbounded_call": error.program})
+        ]
         outcome.seconds = time.perf_counter() - started
         return outcome
     model = checkpoint.model.eval()
@@ -270,7 +283,9 @@ def certify_symbolic(
         lambda key, values: realize(task, formulation, policy, reaching.get(key, []), key, values),
     )
     proofs: list[ElementProof] = []
-    for number, (key, action) in enumerate(sorted(vset.states.items(), key=lambda kv: (len(kv[0][2]), kv[0])), 1):
+    for number, (key, action) in enumerate(
+        sorted(vset.states.items(), key=lambda kv: (len(kv[0][2]), kv[0])), 1
+    ):
         say(f"symbolic check: state {number} of {len(vset.states)}")
         classes = [task.value_classes(o) for o in key[2]]
         proof = prover.prove(key, action, classes)
@@ -281,7 +296,11 @@ def certify_symbolic(
     outcome = _decide(verify, task, vset, proofs)
     result = outcome.check
     obligations = verify._obligations(vset, result, outcome)
-    obligations = [o for o in obligations if o.name not in ("agreement", "termination", "reference-correctness")]
+    obligations = [
+        o
+        for o in obligations
+        if o.name not in ("agreement", "termination", "reference-correctness")
+    ]
     obligations.insert(2, _agreement(verify, task, proofs, len(vset.states)))
     obligations += verify._reference_obligations(task, formulation, vset)
     outcome.obligations = obligations
@@ -293,49 +312,89 @@ def _decide(verify: Any, task: Task, vset: Any, proofs: list[ElementProof]) -> A
     proved = [p for p in proofs if p.status == "proved"]
     refuted = next((p for p in proofs if p.status == "refuted"), None)
     margin = min((p.min_margin for p in proved), default=float("inf"))
-    disagreements = [] if refuted is None else [
-        Disagreement(refuted.key, refuted.counterexample.model_action, refuted.action)
-    ]
+    disagreements = (
+        []
+        if refuted is None
+        else [Disagreement(refuted.key, refuted.counterexample.model_action, refuted.action)]
+    )
     result = CheckResult(len(vset.states), disagreements, margin, 0, 0)
     if refuted is not None:
-        return verify.Outcome(verify.Verdict.REFUTED, "a concrete input makes the model leave the "
-                              "reference program", vset, result, counterexample=refuted.counterexample)
+        return verify.Outcome(
+            verify.Verdict.REFUTED,
+            "a concrete input makes the model leave the reference program",
+            vset,
+            result,
+            counterexample=refuted.counterexample,
+        )
     open_ = [p for p in proofs if p.status == "open"]
     if open_:
-        return verify.Outcome(verify.Verdict.INCONCLUSIVE, f"{len(open_)} of {len(vset.states)} states "
-                              f"not proved for every value: {open_[0].note}", vset, result)
+        return verify.Outcome(
+            verify.Verdict.INCONCLUSIVE,
+            f"{len(open_)} of {len(vset.states)} states "
+            f"not proved for every value: {open_[0].note}",
+            vset,
+            result,
+        )
     if not vset.coverage_proved:
-        return verify.Outcome(verify.Verdict.INCONCLUSIVE, "the model is proved right on every state "
-                              "found, but coverage of all reachable states is not proved", vset, result)
+        return verify.Outcome(
+            verify.Verdict.INCONCLUSIVE,
+            "the model is proved right on every state "
+            "found, but coverage of all reachable states is not proved",
+            vset,
+            result,
+        )
     low, high = task.value_range
-    return verify.Outcome(verify.Verdict.CERTIFIED, f"model proved to take the reference action on "
-                          f"all {len(vset.states)} call-local states of V for every value in "
-                          f"[{low}, {high}], and V covers every input of every size", vset, result)
+    return verify.Outcome(
+        verify.Verdict.CERTIFIED,
+        f"model proved to take the reference action on "
+        f"all {len(vset.states)} call-local states of V for every value in "
+        f"[{low}, {high}], and V covers every input of every size",
+        vset,
+        result,
+    )
 
 
 def _agreement(verify: Any, task: Task, proofs: list[ElementProof], states: int) -> Any:
-    status = verify.PROVED if len(proofs) == states and all(p.status == "proved" for p in proofs) else verify.FAILED
+    status = (
+        verify.PROVED
+        if len(proofs) == states and all(p.status == "proved" for p in proofs)
+        else verify.FAILED
+    )
     low, high = task.value_range
-    return verify.Obligation("agreement", status, {
-        "method": METHOD,
-        "value_range": [low, high],
-        "proof_margin": PROOF_MARGIN,
-        "branch_budget_per_state": MAX_BRANCHES,
-        "states": states,
-        "states_proved": sum(p.status == "proved" for p in proofs),
-        "branches": sum(p.branches for p in proofs),
-        "per_state": [
-            {"program": p.key[0], "args": list(p.key[1]), "observations": [list(o) for o in p.key[2]],
-             "action": p.action.to_json(), "status": p.status, "branches": p.branches,
-             "min_margin": None if p.min_margin == float("inf") else round(p.min_margin, 6),
-             **({"note": p.note} if p.note else {})}
-            for p in proofs
-        ],
-    })
+    return verify.Obligation(
+        "agreement",
+        status,
+        {
+            "method": METHOD,
+            "value_range": [low, high],
+            "proof_margin": PROOF_MARGIN,
+            "branch_budget_per_state": MAX_BRANCHES,
+            "states": states,
+            "states_proved": sum(p.status == "proved" for p in proofs),
+            "branches": sum(p.branches for p in proofs),
+            "per_state": [
+                {
+                    "program": p.key[0],
+                    "args": list(p.key[1]),
+                    "observations": [list(o) for o in p.key[2]],
+                    "action": p.action.to_json(),
+                    "status": p.status,
+                    "branches": p.branches,
+                    "min_margin": None if p.min_margin == float("inf") else round(p.min_margin, 6),
+                    **({"note": p.note} if p.note else {}),
+                }
+                for p in proofs
+            ],
+        },
+    )
 
 
 def realize(
-    task: Task, formulation: str, policy: NPIPolicy, inputs: list[Any], key: StateKey,
+    task: Task,
+    formulation: str,
+    policy: NPIPolicy,
+    inputs: list[Any],
+    key: StateKey,
     values: list[tuple[int, int]],
 ) -> Any:
     """An input whose run puts `values` under the pointers at the steps of call-local state
@@ -347,7 +406,8 @@ def realize(
     for candidate in inputs:
         observed = _concrete_call(task, formulation, candidate, key)
         if observed is None or any(
-            o[2] and o[3] and (o[0] > o[1]) - (o[0] < o[1]) != sign for o, sign in zip(observed, signs)
+            o[2] and o[3] and (o[0] > o[1]) - (o[0] < o[1]) != sign
+            for o, sign in zip(observed, signs)
         ):
             continue
         array = _relabel(task, candidate, observed, values)
@@ -364,7 +424,7 @@ def _relabel(
     relabel = {label: z3.Int(f"f{k}") for k, label in enumerate(labels)}
     low, high = task.value_range
     solver = z3.Optimize()
-    for a, b in zip(labels, labels[1:]):
+    for a, b in itertools.pairwise(labels):
         solver.add(relabel[a] < relabel[b])
     for variable in relabel.values():
         solver.add(low <= variable, variable <= high)
@@ -380,11 +440,17 @@ def _relabel(
     return [found.eval(relabel[v]).as_long() for v in witness]
 
 
-def _concrete_call(task: Task, formulation: str, witness: Any, key: StateKey) -> list[Observation] | None:
+def _concrete_call(
+    task: Task, formulation: str, witness: Any, key: StateKey
+) -> list[Observation] | None:
     """The concrete observations of the first call of `witness`'s run in state `key`."""
     program, args, abstract = key
     for (p, a, observed), _ in call_local_steps(run_reference(task, formulation, witness).steps):
-        if p == program and a == args and tuple(task.abstract_observation(o) for o in observed) == abstract:
+        if (
+            p == program
+            and a == args
+            and tuple(task.abstract_observation(o) for o in observed) == abstract
+        ):
             return list(observed)
     return None
 
@@ -408,6 +474,13 @@ def first_divergence(task: Task, formulation: str, policy: NPIPolicy, value: Any
             return None
     call = next(c for c in split_calls(run.steps[: index + 1]) if c[-1] is run.steps[index])
     return Counterexample(
-        value, index + 1, mine.program, [list(s.observation) for s in call], mine.action,
-        theirs.action, task.output(run.env) if run.halted else None, run.halted, correct(task, run),
+        value,
+        index + 1,
+        mine.program,
+        [list(s.observation) for s in call],
+        mine.action,
+        theirs.action,
+        task.output(run.env) if run.halted else None,
+        run.halted,
+        correct(task, run),
     )
