@@ -15,3 +15,6 @@ for f in recursive non-recursive; do
   tr --task addition --data traces/addition-5sums-$f.jsonl -o models/addition-5sums$suffix.pt
   tr --task toposort --data traces/toposort-1trace-$f.jsonl -o models/toposort-1trace$suffix.pt
 done
+tr --task bubblesort-int --data traces/bubblesort-int-recursive.jsonl -o models/bubblesort-int.pt
+tr --task bubblesort-int --data traces/bubblesort-int-non-recursive.jsonl \
+   -o models/bubblesort-int-non-recursive.pt

@@ -27,5 +27,8 @@ def inputs(task_name: str, large: bool) -> st.SearchStrategy[Any]:
     if task_name == "toposort":
         return dags(120 if large else 7)
     length = 100 if large else 6
-    values = st.integers(0, 9) if task_name == "bubblesort-values" else st.integers()
+    values = {
+        "bubblesort-values": st.integers(0, 9),
+        "bubblesort-int": st.integers(-(10**9), 10**9),  # its declared value range
+    }.get(task_name, st.integers())
     return st.lists(values, min_size=1, max_size=length)

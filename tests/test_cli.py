@@ -26,6 +26,7 @@ EXAMPLES = {
     "addition": [98765, 4321],
     "bubblesort": [5, -3, 12, 0, 5, 7, -100],
     "bubblesort-values": [9, 0, 4, 4, 1],
+    "bubblesort-int": [10**9, -(10**9), 10**9 - 1, 0, 10**9],
     "quicksort": [8, 2, 1, 2, 0, 8, 5, 8, 3, 7],
     "toposort": {"vertices": 6, "edges": [[6, 1], [1, 2], [3, 2], [5, 4], [2, 4]]},
 }

@@ -26,3 +26,8 @@ for f in recursive non-recursive partial; do
   ds --task bubblesort-values --formulation $f --count 100 --max-size 2 --seed 3 --cover \
      -o $out/bubblesort-values-$f.jsonl
 done
+for f in recursive non-recursive; do
+  # no --cover here: covering prefers inputs without ties, and ties are what must be learned
+  ds --task bubblesort-int --formulation $f --count 1500 --max-size 3 --seed 6 \
+     -o $out/bubblesort-int-$f.jsonl
+done

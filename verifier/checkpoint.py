@@ -42,7 +42,9 @@ LEGACY_FORMAT = "npi-verify-model/1"
 MAX_HEADER_BYTES = 1 << 20  # a model's header is a few kB; refuse absurd ones before parsing
 _METADATA = ("config", "format", "formulation", "task", "training")
 _MAX_WIDTH = 4096  # refuse configs that would allocate absurd layers
-_TASK_FIXED = ("observation_sizes", "program_names", "arg_size", "arities")
+_TASK_FIXED = ("observation_sizes", "program_names", "arg_size", "arities", "numeric_slots",
+               "numeric_scale")
+_NUMERIC_FIELDS = {"numeric_slots", "numeric_scale"}  # absent from finite-alphabet configs
 
 
 @dataclass(frozen=True)
@@ -245,9 +247,10 @@ def _reason(error: Exception) -> str:
 
 def _config(raw: Any, task: Task, where: str) -> NPIConfig:
     names = {f.name for f in fields(NPIConfig)}
-    if not isinstance(raw, dict) or set(raw) != names:
+    if not isinstance(raw, dict) or set(raw) not in (names, names - _NUMERIC_FIELDS):
         raise BadFile(f"{where}: model config must have exactly the fields {sorted(names)}")
     values = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in raw.items()}
+    values = {"numeric_slots": (), "numeric_scale": 1, **values}
     expected = NPIConfig.for_task(task)
     for name in _TASK_FIXED:
         if values[name] != getattr(expected, name):

@@ -25,6 +25,12 @@ class NPIConfig:
     d_program: int = 32
     d_key: int = 16
     layers: int = 2
+    # Observation slots fed as numbers (value / numeric_scale) instead of one-hot; each pair
+    # of them also gives the clipped difference clamp(v_i - v_j, -1, 1) computed exactly in
+    # integers. Empty for every finite-alphabet task, and then left out of `to_json`, so the
+    # configs (and weights digests) of older checkpoints are unchanged.
+    numeric_slots: tuple[int, ...] = ()
+    numeric_scale: int = 1
 
     @classmethod
     def for_task(cls, task: Task, **sizes: int) -> NPIConfig:
@@ -34,11 +40,16 @@ class NPIConfig:
             program_names=tuple(p.name for p in task.programs),
             arg_size=max(ranges, default=1),
             arities=tuple(p.arity for p in task.programs),
+            numeric_slots=tuple(task.numeric_slots),
+            numeric_scale=task.numeric_scale if task.numeric_slots else 1,
             **sizes,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.numeric_slots:
+            del data["numeric_slots"], data["numeric_scale"]
+        return data
 
 
 @dataclass(frozen=True)

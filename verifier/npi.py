@@ -31,7 +31,7 @@ class NPI(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        d_input = sum(c.observation_sizes) + ARG_SLOTS * c.arg_size
+        d_input = sum(c.observation_sizes) + len(numeric_pairs(c)) + ARG_SLOTS * c.arg_size
         self.encoder = nn.Sequential(
             nn.Linear(d_input, c.d_state), nn.ReLU(), nn.Linear(c.d_state, c.d_state)
         )
@@ -43,17 +43,47 @@ class NPI(nn.Module):
         self.arg_heads = nn.ModuleList(
             nn.Linear(c.d_hidden, c.arg_size) for _ in range(ARG_SLOTS)
         )
+        if c.numeric_slots:  # magnitudes start unused: the data must ask for them (see below)
+            with torch.no_grad():
+                for column in feature_columns(c)[0].values():
+                    self.encoder[0].weight[:, column] = 0.0
         self.register_buffer("_observation_offsets", _offsets(c.observation_sizes), persistent=False)
 
     def encode_inputs(self, observations: Tensor, args: Tensor) -> Tensor:
         """One-hot features. observations: (batch, steps, n_obs); args: (batch, ARG_SLOTS)."""
         c = self.config
         dtype = self.program_keys.dtype
+        if c.numeric_slots:
+            return self._encode_numeric(observations, args)
         obs_hot = torch.zeros(*observations.shape[:2], sum(c.observation_sizes), dtype=dtype)
         obs_hot.scatter_(2, observations + self._observation_offsets, 1.0)
         arg_hot = nn.functional.one_hot(args, c.arg_size).flatten(1).to(dtype)  # (batch, slots*size)
         arg_hot = arg_hot.unsqueeze(1).expand(-1, observations.shape[1], -1)
         return torch.cat([obs_hot, arg_hot], dim=2)  # (batch, steps, d_input)
+
+    def _encode_numeric(self, observations: Tensor, args: Tensor) -> Tensor:
+        """Features of a task with numeric slots, in slot order: a numeric slot as
+        value / numeric_scale (computed in float64, then rounded once), any other slot one-hot;
+        then one clipped difference clamp(v_i - v_j, -1, 1) per pair of numeric slots, computed
+        in integers (float32 cannot tell 10^9 from 10^9 - 1); then the arguments one-hot.
+
+        The weights reading the scaled values start at zero, so a trained network depends on
+        magnitudes only as much as its data makes it: a program that branches on comparisons
+        is then nearly flat in the values, which is what makes its bounds close quickly."""
+        c = self.config
+        parts = []
+        for slot, size in enumerate(c.observation_sizes):
+            column = observations[..., slot]
+            if slot in c.numeric_slots:
+                parts.append((column.double() / c.numeric_scale).unsqueeze(-1))
+            else:
+                parts.append(nn.functional.one_hot(column, size).double())
+        for i, j in numeric_pairs(c):
+            difference = (observations[..., i] - observations[..., j]).clamp(-1, 1)
+            parts.append(difference.double().unsqueeze(-1))
+        arg_hot = nn.functional.one_hot(args, c.arg_size).flatten(1).double()
+        parts.append(arg_hot.unsqueeze(1).expand(-1, observations.shape[1], -1))
+        return torch.cat(parts, dim=2).to(self.program_keys.dtype)  # (batch, steps, d_input)
 
     def forward(
         self,
@@ -76,6 +106,22 @@ class NPI(nn.Module):
         program_logits = self.key_head(h) @ self.program_keys.T  # (batch, steps, n_programs)
         arg_logits = torch.stack([head(h) for head in self.arg_heads], dim=2)
         return end, program_logits, arg_logits, state
+
+
+def numeric_pairs(config: NPIConfig) -> list[tuple[int, int]]:
+    """The pairs of numeric slots whose clipped difference is an encoder feature."""
+    slots = config.numeric_slots
+    return [(slots[a], slots[b]) for a in range(len(slots)) for b in range(a + 1, len(slots))]
+
+
+def feature_columns(config: NPIConfig) -> tuple[dict[int, int], dict[tuple[int, int], int]]:
+    """Where the encoder input holds each numeric slot's value and each pair's difference."""
+    values, column = {}, 0
+    for slot, size in enumerate(config.observation_sizes):
+        if slot in config.numeric_slots:
+            values[slot] = column
+        column += size
+    return values, {pair: column + k for k, pair in enumerate(numeric_pairs(config))}
 
 
 def _offsets(sizes: Sequence[int]) -> Tensor:
@@ -141,6 +187,9 @@ class NPIPolicy:
         self.names = model.config.program_names
         self.program_id = {name: k for k, name in enumerate(self.names)}
         self.arg_mask = valid_arg_mask(model.config, task)
+        # Numeric observations (integers) are fed as numbers, which the numpy step's one-hot
+        # input table does not cover: such models run as plain torch steps.
+        memoize = memoize and not model.config.numeric_slots
         self.cache = (cache or PrefixCache()) if memoize else None
         from verifier.inference import NumpyStep  # it builds on this module
 

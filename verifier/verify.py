@@ -126,7 +126,12 @@ def model_subject(checkpoint: Checkpoint) -> Subject:
 
 def certify(checkpoint: Checkpoint, progress: Any = None, use_cache: bool = True) -> Outcome:
     """Build V for the model's task and formulation (or reuse it from the V cache), check the
-    model on all of it, decide."""
+    model on all of it, decide. A task with numeric observation slots is checked
+    symbolically (verifier.symbolic)."""
+    if checkpoint.task.numeric_slots:
+        from verifier.symbolic import certify_symbolic
+
+        return certify_symbolic(checkpoint, progress)
     return certify_subject(model_subject(checkpoint), progress, use_cache=use_cache)
 
 

@@ -103,5 +103,8 @@ def test_observations_are_small_integers_in_declared_ranges(task_name: str) -> N
     value = task.sample_input(random.Random(4), 8)
     for step in run_reference(task, RECURSIVE, value).steps:
         assert len(step.observation) == len(task.observation_names)
-        for v, names in zip(step.observation, task.observation_values):
-            assert 0 <= v < len(names)
+        for slot, (v, names) in enumerate(zip(step.observation, task.observation_values)):
+            if slot in task.numeric_slots:  # an integer in the task's declared range
+                assert task.value_range[0] <= v <= task.value_range[1]
+            else:
+                assert 0 <= v < len(names)

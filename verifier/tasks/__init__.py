@@ -5,12 +5,14 @@ from __future__ import annotations
 from verifier.errors import UnknownName
 from verifier.tasks.addition import Addition
 from verifier.tasks.base import Task
-from verifier.tasks.bubblesort import BubbleSort, BubbleSortValues
+from verifier.tasks.bubblesort import BubbleSort, BubbleSortInt, BubbleSortValues
 from verifier.tasks.quicksort import QuickSort
 from verifier.tasks.toposort import TopoSort
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (Addition(), BubbleSort(), BubbleSortValues(), TopoSort(), QuickSort())
+    task.name: task for task in (
+        Addition(), BubbleSort(), BubbleSortValues(), BubbleSortInt(), TopoSort(), QuickSort()
+    )
 }
 
 

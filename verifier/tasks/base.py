@@ -95,6 +95,17 @@ class Task(ABC):
     observation_names: ClassVar[tuple[str, ...]]
     observation_values: ClassVar[tuple[tuple[str, ...], ...]]
     input_example: ClassVar[str]
+    # Observation slots that hold unbounded integers (fed to the NPI as numbers, verified
+    # symbolically); empty for a finite alphabet. Such a task names the finite-alphabet task
+    # whose observations are its abstraction (`abstract_task`, `abstract_observation`).
+    numeric_slots: ClassVar[tuple[int, ...]] = ()
+    numeric_scale: ClassVar[int] = 1
+    value_range: ClassVar[tuple[int, int] | None] = None
+    abstract_task: ClassVar[str | None] = None
+
+    def abstract_observation(self, observation: Observation) -> Observation:
+        """The observation of `abstract_task` that this concrete observation belongs to."""
+        return observation
 
     # -- programs -------------------------------------------------------------------------
     def program(self, name: str) -> Program:
