@@ -50,7 +50,7 @@ from verifier.checkpoint import Checkpoint
 from verifier.evaluation import correct, limits_after
 from verifier.npi import NPIPolicy, valid_arg_mask
 from verifier.reach import UnboundedCall, build_vset
-from verifier.runtime import call_local_steps, execute, run_reference, split_calls
+from verifier.runtime import call_local_steps, execute, run_reference
 from verifier.tasks import Task, get_task
 from verifier.tasks.base import Action, Observation
 
@@ -458,7 +458,7 @@ def _concrete_call(
 def first_divergence(task: Task, formulation: str, policy: NPIPolicy, value: Any) -> Any:
     """Run the model and the reference on `value`; the first step where they differ as a
     Counterexample, or None when the model follows the reference throughout."""
-    from verifier.verify import Counterexample
+    from verifier.verify import counterexample_at
 
     reference = run_reference(task, formulation, value)
     (run,) = execute(task, policy, [value], [limits_after(reference)])
@@ -472,15 +472,4 @@ def first_divergence(task: Task, formulation: str, policy: NPIPolicy, value: Any
         mine, theirs = run.steps[index], reference.steps[index]
         if mine.action == theirs.action:
             return None
-    call = next(c for c in split_calls(run.steps[: index + 1]) if c[-1] is run.steps[index])
-    return Counterexample(
-        value,
-        index + 1,
-        mine.program,
-        [list(s.observation) for s in call],
-        mine.action,
-        theirs.action,
-        task.output(run.env) if run.halted else None,
-        run.halted,
-        correct(task, run),
-    )
+    return counterexample_at(task, value, run, index, theirs.action)

@@ -19,7 +19,7 @@ from verifier.checkpoint import Checkpoint
 from verifier.evaluation import correct, limits_after
 from verifier.npi import NPIPolicy
 from verifier.reach import UnboundedCall, VerificationSet
-from verifier.runtime import SEMANTICS, Policy, execute, run_reference, split_calls
+from verifier.runtime import SEMANTICS, Execution, Policy, execute, run_reference, split_calls
 from verifier.tasks import Task
 from verifier.tasks.base import NOP, Action
 from verifier.vcache import CacheInfo, load_or_build
@@ -213,14 +213,23 @@ def replay(subject: Subject, disagreements: list[Disagreement], vset: Verificati
             break
     else:  # pragma: no cover - an input reaching a disagreement always shows it in the replay
         raise AssertionError("witnessed disagreement did not reproduce")
-    call = next(c for c in split_calls(run.steps[: index + 1]) if c[-1] is run.steps[index])
+    return counterexample_at(task, value, run, index, theirs.action)
+
+
+def counterexample_at(
+    task: Task, value: Any, run: Execution, index: int, reference: Action
+) -> Counterexample:
+    """The counterexample of a model run that first leaves the reference program at step
+    `index` (0-based), where the reference program takes `reference`."""
+    mine = run.steps[index]
+    call = next(c for c in split_calls(run.steps[: index + 1]) if c[-1] is mine)
     return Counterexample(
         value,
         index + 1,
         mine.program,
         [list(s.observation) for s in call],
         mine.action,
-        theirs.action,
+        reference,
         task.output(run.env) if run.halted else None,
         run.halted,
         correct(task, run),
