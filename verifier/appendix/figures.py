@@ -92,12 +92,16 @@ def margins(data: dict[str, list[list[int | None]]]) -> Figure:
     figure, axes = _grid(len(data))
     for ax, (name, counts) in zip(axes, data.items()):
         labels = ["\u22640" if k is None else f"$10^{{{k}}}$" for k, _ in counts]
-        ax.bar(range(len(counts)), [n for _, n in counts], color="C0", width=0.6)
+        heights = [n for _, n in counts]
+        bars = ax.bar(range(len(counts)), heights, color="C0", width=0.6)
+        ax.bar_label(bars, fontsize=6)  # a decade holding a handful of states stays visible
+        ax.set_yscale("log")
+        ax.set_ylim(0.5, 4 * max(heights, default=1))
         ax.set_xticks(range(len(counts)), labels)
         ax.set_xlim(-0.7, max(len(counts), 3) - 0.3)
         ax.set_title(name)
         ax.set_xlabel("decision margin, from (decade)")
-        ax.set_ylabel("states of V")
+        ax.set_ylabel("states of V (log)")
     return figure
 
 
