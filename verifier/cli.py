@@ -707,8 +707,11 @@ def _print_outcome(
     for obligation in outcome.obligations:
         click.echo(f"  {obligation.name:<22} {obligation.status}")
     if outcome.check is not None:
+        coverage = next((o.evidence for o in outcome.obligations if o.name == "coverage"), {})
+        cache = {"reused": "; V reused from the V cache", "built": "; V built and cached"}.get(
+            coverage.get("vset_cache"), "")
         click.echo(f"  minimum decision margin {outcome.check.min_margin:.4f}; "
-                   f"{outcome.seconds:.1f} s")
+                   f"{outcome.seconds:.1f} s{cache}")
     if outcome.counterexample is not None:
         click.echo(f"  counterexample: {outcome.counterexample.describe(task)}")
     if cert_path is not None:
