@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,12 +11,22 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, vset_of
-from verifier.bounds import NetworkBounds
+from verifier.bounds import NetworkBounds, Step
+from verifier.check import _margins
 from verifier.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from verifier.errors import InvalidInput
-from verifier.npi import NPI, NPIConfig, NPIPolicy, feature_columns, valid_arg_mask
+from verifier.npi import (
+    NPI,
+    NPIConfig,
+    NPIPolicy,
+    decode,
+    feature_columns,
+    pad_args,
+    valid_arg_mask,
+)
 from verifier.symbolic import ElementProver, certify_symbolic, first_divergence, polygon
 from verifier.tasks import TASKS
+from verifier.tasks.base import Action
 from verifier.verify import Verdict
 
 INT = TASKS["bubblesort-int"]
@@ -184,3 +195,42 @@ def test_model_wrong_only_on_equal_values_is_refuted(shipped: Checkpoint) -> Non
 def test_shipped_model_is_certified(shipped: Checkpoint) -> None:
     outcome = certify_symbolic(shipped, vset=vset_of("bubblesort"))
     assert outcome.verdict is Verdict.CERTIFIED, outcome.reason
+
+
+def test_bounds_cover_the_float32_model_even_with_huge_weights(shipped: Checkpoint) -> None:
+    """On single points the bound is nearly the exact value, so only the modelled float32
+    rounding separates it from what the float32 network computes. Heads scaled by 10^6 make
+    that rounding ~0.1, far above float64 slack: the bound must still be at most the float32
+    model's own margin of the decision it takes (it was not, before rounding was modelled)."""
+    model = NPI(shipped.model.config)
+    model.load_state_dict(shipped.model.state_dict())
+    with torch.no_grad():
+        for head in (model.end_head, model.key_head, *model.arg_heads):
+            head.weight.mul_(1e6)
+            head.bias.mul_(1e6)
+            head.bias.add_(3e6)  # large biases that cancel in differences, not in rounding
+    model.eval()
+    bounds = NetworkBounds(model)
+    mask = valid_arg_mask(model.config, INT)
+    rng = random.Random(3)
+    program = "COMPSWAP"
+    args: tuple[int, ...] = ()
+    for _ in range(40):
+        v1, v2 = (rng.randint(-(10**9), 10**9) for _ in range(2))
+        observation = (v1, v2, 1, 1, 0)
+        sign = (v1 > v2) - (v1 < v2)
+        features = bounds.fixed_features(observation, sign, args)[None, :]
+        vertices = torch.tensor([[[v1, v2]] * 6], dtype=torch.float64).numpy()
+        state = bounds.lstm_step(program, bounds.encoder(Step(features, vertices)),
+                                 bounds.initial_state(1))
+        ids = torch.tensor([model.config.program_names.index(program)])
+        with torch.no_grad():
+            end, logits, arg_logits, _ = model(ids, torch.tensor([pad_args(args)]),
+                                               torch.tensor([[observation]]))
+        decision = decode(end[:, 0], logits[:, 0], arg_logits[:, 0], mask, model.config.arities)
+        name = model.config.program_names[decision.programs[0]]
+        taken = Action(name, tuple(decision.args[0]), decision.returns[0])
+        actual = float(_margins(end[:, 0], logits[:, 0], arg_logits[:, 0], mask, decision,
+                                model.config.arities)[0])
+        bound = float(bounds.margins(state[-1][0], taken, mask.numpy())[0])
+        assert bound <= actual + 1e-9, (v1, v2, bound, actual)

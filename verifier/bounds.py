@@ -11,9 +11,14 @@ network is bounded layer by layer (interval bound propagation, as the first stag
 - affine maps use the centre-radius form (W c + b, |W| r), and the LSTM's products f*c,
   i*g, o*tanh(c) take the extreme of the four corner products.
 
-Every interval is widened outward by `SLACK` (relative) for float64 rounding, and the first
-layer also by the float32 rounding of the inputs v / scale, so a bound that clears 0 by more
-than the caller's margin holds for the real-valued network on every point of the set.
+The model runs in float32, so every interval also covers the float32 computation: each affine
+map is widened by gamma(n+1) (|W| |x| + |b|) for its n inputs (Higham's bound on a float32 dot
+product, whatever the summation order), the LSTM's fused gate sum by that bound over both its
+products and biases, each sigmoid and tanh by NONLINEAR relative, each product and sum by the
+unit roundoff, the program logits by the bound of their two products (key head, then keys),
+and the first layer by the float32 rounding of the inputs v / scale. By induction over the
+layers, the float32 value of every unit lies in its interval, so a decision whose margin's
+lower bound clears 0 is the decision the float32 model takes on every point of the set.
 """
 
 from __future__ import annotations
@@ -28,6 +33,15 @@ from verifier.tasks.base import Action
 
 SLACK = 1e-9  # relative outward widening of every interval (float64 rounding is ~1e-16)
 FLOAT32_INPUT = 2.0**-23  # relative rounding of a numeric feature fed to a float32 model
+UNIT = 2.0**-24  # float32 unit roundoff: the model runs in float32, the bounds in float64
+NONLINEAR = 16 * UNIT  # relative error allowed to a float32 sigmoid or tanh (a few ulps)
+
+
+def gamma(n: int) -> float:
+    """The classic bound on the relative error of an n-term float32 dot product,
+    n u / (1 - n u) (Higham, Accuracy and Stability of Numerical Algorithms, §3.1), plus the
+    float64 slack of the bound itself: |fl(w.x + b) - (w.x + b)| <= gamma(n+1) (|w||x| + |b|)."""
+    return n * UNIT / (1 - n * UNIT) + SLACK
 
 Array = np.ndarray
 Interval = tuple[Array, Array]  # (low, high), each (batch, width)
@@ -65,8 +79,8 @@ class NetworkBounds:
             (
                 _np(getattr(model.lstm, f"weight_ih_l{k}")),
                 _np(getattr(model.lstm, f"weight_hh_l{k}")),
-                _np(getattr(model.lstm, f"bias_ih_l{k}"))
-                + _np(getattr(model.lstm, f"bias_hh_l{k}")),
+                _np(getattr(model.lstm, f"bias_ih_l{k}")),  # kept apart: each is rounded
+                _np(getattr(model.lstm, f"bias_hh_l{k}")),  # with its own product
             )
             for k in range(c.layers)
         ]
@@ -75,8 +89,9 @@ class NetworkBounds:
             float(model.end_head.bias.detach()[0]),
         )
         keys = _np(model.program_keys)
-        self.program_w = keys @ _np(model.key_head.weight)  # (n_programs, d_hidden)
-        self.program_b = keys @ _np(model.key_head.bias)
+        self.keys, self.key_w, self.key_b = keys, _np(model.key_head.weight), _np(model.key_head.bias)
+        self.program_w = keys @ self.key_w  # (n_programs, d_hidden)
+        self.program_b = keys @ self.key_b
         self.arg_w = [_np(head.weight) for head in model.arg_heads]
         self.arg_b = [_np(head.bias) for head in model.arg_heads]
         self.program_id = {name: k for k, name in enumerate(c.program_names)}
@@ -111,7 +126,11 @@ class NetworkBounds:
         pad = FLOAT32_INPUT * (
             reach[:, :1] * np.abs(self.w1[:, c1]) + reach[:, 1:] * np.abs(self.w1[:, c2])
         )
-        pad += SLACK * (np.abs(step.features) @ np.abs(self.w1).T + np.abs(self.b1) + 1e-30)
+        magnitude = (
+            np.abs(step.features) @ np.abs(self.w1).T + np.abs(self.b1)
+            + reach[:, :1] * np.abs(self.w1[:, c1]) + reach[:, 1:] * np.abs(self.w1[:, c2])
+        )
+        pad += gamma(self.w1.shape[1] + 1) * (magnitude + 1e-30)
         low, high = z.min(axis=1) - pad, z.max(axis=1) + pad
         return _affine(np.maximum(low, 0.0), np.maximum(high, 0.0), self.w2, self.b2)
 
@@ -130,17 +149,18 @@ class NetworkBounds:
             np.concatenate([encoded[1], np.broadcast_to(embedding, (batch, len(embedding)))], 1),
         )
         new_state = []
-        for (w_ih, w_hh, bias), (h, cell) in zip(self.lstm, state):
-            gates = _add(_affine(*x, w_ih, bias), _affine(*h, w_hh, np.zeros_like(bias)))
+        for (w_ih, w_hh, b_ih, b_hh), (h, cell) in zip(self.lstm, state):
+            terms = w_ih.shape[1] + w_hh.shape[1] + 2  # both products and both biases, fused
+            gates = _add(_affine(*x, w_ih, b_ih, terms), _affine(*h, w_hh, b_hh, terms))
             size = self.config.d_hidden
             parts = [
                 (gates[0][:, k * size : (k + 1) * size], gates[1][:, k * size : (k + 1) * size])
                 for k in range(4)
             ]
-            i, f, o = (_monotone(_sigmoid, part) for part in (parts[0], parts[1], parts[3]))
-            g = _monotone(np.tanh, parts[2])
-            cell = _widen(_add(_mul(f, cell), _mul(i, g)))
-            h = _widen(_mul(o, _monotone(np.tanh, cell)))
+            i, f, o = (_nonlinear(_sigmoid, part) for part in (parts[0], parts[1], parts[3]))
+            g = _nonlinear(np.tanh, parts[2])
+            cell = _add(_mul(f, cell), _mul(i, g))
+            h = _mul(o, _nonlinear(np.tanh, cell))
             new_state.append((h, cell))
             x = h
         return new_state
@@ -152,31 +172,37 @@ class NetworkBounds:
         each chosen argument above every other legal value. Positive = that decision proved."""
         low, high = hidden
         centre, radius = (low + high) / 2, (high - low) / 2
+        size = np.abs(centre) + radius  # (batch, d_hidden): the largest |h| of each unit
+        heads = gamma(len(self.end_w) + 1)
         end = centre @ self.end_w + self.end_b
-        end_radius = radius @ np.abs(self.end_w) + SLACK * (
-            np.abs(centre) @ np.abs(self.end_w) + abs(self.end_b)
-        )
+        end_radius = radius @ np.abs(self.end_w) + heads * (size @ np.abs(self.end_w) + abs(self.end_b))
         # runtime returns when the logit >= 0: to prove "no return" it must be < 0
         margin = (end - end_radius) if action.ret else -(end + end_radius)
         chosen = self.program_id[action.program]
+        # float32 program logits are keys . (key_w h + key_b): bound each stage's rounding
+        key_size = size @ np.abs(self.key_w).T + np.abs(self.key_b)  # (batch, d_key)
+        key_error = heads * key_size
+        logit_error = (key_size + key_error) @ np.abs(self.keys).T * gamma(self.keys.shape[1]) + (
+            key_error @ np.abs(self.keys).T)  # (batch, n_programs)
         rows = [
-            (self.program_w[chosen] - self.program_w[k], self.program_b[chosen] - self.program_b[k])
+            (self.program_w[chosen] - self.program_w[k], self.program_b[chosen] - self.program_b[k],
+             logit_error[:, chosen] + logit_error[:, k])
             for k in range(len(self.program_w))
             if k != chosen
         ]
         for slot, value in enumerate(action.args):
             legal = np.flatnonzero(arg_mask[chosen, slot])
+            w, b = self.arg_w[slot], self.arg_b[slot]
+            error = heads * (size @ np.abs(w).T + np.abs(b))  # (batch, arg_size)
             rows += [
-                (
-                    self.arg_w[slot][value] - self.arg_w[slot][k],
-                    self.arg_b[slot][value] - self.arg_b[slot][k],
-                )
+                (w[value] - w[k], b[value] - b[k], error[:, value] + error[:, k])
                 for k in legal
                 if k != value
             ]
-        for w, b in rows:
+        for w, b, error in rows:
             lower = (
-                centre @ w + b - radius @ np.abs(w) - SLACK * (np.abs(centre) @ np.abs(w) + abs(b))
+                centre @ w + b - radius @ np.abs(w) - error
+                - SLACK * (np.abs(centre) @ np.abs(w) + abs(b))
             )
             margin = np.minimum(margin, lower)
         return margin
@@ -193,10 +219,13 @@ def _abs_t(w: Array) -> Array:
     return _ABS[key][1]
 
 
-def _affine(low: Array, high: Array, w: Array, b: Array) -> Interval:
+def _affine(low: Array, high: Array, w: Array, b: Array, terms: int | None = None) -> Interval:
+    """W x + b over x in [low, high], widened by the float32 rounding of a `terms`-term dot
+    product (default: W's inputs plus the bias)."""
     centre, radius = (low + high) / 2, (high - low) / 2
     out = centre @ w.T + b
-    spread = (radius + SLACK * np.abs(centre)) @ _abs_t(w) + SLACK * np.abs(b)
+    error = gamma(terms or w.shape[1] + 1)
+    spread = radius @ _abs_t(w) + error * ((np.abs(centre) + radius) @ _abs_t(w) + np.abs(b))
     return out - spread, out + spread
 
 
@@ -213,10 +242,13 @@ def _sigmoid(x: Array) -> Array:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _monotone(function, interval: Interval) -> Interval:
-    return _widen((function(interval[0]), function(interval[1])))
+def _nonlinear(function, interval: Interval) -> Interval:
+    """A monotone float32 function (sigmoid, tanh) of an interval: its ends, widened by the
+    function's float32 error."""
+    return _widen((function(interval[0]), function(interval[1])), NONLINEAR)
 
 
-def _widen(interval: Interval) -> Interval:
+def _widen(interval: Interval, relative: float = UNIT + SLACK) -> Interval:
+    """Outward by `relative` (default: one float32 rounding) plus a tiny absolute amount."""
     low, high = interval
-    return low - SLACK * (np.abs(low) + 1e-30), high + SLACK * (np.abs(high) + 1e-30)
+    return low - relative * (np.abs(low) + 1e-30), high + relative * (np.abs(high) + 1e-30)
