@@ -1,4 +1,4 @@
-"""Budgets on long work: a wall-clock deadline, and step budgets known before a run starts.
+"""Budgets on long work: a wall-clock deadline, and work known too large before it starts.
 
 A time budget is a process-wide deadline (`time_budget`): when it passes, the work in progress
 is interrupted with `BudgetExceeded`, wherever it is. Nothing is concluded from interrupted
@@ -31,7 +31,7 @@ RETRY_SECONDS = 0.5  # and raised again after this long, should the first one be
 
 
 class BudgetExceeded(VerifierError):
-    """A --timeout or --max-steps budget ran out (or provably would): nothing was concluded."""
+    """A --timeout budget ran out (or provably would): nothing was concluded."""
 
     exit_code = 4
 
@@ -93,16 +93,9 @@ def _unsafe(frame: FrameType | None) -> bool:
 Z3_PATH = f"{os.sep}z3{os.sep}"
 
 
-def refuse_unless_fits(
-    min_steps: int, max_steps: int | None, seconds: float | None, what: str
-) -> None:
-    """Refuse work whose reference run provably needs more than the step budget, or more
-    steps than the interpreter could run within the time budget."""
-    if max_steps is not None and min_steps > max_steps:
-        raise BudgetExceeded(
-            f"{what} needs at least {min_steps:,} steps, more than --max-steps {max_steps:,}; "
-            "refused before starting"
-        )
+def refuse_unless_fits(min_steps: int, seconds: float | None, what: str) -> None:
+    """Refuse work whose reference run provably needs more steps than the interpreter could
+    run within the time budget."""
     if seconds is not None and min_steps > seconds * MAX_STEPS_PER_SECOND:
         raise BudgetExceeded(
             f"{what} needs at least {min_steps:,} steps, more than any run can do in "

@@ -264,18 +264,12 @@ def trace(
     task = get_task(task_name)
     task.routines(formulation)
     value = parse_problem(task, input_text)
-    refuse_unless_fits(task.min_reference_steps(value), None, timeout, "this input's trace")
+    refuse_unless_fits(task.min_reference_steps(value), timeout, "this input's trace")
     out = sys.stdout
     if as_json:  # the `trace --json` record, written field by field with its steps streamed
         head = {"task": task.name, "formulation": formulation, "input": task.input_to_json(value)}
         out.write(json.dumps(head)[:-1] + ', "steps": [')
-        separator = [""]
-
-        def emit(step: Any) -> None:
-            out.write(separator[0] + json.dumps(step.to_json()))
-            separator[0] = ", "
-
-        run = run_reference(task, formulation, value, record=False, on_step=emit)
+        run = run_reference(task, formulation, value, record=False, on_step=_json_steps(out))
         out.write(f'], "output": {json.dumps(task.output(run.env))}}}\n')
         return
     out.write(trace_header(task) + "\n")
@@ -288,6 +282,18 @@ def trace(
         f"output {json.dumps(task.output(run.env))} in {run.step_count} steps, "
         f"call depth {run.max_depth}\n"
     )
+
+
+def _json_steps(out: Any) -> Callable[[Any], None]:
+    """A step sink writing the elements of a streamed JSON `steps` array, comma-separated."""
+    separator = ""
+
+    def emit(step: Any) -> None:
+        nonlocal separator
+        out.write(separator + json.dumps(step.to_json()))
+        separator = ", "
+
+    return emit
 
 
 @main.command()
@@ -486,17 +492,16 @@ def run(
     checkpoint = load_checkpoint(model_path)
     task = checkpoint.task
     value = parse_problem(task, input_text)
-    refuse_unless_fits(task.min_reference_steps(value), None, timeout, "this input's run")
+    refuse_unless_fits(task.min_reference_steps(value), timeout, "this input's run")
     limits = model_limits(task, checkpoint.formulation, value)
     out = sys.stdout
     on_step: Callable[[int, Any], None] | None = None
     if show_trace and as_json:
         out.write('{"steps": [')
-        separator = [""]
+        emit = _json_steps(out)
 
         def on_step(_: int, step: Any) -> None:
-            out.write(separator[0] + json.dumps(step.to_json()))
-            separator[0] = ", "
+            emit(step)
 
     elif show_trace:
         out.write(trace_header(task) + "\n")
@@ -565,7 +570,7 @@ def evaluate(
     for size in size_list:
         values = evaluation_inputs(task, size, samples, seed)
         needed = sum(task.min_reference_steps(v) for v in values)
-        refuse_unless_fits(needed, None, timeout, f"evaluating size {size}")
+        refuse_unless_fits(needed, timeout, f"evaluating size {size}")
         with status(samples, "problem") as line:
             line.text(f"size {size}")
             runs = run_model(
