@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+import shutil
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,20 @@ def bubblesort_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "bubblesort.pt"
     save_checkpoint(path, TASKS["bubblesort"], "recursive", model, {"seed": 0})
     return path
+
+
+def certify_copy(model: Path, folder: Path, name: str = "cert.json") -> Path:
+    """Copy `model` to folder/model.pt and certify it into folder/proofs/`name` (a certificate
+    that names its model relative to itself, as shipped ones do); returns the certificate."""
+    from click.testing import CliRunner
+
+    from verifier.cli import main
+
+    shutil.copy(model, folder / "model.pt")
+    (folder / "proofs").mkdir()
+    certificate = folder / "proofs" / name
+    result = CliRunner().invoke(
+        main, ["certify", str(folder / "model.pt"), "--task", "bubblesort", "-o", str(certificate)]
+    )
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return certificate

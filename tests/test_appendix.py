@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, certify_copy
 from verifier.appendix.latex import LatexError, compile_pdf
 from verifier.certificate import digest_of, write_certificate
 from verifier.checkpoint import file_sha256, load_checkpoint, save_checkpoint
@@ -47,13 +47,7 @@ def invoke(*args: object) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def proof(bubblesort_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the fixture model and its certificate in proofs/cert.json."""
-    folder = tmp_path_factory.mktemp("appendix")
-    shutil.copy(bubblesort_model, folder / "model.pt")
-    (folder / "proofs").mkdir()
-    code, out, err = invoke("certify", folder / "model.pt", "--task", "bubblesort",
-                            "-o", folder / "proofs" / "cert.json")
-    assert code == 0, (out, err)
-    return folder / "proofs" / "cert.json"
+    return certify_copy(bubblesort_model, tmp_path_factory.mktemp("appendix"))
 
 
 @pytest.fixture(scope="module")

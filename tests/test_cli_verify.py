@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.conftest import ROOT, vset_of
+from tests.conftest import ROOT, certify_copy, vset_of
 from verifier.certificate import digest_of
 from verifier.check import check_model
 from verifier.checkpoint import load_checkpoint, save_checkpoint
@@ -31,13 +31,7 @@ def invoke(*args: object) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def certified(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("proof")
-    shutil.copy(SHIPPED, folder / "model.pt")
-    (folder / "proofs").mkdir()
-    code, out, err = invoke("certify", folder / "model.pt", "--task", "bubblesort",
-                            "-o", folder / "proofs" / "cert.json")
-    assert code == 0, (out, err)
-    return folder / "proofs" / "cert.json"
+    return certify_copy(SHIPPED, tmp_path_factory.mktemp("proof"))
 
 
 def test_vset_json(certified: Path) -> None:

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from jsonschema import Draft4Validator, FormatChecker
 from pre_commit.clientlib import load_manifest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, certify_copy
 from verifier.certificate import FAILURES, Recheck, digest_of
 from verifier.cli import main
 from verifier.gate import GateReport, select_certificates, summary_markdown
@@ -54,14 +54,10 @@ def sarif_errors(log: dict) -> list[str]:
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """proofs/good.json certifies ../model.pt (a copy of the shipped bubble-sort model);
     proofs/notes.json is some other JSON that a folder may hold."""
-    folder = tmp_path_factory.mktemp("repo")
-    shutil.copy(ROOT / "models" / "bubblesort.pt", folder / "model.pt")
-    (folder / "proofs").mkdir()
-    run = invoke("certify", folder / "model.pt", "--task", "bubblesort",
-                 "-o", folder / "proofs" / "good.json")
-    assert run.code == 0, run
-    (folder / "proofs" / "notes.json").write_text('{"note": "not a certificate"}\n')
-    return folder / "proofs" / "good.json"
+    good = certify_copy(ROOT / "models" / "bubblesort.pt", tmp_path_factory.mktemp("repo"),
+                        "good.json")
+    (good.parent / "notes.json").write_text('{"note": "not a certificate"}\n')
+    return good
 
 
 @pytest.fixture(scope="module")
