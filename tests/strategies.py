@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from verifier.tasks.toposort import Graph
+from verifier.tasks.toposort.task import Graph
 
 
 @st.composite

@@ -14,7 +14,7 @@ from verifier.reach import UnboundedCall, _raise_if_growing, build_vset, cross_c
 from verifier.runtime import run_reference, split_calls
 from verifier.smt import AbstractDomain, Universal
 from verifier.smt.product import ProductDomain, ProductSemantics
-from verifier.smt.registry import semantics_for
+from verifier.smt import semantics_for
 from verifier.tasks import TASKS
 
 WITH_SEMANTICS = [name for name, task in TASKS.items() if semantics_for(task) is not None]

@@ -144,7 +144,9 @@ def test_other_package_version_uses_another_entry(cache: list[str], monkeypatch:
 
 def test_key_names_sources_and_predicates() -> None:
     key = cache_key(TASKS["toposort"], "recursive")
-    assert "verifier.tasks.toposort" in key["sources"] and "verifier.smt.toposort" in key["sources"]
+    assert "verifier.reach" in key["sources"] and "verifier.smt" in key["sources"]
+    assert key["task_definition"]["module"] == "verifier.tasks.toposort.task"
+    assert key["task_definition"] != cache_key(TASKS["quicksort"], "recursive")["task_definition"]
     assert key["predicates"] and key["z3_semantics"].startswith("TopoSortSemantics/")
     assert cache_key(TASK, "recursive") != cache_key(TASK, "partial")
 

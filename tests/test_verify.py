@@ -14,7 +14,7 @@ from verifier.errors import UndecidedPost
 from verifier.evaluation import model_limits
 from verifier.runtime import Query, ReferencePolicy, execute, reference_action
 from verifier.smt import AbstractDomain
-from verifier.smt.registry import semantics_for
+from verifier.smt import semantics_for
 from verifier.tasks import TASKS
 from verifier.tasks.base import RETURN, Action
 from verifier.verify import Subject, Verdict, certify_subject

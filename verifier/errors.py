@@ -17,6 +17,11 @@ class UnknownName(VerifierError):
     """An unknown task, formulation or program name."""
 
 
+class PluginError(VerifierError):
+    """A task definition (built-in, plug-in or --task-module file) that is broken: it cannot
+    be imported, misses a declaration, or its reference program or Z3 semantics misbehave."""
+
+
 class BadFile(VerifierError):
     """An unreadable, malformed or hostile file (dataset, checkpoint, certificate)."""
 

@@ -30,8 +30,9 @@ from verifier.runtime import call_local_steps, reference_action, run_reference, 
 from verifier import smt
 from verifier.smt import Abstract, AbstractDomain, SolverStats
 from verifier.smt.product import ProductDomain, ProductSemantics
-from verifier.smt.registry import semantics_for
+from verifier.smt import semantics_for
 from verifier.tasks.base import NOP, RECURSIVE, Action, Args, Observation, Task
+from verifier.tasks.registry import MODULES_ENV, TASKS
 from verifier.traces import greedy_cover_sets
 
 StateKey = tuple[str, Args, tuple[Observation, ...]]
@@ -445,8 +446,8 @@ def build_vset(
 _WORKER = (
     "import json, sys\n"
     "from verifier.reach import cross_check, semantics_for\n"
-    "from verifier.tasks import TASKS\n"
-    "task = TASKS[sys.argv[1]]\n"
+    "from verifier.tasks import get_task\n"
+    "task = get_task(sys.argv[1])\n"
     "result = cross_check(task, semantics_for(task), int(sys.argv[2]))\n"
     "print(json.dumps([result.steps, result.mismatches]))\n"
 )
@@ -470,7 +471,8 @@ class _CrossCheckElsewhere:
             self.worker = subprocess.Popen(
                 [sys.executable, "-c", _WORKER, task.name, str(steps)],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
+                env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths),
+                         **{MODULES_ENV: os.pathsep.join(TASKS.module_paths)}),
             )
         except OSError:
             self.worker = None

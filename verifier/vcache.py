@@ -42,19 +42,20 @@ from verifier.reach import (
 )
 from verifier.runtime import SEMANTICS
 from verifier.smt import SolverStats, z3_version
-from verifier.smt.registry import semantics_for
+from verifier.smt import semantics_for
 from verifier.tasks.base import Action, Task
+from verifier.tasks.registry import definition_of
 
 CACHE_FORMAT = "npi-verify-vset-cache/1"
 ENV_VAR = "NPI_VERIFY_CACHE_DIR"
 BUILT, REUSED, OFF = "built", "reused", "off"
-# Modules whose code decides what V is; the task's own modules are added per task.
+# Modules whose code decides what V is; the task's own definition is digested per task.
 CORE_MODULES = (
     "verifier.reach",
     "verifier.runtime",
     "verifier.smt",
     "verifier.smt.product",
-    "verifier.smt.registry",
+    "verifier.tasks.registry",
     "verifier.tasks.base",
     "verifier.traces",
     "verifier.vcache",
@@ -95,12 +96,8 @@ def sha256(data: bytes) -> str:
 def cache_key(task: Task, formulation: str) -> dict[str, Any]:
     """Everything V depends on; two equal keys build the same V."""
     semantics = semantics_for(task)
-    modules = [type(task).__module__, *CORE_MODULES]
-    if semantics is not None:
-        modules.append(type(semantics).__module__)
-        modules.extend(type(part).__module__ for part in getattr(semantics, "parts", ()))
     sources = {}
-    for name in sorted(set(modules)):
+    for name in CORE_MODULES:
         __import__(name)
         sources[name] = sha256(Path(sys.modules[name].__file__ or "").read_bytes())
     return {
@@ -114,6 +111,7 @@ def cache_key(task: Task, formulation: str) -> dict[str, Any]:
         "npi-verify": __version__,
         "z3": z3_version(),
         "sources": sources,
+        "task_definition": definition_of(task).to_json(),
     }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import z3
 
-from verifier.errors import UndecidedPost
+from verifier.errors import PluginError, UndecidedPost
 from verifier.tasks.base import Args, Task
 
 Abstract = tuple[int, ...]
@@ -254,6 +254,47 @@ class AbstractDomain:
         if result == z3.unknown:
             self.stats.unknown += 1
         return result
+
+
+_SEMANTICS: dict[int, tuple[Task, Semantics | None]] = {}
+
+
+def semantics_for(task: Task) -> Semantics | None:
+    """The task's Z3 semantics (one instance per task, checked once), or None for a task
+    that declares none (`symbolic = False`). PluginError where the task's `semantics()`
+    fails or returns something that does not fit its observation."""
+    cached = _SEMANTICS.get(id(task))
+    if cached is not None and cached[0] is task:
+        return cached[1]
+    semantics = _checked_semantics(task) if task.symbolic else None
+    _SEMANTICS[id(task)] = (task, semantics)
+    return semantics
+
+
+def _checked_semantics(task: Task) -> Semantics:
+    from verifier.tasks.registry import describe_error, origin_of
+
+    where = f"{origin_of(task)}: task {task.name!r}"
+    try:
+        semantics = task.semantics()
+    except Exception as error:
+        raise PluginError(f"{where}: semantics() raised {describe_error(error)}") from None
+    if not isinstance(semantics, Semantics):
+        raise PluginError(f"{where}: semantics() must return a verifier.smt.Semantics, got "
+                          f"{type(semantics).__name__}")
+    try:
+        env = semantics.fresh("check")
+        observed = semantics.observation(env)
+        hidden = semantics.hidden(env)
+    except Exception as error:
+        raise PluginError(f"{where}: its semantics raised {describe_error(error)}") from None
+    if len(observed) != len(task.observation_names):
+        raise PluginError(f"{where}: its semantics observe {len(observed)} components, the "
+                          f"task {len(task.observation_names)}")
+    if len(hidden) != len(semantics.hidden_names):
+        raise PluginError(f"{where}: its semantics have {len(hidden)} hidden predicates but "
+                          f"{len(semantics.hidden_names)} hidden_names")
+    return semantics
 
 
 def concrete_observation(semantics: Semantics, env: Any) -> Abstract:

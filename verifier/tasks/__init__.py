@@ -1,24 +1,9 @@
-"""The task registry. A new task is one module here plus one entry in `TASKS`."""
+"""Tasks. Each built-in task is a package here (`verifier/tasks/<task>/`) that registers itself
+with `@register`; plug-ins register the same way (see `registry` and docs/new-task.md)."""
 
 from __future__ import annotations
 
-from verifier.errors import UnknownName
-from verifier.tasks.addition import Addition
 from verifier.tasks.base import Task
-from verifier.tasks.bubblesort import BubbleSort, BubbleSortInt, BubbleSortValues
-from verifier.tasks.quicksort import QuickSort
-from verifier.tasks.toposort import TopoSort
+from verifier.tasks.registry import TASKS, get_task, load_task_module, register
 
-TASKS: dict[str, Task] = {
-    task.name: task for task in (
-        Addition(), BubbleSort(), BubbleSortValues(), BubbleSortInt(), TopoSort(), QuickSort()
-    )
-}
-
-
-def get_task(name: str) -> Task:
-    """The registered task called `name`; UnknownName lists the known ones."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UnknownName(f"unknown task {name!r} (known: {', '.join(TASKS)})") from None
+__all__ = ["TASKS", "Task", "get_task", "load_task_module", "register"]

@@ -10,22 +10,43 @@ program is a function of (program, arguments, call-local observations), exactly 
 from __future__ import annotations
 
 import itertools
+import json
 import random
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from verifier.errors import InvalidInput, UnknownName
+
+if TYPE_CHECKING:  # z3 and hypothesis are imported only by what uses them
+    from hypothesis.strategies import SearchStrategy
+
+    from verifier.smt import Semantics
 
 Observation = tuple[int, ...]
 Args = tuple[int, ...]
 NOP = "NOP"
 
-RECURSIVE = "recursive"
-NON_RECURSIVE = "non-recursive"
-PARTIAL = "partial"
+
+
+class Formulation(StrEnum):
+    """How a reference program is written: C17's recursive form (every call bounded), the
+    loop form of the original NPI, or bubble sort's partially recursive form."""
+
+    RECURSIVE = "recursive"
+    NON_RECURSIVE = "non-recursive"
+    PARTIAL = "partial"
+
+
+RECURSIVE = Formulation.RECURSIVE
+NON_RECURSIVE = Formulation.NON_RECURSIVE
+PARTIAL = Formulation.PARTIAL
+FORMULATIONS: tuple[str, ...] = tuple(f.value for f in Formulation)
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,35 @@ class Task(ABC):
     numeric_scale: ClassVar[int] = 1
     value_range: ClassVar[tuple[int, int] | None] = None
     abstract_task: ClassVar[str | None] = None
+    # Whether the task has Z3 semantics (`semantics()`): without them V cannot be proved
+    # complete and no model of the task is ever certified. Declaring them and not defining
+    # `semantics()` is refused when the task registers.
+    symbolic: ClassVar[bool] = True
+
+    def semantics(self) -> Semantics | None:
+        """The task's environment and primitives in Z3 with its hidden predicates (the only z3
+        code of a task; import z3 inside this method, so tasks load without it)."""
+        return None
+
+    def strategy(self, large: bool = False) -> SearchStrategy[Any]:
+        """A hypothesis strategy for valid inputs (`large`: far beyond training sizes). The
+        default draws a size and a seed for `sample_input`; a task may override it with a
+        strategy independent of its own sampler (stronger tests)."""
+        from hypothesis import strategies as st
+
+        sizes = st.integers(1, 40 if large else 6)
+        seeds = st.integers(0, 2**32 - 1)
+        return st.tuples(sizes, seeds).map(lambda p: self.sample_input(random.Random(p[1]), p[0]))
+
+    def paper(self) -> dict[str, Any] | None:
+        """The published numbers for this task (the appendix compares with them): its entry in
+        the `paper.json` file next to the task's module (task name -> numbers); None where
+        there is none."""
+        module = sys.modules.get(type(self).__module__)
+        file = Path(getattr(module, "__file__", None) or ".").parent / "paper.json"
+        if not file.is_file():
+            return None
+        return json.loads(file.read_text(encoding="utf-8")).get(self.name)
 
     def abstract_observation(self, observation: Observation) -> Observation:
         """The observation of `abstract_task` that this concrete observation belongs to."""

@@ -19,7 +19,7 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from verifier.tasks.base import (
     NOP_PROGRAM,
@@ -34,6 +34,10 @@ from verifier.tasks.base import (
     call,
     require,
 )
+from verifier.tasks.registry import register
+
+if TYPE_CHECKING:  # z3 is imported by semantics() alone
+    from verifier.smt import Semantics
 
 I1, I2, I3 = range(3)
 LEFT, RIGHT = 0, 1
@@ -162,6 +166,7 @@ def _read_ints(obs: Observation) -> View:
     return View(bool(i1_in and i2_in and v1 <= v2), bool(i1_in), bool(i2_in), bool(done))
 
 
+@register
 class BubbleSort(SortingTask):
     name = "bubblesort"
     summary = "bubble sort of integers, comparison encoder (the variant C17 verified)"
@@ -184,6 +189,11 @@ class BubbleSort(SortingTask):
     input_example = "[3, 1, 2]"
     reader: Reader = staticmethod(_read_comparison)
 
+
+    def semantics(self) -> Semantics:
+        from verifier.tasks.bubblesort.semantics import BubbleSortSemantics
+
+        return BubbleSortSemantics(self, values=False)
     def _routines(self, formulation: str) -> Routines:
         return _routines(self.reader, formulation)
 
@@ -216,6 +226,7 @@ class BubbleSort(SortingTask):
         return list(env.values)
 
 
+@register
 class BubbleSortValues(BubbleSort):
     name = "bubblesort-values"
     summary = "bubble sort of digits 0-9, value encoder (C17 Table 1)"
@@ -224,6 +235,11 @@ class BubbleSortValues(BubbleSort):
     input_example = "[3, 1, 2]"
     reader: Reader = staticmethod(_read_values)
 
+
+    def semantics(self) -> Semantics:
+        from verifier.tasks.bubblesort.semantics import BubbleSortSemantics
+
+        return BubbleSortSemantics(self, values=True)
     def parse_input(self, data: Any) -> list[int]:
         values = super().parse_input(data)
         for position, item in enumerate(values):
@@ -251,6 +267,7 @@ class BubbleSortValues(BubbleSort):
 VALUE_LIMIT = 10**9
 
 
+@register
 class BubbleSortInt(BubbleSort):
     name = "bubblesort-int"
     summary = "bubble sort of integers in [-10^9, 10^9], encoder reads the values as numbers"
@@ -267,6 +284,8 @@ class BubbleSortInt(BubbleSort):
     value_range = (-VALUE_LIMIT, VALUE_LIMIT)
     abstract_task = "bubblesort"
     reader: Reader = staticmethod(_read_ints)
+
+    symbolic = False  # no Z3 semantics of its own: verified through `abstract_task`
 
     def parse_input(self, data: Any) -> list[int]:
         values = super().parse_input(data)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from verifier.tasks.base import (
@@ -32,6 +32,10 @@ from verifier.tasks.base import (
     require,
     strict_int,
 )
+from verifier.tasks.registry import register
+
+if TYPE_CHECKING:  # z3 is imported by semantics() alone
+    from verifier.smt import Semantics
 
 WHITE, GREY, BLACK, INVALID = range(4)
 COLORS = ("WHITE", "GREY", "BLACK", "INVALID")
@@ -177,6 +181,7 @@ def _stack(args: Args, obs: Observation):
         yield call("MOVE", P_STACK, DOWN, ret=True)
 
 
+@register
 class TopoSort(Task):
     name = "toposort"
     summary = "topological sort of a DAG by depth-first search with an explicit stack"
@@ -196,6 +201,11 @@ class TopoSort(Task):
     observation_values = (COLORS, COLORS, ("0", "1"))
     input_example = '{"vertices": 5, "edges": [[1, 2], [1, 5], [2, 4], [2, 5], [3, 5]]}'
 
+
+    def semantics(self) -> Semantics:
+        from verifier.tasks.toposort.semantics import TopoSortSemantics
+
+        return TopoSortSemantics(self)
     def _routines(self, formulation: str) -> Routines:
         assert formulation in (RECURSIVE, NON_RECURSIVE)
         recursive = formulation == RECURSIVE

@@ -8,7 +8,7 @@ import z3
 
 from verifier.smt import Semantics, SymEnv, array_of, bit
 from verifier.tasks.base import Args, Task
-from verifier.tasks.bubblesort import I1, I2, I3, OUT_OF_RANGE, RIGHT, Row
+from verifier.tasks.bubblesort.task import I1, I2, I3, OUT_OF_RANGE, RIGHT, Row
 
 POINTER_NAMES = ("i1", "i2", "i3")
 

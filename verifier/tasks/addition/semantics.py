@@ -25,7 +25,7 @@ import z3
 from verifier.errors import VerifierError
 from verifier.smt import SymEnv, array_at, bit
 from verifier.smt.product import Part, ProductSemantics
-from verifier.tasks.addition import BLANK, CARRY, IN1, IN2, OUT, RIGHT, ROWS, Pad
+from verifier.tasks.addition.task import BLANK, CARRY, IN1, IN2, OUT, RIGHT, ROWS, Pad
 from verifier.tasks.base import Args, Task
 
 _SYMBOLS = BLANK + 1  # digits 0-9 and the blank

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from verifier.tasks.base import (
     NON_RECURSIVE,
@@ -30,6 +31,10 @@ from verifier.tasks.base import (
     SortingTask,
     call,
 )
+from verifier.tasks.registry import register
+
+if TYPE_CHECKING:  # z3 is imported by semantics() alone
+    from verifier.smt import Semantics
 
 LO, HI, PIVOT, J = range(4)
 POINTERS = ("LO", "HI", "PIVOT", "J")
@@ -117,6 +122,7 @@ def _setter(target: int):
     return routine
 
 
+@register
 class QuickSort(SortingTask):
     name = "quicksort"
     summary = "recursive quicksort of integers with the Lomuto partition"
@@ -139,6 +145,11 @@ class QuickSort(SortingTask):
     observation_values = (BITS,) * 4
     input_example = "[8, 2, 1, 2, 0]"
 
+
+    def semantics(self) -> Semantics:
+        from verifier.tasks.quicksort.semantics import QuickSortSemantics
+
+        return QuickSortSemantics(self)
     def _routines(self, formulation: str) -> Routines:
         assert formulation in (RECURSIVE, NON_RECURSIVE)
         recursive = formulation == RECURSIVE

@@ -11,7 +11,7 @@ import itertools
 import random
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier.tasks.base import (
     NON_RECURSIVE,
@@ -27,6 +27,10 @@ from verifier.tasks.base import (
     require,
     strict_int,
 )
+from verifier.tasks.registry import register
+
+if TYPE_CHECKING:  # z3 is imported by semantics() alone
+    from verifier.smt import Semantics
 
 # Python caps int<->str conversion at 4300 digits by default; the task is defined for operands
 # of any length (the paper tests 5000 digits), so lift the cap for this process.
@@ -94,6 +98,7 @@ def _lshift(args: Args, obs: Observation):
     yield call("PTR", OUT, LEFT, ret=True)
 
 
+@register
 class Addition(Task):
     name = "addition"
     summary = "grade-school addition of two non-negative integers on a 4-row scratch pad"
@@ -111,6 +116,11 @@ class Addition(Task):
     observation_values = (DIGITS + ("_",),) * 4
     input_example = "[123, 4567]"
 
+
+    def semantics(self) -> Semantics:
+        from verifier.tasks.addition.semantics import AdditionSemantics
+
+        return AdditionSemantics(self)
     def _routines(self, formulation: str) -> Routines:
         add = _add if formulation == RECURSIVE else _add_loop
         assert formulation in (RECURSIVE, NON_RECURSIVE)

@@ -8,7 +8,7 @@ import z3
 
 from verifier.smt import Semantics, SymEnv, Term, Universal, array_of, bit, distinct
 from verifier.tasks.base import Args, Task
-from verifier.tasks.quicksort import (
+from verifier.tasks.quicksort.task import (
     HI, J, J_NULL, LO, MOVABLE, PIVOT, PIVOT_LO, POP, PUSH_CALL1, PUSH_CALL2, RIGHT,
     Partitioned,
 )  # fmt: skip

@@ -30,7 +30,7 @@ import z3
 
 from verifier.smt import Semantics, SymEnv, Term, Universal, array_at, bit, distinct
 from verifier.tasks.base import Args, Task
-from verifier.tasks.toposort import (
+from verifier.tasks.toposort.task import (
     ACTIVE_NEIGHB, ACTIVE_STACK, ACTIVE_START, BLACK, CHILD_ACTIVE, CHILD_SAVE, COLOR_CURR,
     COLOR_NEXT, GREY, INVALID, P_RESULT, P_STACK, P_START, RESULT, SAVE, STACK_POP, STACK_PUSH,
     UP, WHITE, WRITE_VALUES, Search,
