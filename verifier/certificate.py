@@ -19,16 +19,18 @@ import torch
 from verifier import __version__
 from verifier.check import StateKey
 from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
-from verifier.errors import BadFile, EditedCertificate, VerifierError
+from verifier.errors import BadFile, EditedCertificate, PluginError, UnknownName, VerifierError
 from verifier.runtime import SEMANTICS
 from verifier.smt import z3_version
-from verifier.tasks import Task
+from verifier.tasks import Task, get_task
+from verifier.tasks.registry import definition_of
 from verifier.tasks.base import NOP, Action
 from verifier.verify import Outcome, Verdict, certify
 
 CERTIFICATE_FORMAT = "npi-verify-certificate/1"
-REQUIRED = ("format", "task", "formulation", "verdict", "model", "semantics", "verification_set",
-            "obligations", "min_margin", "versions", "seconds", "digest")  # fmt: skip
+REQUIRED = ("format", "task", "task_definition", "formulation", "verdict", "model", "semantics",
+            "verification_set", "obligations", "min_margin", "versions", "seconds",
+            "digest")  # fmt: skip
 
 
 def canonical(data: dict[str, Any]) -> str:
@@ -46,6 +48,7 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
     data: dict[str, Any] = {
         "format": CERTIFICATE_FORMAT,
         "task": task.name,
+        "task_definition": definition_of(task).to_json(),
         "formulation": checkpoint.formulation,
         "verdict": outcome.verdict.label,
         "reason": outcome.reason,
@@ -116,7 +119,9 @@ def read_certificate(path: Path) -> dict[str, Any]:
         raise BadFile(f"{path} is not an npi-verify certificate ({CERTIFICATE_FORMAT})")
     missing = [k for k in REQUIRED if k not in data]
     if missing:
-        raise BadFile(f"{path} lacks {', '.join(missing)}")
+        older = " (written by an older npi-verify: certify the model again)" if (
+            missing == ["task_definition"]) else ""
+        raise BadFile(f"{path} lacks {', '.join(missing)}{older}")
     if data["digest"] != digest_of(data):
         raise EditedCertificate(f"{path} was edited: its digest does not match its content")
     _validate_fields(path, data)
@@ -136,6 +141,11 @@ def _validate_fields(path: Path, data: dict[str, Any]) -> None:
     for name in ("task", "formulation", "verdict"):
         if not isinstance(data[name], str):
             raise BadFile(f"{path}: {name} must be a string")
+    definition = data["task_definition"]
+    if not (isinstance(definition, dict)
+            and all(isinstance(definition.get(k), str) for k in ("module", "origin", "sha256"))
+            and len(definition["sha256"]) == 64):
+        raise BadFile(f"{path}: task_definition must name a module, an origin and a sha256")
     if data["verdict"] not in {v.label for v in Verdict}:
         raise BadFile(f"{path}: unknown verdict {data['verdict']!r}")
     vset = data["verification_set"]
@@ -149,6 +159,10 @@ def _validate_fields(path: Path, data: dict[str, Any]) -> None:
 FAILURES: dict[str, str] = {
     "certificate-malformed": "the file is not a readable npi-verify certificate (exit 2)",
     "certificate-edited": "the certificate's digest does not match its content (exit 2)",
+    "task-unknown": "the certified task is not defined here (its plug-in is not installed and no "
+                    "--task-module defines it), or its definition is broken (exit 2)",
+    "task-changed": "the task's definition (the source of its package or module) differs from "
+                    "the certified one (exit 1)",
     "model-invalid": "the certified model cannot be loaded, or is for another task or "
                      "formulation (exit 2)",
     "model-missing": "the certified model is not found where the certificate says (exit 1)",
@@ -202,6 +216,18 @@ def _recheck(path: Path, use_cache: bool) -> Recheck:
     except BadFile as error:
         return Recheck(path, 2, str(error), "certificate-malformed")
     task = data["task"]
+    definition = data["task_definition"]
+    try:
+        current = definition_of(get_task(task))
+    except PluginError as error:  # defined, but broken
+        return Recheck(path, 2, str(error), "task-unknown", task)
+    except UnknownName:
+        return Recheck(path, 2, f"task {task} is not defined here (it was defined by "
+                       f"{definition['origin']}, module {definition['module']}); install its "
+                       "plug-in or pass --task-module PATH", "task-unknown", task)
+    if current.sha256 != definition["sha256"]:
+        return Recheck(path, 1, f"the definition of task {task} changed since it was certified "
+                       f"(module {current.module}, {current.origin})", "task-changed", task)
     named = data["model"]["path"]
     model_path = (path.parent / named).resolve()
     if not model_path.is_file():

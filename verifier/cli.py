@@ -21,9 +21,10 @@ import click
 from verifier import __version__
 from verifier.budget import BudgetExceeded, refuse_unless_fits, time_budget
 from verifier.errors import InvalidInput, VerifierError
-from verifier.tasks import TASKS, Task, get_task
+from verifier.tasks import TASKS, Task, get_task, load_task_module
 from verifier.config import NPIConfig, TrainConfig
-from verifier.tasks.base import RECURSIVE
+from verifier.tasks.base import FORMULATIONS, RECURSIVE
+from verifier.tasks.registry import origin_of
 from verifier.paths import check_output_file
 
 if TYPE_CHECKING:  # torch-dependent modules are imported inside the commands that need them
@@ -36,8 +37,31 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
 
 
+def _load_task_modules(ctx: click.Context, param: click.Parameter, paths: tuple[str, ...]) -> None:
+    """Load each --task-module file (before any task name is looked up)."""
+    for path in paths:
+        try:
+            load_task_module(path)
+        except VerifierError as error:
+            click.echo(f"npi-verify: error: {error}", err=True)
+            ctx.exit(error.exit_code)
+
+
+def task_module_option() -> click.Option:
+    return click.Option(
+        ["--task-module"], multiple=True, metavar="PATH", is_eager=True, expose_value=False,
+        callback=_load_task_modules,
+        help="Load a task defined in a single Python file (repeatable; see docs/new-task.md).",
+    )
+
+
 class _Group(click.Group):
-    """Turns the library's errors into a one-line message and the error's exit code."""
+    """Turns the library's errors into a one-line message and the error's exit code, and gives
+    every command the --task-module option."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.append(task_module_option())
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -68,7 +92,7 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
-@click.group(cls=_Group, context_settings=CONTEXT)
+@click.group(cls=_Group, context_settings=CONTEXT, params=[task_module_option()])
 @click.version_option(__version__, "-V", "--version", prog_name="npi-verify")
 def main() -> None:
     """Train, run and formally verify recursive Neural Programmer-Interpreters.
@@ -129,12 +153,11 @@ TASK_CHOICE = _Names(list(TASKS))
 task_option = click.option(
     "--task", "task_name", required=True, type=TASK_CHOICE, help="Task name (see `tasks`)."
 )
-FORMULATIONS = list(dict.fromkeys(f for t in TASKS.values() for f in t.formulations))
 formulation_option = click.option(
     "--formulation",
-    default=RECURSIVE,
+    default=RECURSIVE.value,
     show_default=True,
-    type=_Names(FORMULATIONS),
+    type=_Names(list(FORMULATIONS)),
     help="Formulation of the reference program (partial: bubble sorts only).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -232,6 +255,8 @@ def tasks(as_json: bool) -> None:
                     "programs": [p.name for p in t.programs],
                     "observation": list(t.observation_names),
                     "input_example": json.loads(t.input_example),
+                    "origin": origin_of(t),
+                    "symbolic": t.symbolic,
                 }
                 for t in TASKS.values()
             ]
@@ -239,6 +264,8 @@ def tasks(as_json: bool) -> None:
         return
     for t in TASKS.values():
         click.echo(f"{t.name}: {t.summary}")
+        if origin_of(t) != "built-in":
+            click.echo(f"  defined by:   {origin_of(t)}")
         click.echo(f"  formulations: {', '.join(t.formulations)}")
         click.echo(f"  programs:     {' '.join(p.name for p in t.programs)} (entry {t.entry})")
         click.echo(f"  observation:  ({', '.join(t.observation_names)})")
@@ -355,7 +382,7 @@ def dataset(
 
 @main.command()
 @task_option
-@click.option("--formulation", default=None, type=_Names(FORMULATIONS),
+@click.option("--formulation", default=None, type=_Names(list(FORMULATIONS)),
               help="Formulation (default: the dataset's, or recursive).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), help="Trace dataset (.jsonl).")
 @click.option("--count", type=int, help="Or sample this many training inputs ...")

@@ -41,5 +41,6 @@ class UndecidedPost(VerifierError):
     exit_code = 3
 
 
-class ReferenceBug(Exception):
-    """A reference program broke its own contract. A bug in npi-verify, never the user's fault."""
+class ReferenceBug(PluginError):
+    """A reference program broke its own contract: a bug in the task's definition (a plug-in's,
+    or npi-verify's own for a built-in task), reported in one line like any broken plug-in."""

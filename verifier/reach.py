@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verifier.errors import VerifierError
+from verifier.errors import PluginError, ReferenceBug, VerifierError
 from verifier.runtime import call_local_steps, reference_action, run_reference, split_calls
 from verifier import smt
 from verifier.smt import Abstract, AbstractDomain, SolverStats
 from verifier.smt.product import ProductDomain, ProductSemantics
 from verifier.smt import semantics_for
 from verifier.tasks.base import NOP, RECURSIVE, Action, Args, Observation, Task
-from verifier.tasks.registry import MODULES_ENV, TASKS
+from verifier.tasks.registry import MODULES_ENV, TASKS, origin_of
 from verifier.traces import greedy_cover_sets
 
 StateKey = tuple[str, Args, tuple[Observation, ...]]
@@ -96,6 +96,15 @@ class ConcreteStates:
             if key not in self.actions:
                 self.actions[key] = step.action
                 self.witness[key] = value
+            elif self.actions[key] != step.action:  # not a function of the call-local state
+                raise ReferenceBug(
+                    f"{origin_of(task)}: task {task.name!r}, {formulation}: the reference "
+                    f"program reads more than its call's arguments and observations: after "
+                    f"{key[0]}{list(key[1])} observed {list(key[2])} it does "
+                    f"{task.format_action(self.actions[key])} on input "
+                    f"{task.input_to_json(self.witness[key])} but "
+                    f"{task.format_action(step.action)} on input {task.input_to_json(value)}"
+                )
         self.inputs_run += 1
         return frozenset(keys)
 
@@ -244,7 +253,11 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
         key = (program, args, observed)
         action = actions.get(key)
         if action is None:
-            action = actions[key] = reference_action(routines, program, args, observed)
+            try:
+                action = actions[key] = reference_action(routines, program, args, observed)
+            except ReferenceBug as error:
+                raise ReferenceBug(f"{origin_of(task)}: task {task.name!r}, {formulation}: "
+                                   f"{error}") from None
         if action.program in primitive:
             after = (current,) if action.program == NOP else domain.post(current, action.program, action.args)
             continue_with(context, observed, action.ret, after)
@@ -420,6 +433,12 @@ def build_vset(
             raise
         say("cross-checking Z3 semantics against the Python environment")
         cross = pending.result()
+        if cross.mismatches:  # the task's two halves describe different environments
+            raise PluginError(
+                f"{origin_of(task)}: task {task.name!r}: its Z3 semantics disagree with its "
+                f"Python environment ({len(cross.mismatches)} mismatches in {cross.steps} "
+                f"replayed steps), e.g. {cross.mismatches[0]}"
+            )
     if abstract is None:
         _raise_if_growing(task, formulation)
     say("concrete reference runs on small inputs")
@@ -432,8 +451,9 @@ def build_vset(
     if abstract is not None:
         missing = set(concrete.actions) - set(abstract.actions)
         if missing:  # the over-approximation must contain every concrete state
-            raise VerifierError(
-                f"{task.name}: Z3 semantics disagree with the Python environment: the abstract "
+            raise PluginError(
+                f"{origin_of(task)}: task {task.name!r}: its Z3 semantics disagree with its "
+                f"Python environment: the abstract "
                 f"fixed point misses {len(missing)} concrete states, e.g. {sorted(missing)[0]}"
             )
     states = dict(abstract.actions if abstract else concrete.actions)

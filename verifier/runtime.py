@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 from verifier.errors import PolicyError, ReferenceBug
 from verifier.tasks.base import NOP, Action, Args, Observation, Program, Routines, Task
+from verifier.tasks.registry import describe_error, origin_of
 
 SEMANTICS = "npi-runtime/1"
 STEP_LIMIT = "step limit"
@@ -235,9 +236,20 @@ class ReferencePolicy:
                     action = routine.send(query.observation)
             except (KeyError, StopIteration) as error:
                 raise ReferenceBug(
-                    f"{self.task.name}/{self.formulation}: routine {query.program} ended "
-                    f"without returning ({error!r})"
+                    f"{origin_of(self.task)}: task {self.task.name!r}, {self.formulation}: "
+                    f"routine {query.program} ended without returning ({error!r})"
                 ) from error
+            except Exception as error:  # the routine's own bug
+                raise ReferenceBug(
+                    f"{origin_of(self.task)}: task {self.task.name!r}, {self.formulation}: "
+                    f"routine {query.program} raised {describe_error(error)}"
+                ) from error
+            if not isinstance(action, Action):
+                raise ReferenceBug(
+                    f"{origin_of(self.task)}: task {self.task.name!r}, {self.formulation}: "
+                    f"routine {query.program} yielded {action!r}, not an Action (use call() "
+                    "or RETURN)"
+                )
             answers.append((action, routine))
         return answers
 
@@ -247,11 +259,17 @@ def reference_action(
 ) -> Action:
     """The reference action after the call-local observations `observations` (pure function)."""
     routine = routines[program](args, observations[0])
-    action = next(routine)
-    for observation in observations[1:]:
-        if action.ret:
-            raise ValueError(f"{program} returned before observation {observation}")
-        action = routine.send(observation)
+    try:
+        action = next(routine)
+        for observation in observations[1:]:
+            if action.ret:
+                raise ValueError(f"{program} returned before observation {observation}")
+            action = routine.send(observation)
+    except ValueError:
+        raise
+    except Exception as error:  # the routine's own bug, or it ended without returning
+        raise ReferenceBug(f"routine {program} raised {describe_error(error)} on the "
+                           f"observations {list(observations)}") from error
     return action
 
 

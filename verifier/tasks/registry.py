@@ -242,7 +242,10 @@ def definition_of(task: Task) -> Definition:
     for file in sorted(files):
         digest.update(os.path.relpath(file, root).encode() + b"\0")
         digest.update(file.read_bytes() + b"\0")
-    return Definition(type(task).__module__, origin_of(task), digest.hexdigest(),
+    module = type(task).__module__
+    if module.startswith(FILE_MODULE_PREFIX):  # a task module: its file's name says more
+        module = Path(sys.modules[module].__file__ or module).name
+    return Definition(module, origin_of(task), digest.hexdigest(),
                       tuple(str(f) for f in sorted(files)))
 
 
