@@ -149,7 +149,26 @@ class _Names(click.Choice):
         return value
 
 
-TASK_CHOICE = _Names(list(TASKS))
+class _TaskNames(_Names):
+    """The registered task names, read when --help shows them (after --task-module loaded its
+    tasks); a broken plug-in is reported by the command, not by --help."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        try:
+            return list(TASKS)
+        except VerifierError:
+            return []
+
+    @choices.setter
+    def choices(self, value: Any) -> None:
+        pass
+
+
+TASK_CHOICE = _TaskNames()
 task_option = click.option(
     "--task", "task_name", required=True, type=TASK_CHOICE, help="Task name (see `tasks`)."
 )

@@ -321,7 +321,7 @@ def validate(task: Task, origin: str) -> None:
 
 def describe_error(error: BaseException) -> str:
     """One line for a plug-in's exception: its type, message and where it was raised."""
-    frames = traceback.extract_tb(error.__traceback__)
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith("<")]
     where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     message = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {message}{where}" if message else f"{type(error).__name__}{where}"
