@@ -27,12 +27,15 @@ TUTORIAL = ROOT / "docs" / "new-task.md"
 def _registry_restored() -> Iterator[None]:
     """Task modules loaded by a test leave the registry (and sys.modules) as they found it."""
     tasks, origin, paths = dict(TASKS._tasks), dict(TASKS._origin), list(TASKS.module_paths)
+    rank = dict(TASKS._rank)
     modules = set(sys.modules)
     yield
     TASKS._tasks.clear()
     TASKS._tasks.update(tasks)
     TASKS._origin.clear()
     TASKS._origin.update(origin)
+    TASKS._rank.clear()
+    TASKS._rank.update(rank)
     TASKS.module_paths[:] = paths
     for name in set(sys.modules) - modules:
         if name.startswith("npi_verify_task_module_"):
@@ -102,7 +105,7 @@ def test_check_refuses_an_unknown_or_changed_task_definition(tmp_path: Path) -> 
     assert invoke("--task-module", str(module), "train", "--task", "reverse", "--data",
                   str(data), "--seed", "0", "-o", str(model))[0] == 0
     assert invoke("--task-module", str(module), "certify", str(model), "-o", str(proof))[0] == 0
-    TASKS._tasks.pop("reverse")  # as in a fresh process without --task-module
+    del TASKS["reverse"]  # as in a fresh process without --task-module
     code, out, _ = invoke("check", str(proof), "--json")
     (result,) = json.loads(out)["results"]
     assert code == 2 and result["failure"] == "task-unknown"

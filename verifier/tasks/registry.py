@@ -60,6 +60,7 @@ class _Registry(Mapping[str, Task]):
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._origin: dict[str, str] = {}
+        self._rank: dict[str, tuple[int, str, int]] = {}
         self._loading: str | None = None  # the origin of the definitions being imported
         self._loaded = False
         self.module_paths: list[str] = []  # task modules loaded from files, in order
@@ -70,8 +71,10 @@ class _Registry(Mapping[str, Task]):
         return self._tasks[name]
 
     def __iter__(self) -> Iterator[str]:
+        """Built-in tasks by package name (in each package, in definition order), then the
+        others in the order they loaded: the same order however the modules were imported."""
         self._ensure_loaded()
-        return iter(list(self._tasks))
+        return iter(sorted(self._tasks, key=lambda name: self._rank[name]))
 
     def __len__(self) -> int:
         self._ensure_loaded()
@@ -80,9 +83,11 @@ class _Registry(Mapping[str, Task]):
     def __setitem__(self, name: str, task: Task) -> None:  # tests swap a task for a variant
         self._ensure_loaded()
         self._tasks[name] = task
+        self._rank.setdefault(name, (1, "", len(self._rank)))
 
     def __delitem__(self, name: str) -> None:
         del self._tasks[name]
+        self._rank.pop(name, None)
 
     # -- registration ---------------------------------------------------------------------
     def add(self, task: Task) -> None:
@@ -95,6 +100,10 @@ class _Registry(Mapping[str, Task]):
             )
         self._tasks[task.name] = task
         self._origin[task.name] = origin
+        module = type(task).__module__
+        built_in = module.startswith("verifier.tasks.")
+        self._rank.setdefault(task.name, (0 if built_in else 1,
+                                          module.split(".")[2] if built_in else "", len(self._rank)))
 
     def origin(self, task: Task) -> str:
         return self._origin.get(task.name, f"module {type(task).__module__}")
