@@ -260,3 +260,15 @@ def test_unwritable_output_is_a_one_line_error(tmp_path: Path) -> None:
     code, _, err = invoke("dataset", "--task", "addition", "--count", "2", "--max-size", "1",
                           "-o", blocker / "sub" / "x.jsonl")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_vset_names_the_unwitnessed_states_step_by_step() -> None:
+    """Where V is not exact, `vset` shows the states no input reaches (what a hidden predicate
+    would have to remove) with the actions between their observations; --json flags them."""
+    code, out, _ = invoke("vset", "--task", "quicksort")
+    lines = [line for line in out.splitlines() if line.startswith("  unwitnessed: in QUICKSORT()")]
+    assert code == 0 and len(lines) == 5 and "... and 2 more" in out
+    assert "PARTITION() ;" in lines[1]
+    code, out, _ = invoke("vset", "--task", "quicksort", "--json")
+    report = json.loads(out)
+    assert sum(not state["witnessed"] for state in report["states"]) == report["unwitnessed"] == 7

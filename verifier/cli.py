@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # torch-dependent modules are imported inside the commands th
 # torch: each command imports the torch-dependent modules it uses.
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+UNWITNESSED_SHOWN = 5  # unwitnessed states `vset` prints (the ones a hidden predicate might remove)
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
 
 
@@ -667,13 +668,14 @@ def vset(
                         "program": error.program, "reason": str(error)})
         raise
     states = sorted(result.states.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
+    witnessed = result.concrete.actions.keys()
     if as_json:
         _emit_json({
             "task": task.name,
             "formulation": formulation,
             "states": [
                 {"program": p, "args": list(a), "observations": [list(o) for o in obs],
-                 "action": action.to_json()}
+                 "action": action.to_json(), "witnessed": (p, a, obs) in witnessed}
                 for (p, a, obs), action in states
             ],
             "per_program": result.per_program(),
@@ -696,6 +698,16 @@ def vset(
                f"{result.concrete.inputs_run} inputs, by size {result.concrete.counts_by_size}")
     coverage = "proved for all sizes" if result.coverage_proved else "NOT proved (tested only)"
     click.echo(f"coverage {coverage}; exact: {result.exact}; unwitnessed: {len(result.unwitnessed)}")
+    for program, args, observations in sorted(result.unwitnessed)[:UNWITNESSED_SHOWN]:
+        steps = []
+        for k, observation in enumerate(observations):  # observation, then the action taken
+            action = result.states[(program, args, observations[: k + 1])]
+            steps.append(f"[{task.format_observation(observation)}] {task.format_action(action)}")
+        click.echo(f"  unwitnessed: in {task.program(program).format_call(args)}: "
+                   + " ; ".join(steps))
+    if len(result.unwitnessed) > UNWITNESSED_SHOWN:
+        click.echo(f"  ... and {len(result.unwitnessed) - UNWITNESSED_SHOWN} more (--json lists "
+                   "every state with a `witnessed` flag)")
     cover = result.witness_cover()
     click.echo(f"verification set: {len(cover)} witness inputs cover every witnessed state")
     click.echo(f"V cache: {cache.status} (key {cache.key_digest[:16]}){'; ' + cache.note if cache.note else ''}")
