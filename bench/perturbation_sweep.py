@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from verifier.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 from verifier.evaluation import correct, run_model  # noqa: E402
 from verifier.npi import NPIPolicy  # noqa: E402
-from verifier.reach import build_vset  # noqa: E402
+from verifier.vset.build import build_vset  # noqa: E402
 from verifier.verify import Verdict, certify_subject, model_subject  # noqa: E402
 
 TASKS = ("bubblesort", "bubblesort-values", "quicksort", "toposort", "addition")

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, settings
 
 from verifier.checkpoint import save_checkpoint
 from verifier.npi import NPI, NPIConfig
-from verifier.reach import VerificationSet, build_vset
+from verifier.vset.build import build_vset
+from verifier.vset.result import VerificationSet
 from verifier.tasks import TASKS
 from verifier.traces import read_dataset
 from verifier.training import TrainConfig, TrainReport, steps_from_records, train

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tests.conftest import vset_of
 from verifier import vcache
 from verifier.cli import main
-from verifier.reach import VerificationSet
+from verifier.vset.result import VerificationSet
 from verifier.tasks import TASKS
 from verifier.vcache import BUILT, OFF, REUSED, cache_key, entry_path, load_or_build
 
@@ -144,7 +144,7 @@ def test_other_package_version_uses_another_entry(cache: list[str], monkeypatch:
 
 def test_key_names_sources_and_predicates() -> None:
     key = cache_key(TASKS["toposort"], "recursive")
-    assert "verifier.reach" in key["sources"] and "verifier.smt" in key["sources"]
+    assert "verifier.vset.fixpoint" in key["sources"] and "verifier.smt" in key["sources"]
     assert key["task_definition"]["module"] == "verifier.tasks.toposort.task"
     assert key["task_definition"] != cache_key(TASKS["quicksort"], "recursive")["task_definition"]
     assert key["predicates"] and key["z3_semantics"].startswith("TopoSortSemantics/")

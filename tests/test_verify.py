@@ -64,7 +64,7 @@ def test_reference_policy_is_certified(task_name: str) -> None:
 def test_without_z3_semantics_the_reference_is_never_certified(monkeypatch: pytest.MonkeyPatch) -> None:
     """Coverage only tested: the verdict stays inconclusive even for a perfect policy."""
     task_name = "toposort"
-    monkeypatch.setattr("verifier.reach.semantics_for", lambda task: None)
+    monkeypatch.setattr("verifier.vset.build.semantics_for", lambda task: None)
     outcome = certify_subject(StatePolicy(task_name).subject())
     assert outcome.verdict == Verdict.INCONCLUSIVE
     assert {o.name: o.status for o in outcome.obligations}["coverage"] == "tested"

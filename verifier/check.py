@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from verifier.npi import NPI, decode, pad_args, valid_arg_mask
+from verifier.runtime import StateKey
 from verifier.tasks import Task
-from verifier.tasks.base import Action, Args, Observation
+from verifier.tasks.base import Action
 
-StateKey = tuple[str, Args, tuple[Observation, ...]]
 FRAGILE_MARGIN = 1e-3
 NOISE_MARGIN = 1e-5  # float32 rounding can flip a decision this close to a tie: not trusted
 

@@ -607,7 +607,7 @@ def vset(
     every state with its reference action. Exits 0, or 3 when a call's sequences are
     unbounded (non-recursive formulations; `--json` then prints {"task", "formulation",
     "bounded": false, "program", "reason"})."""
-    from verifier.reach import UnboundedCall
+    from verifier.errors import UnboundedCall
     from verifier.vcache import load_or_build
 
     task = get_task(task_name)

@@ -41,5 +41,15 @@ class UndecidedPost(VerifierError):
     exit_code = 3
 
 
+class UnboundedCall(VerifierError):
+    """A call whose call-local sequences grow without bound: V is infinite (uncertifiable)."""
+
+    exit_code = 3
+
+    def __init__(self, program: str, reason: str) -> None:
+        super().__init__(reason)
+        self.program = program
+
+
 class ReferenceBug(Exception):
     """A reference program broke its own contract. A bug in npi-verify, never the user's fault."""

@@ -10,12 +10,14 @@ import pytest
 import z3
 
 from tests.conftest import vset_of
-from verifier.reach import UnboundedCall, _raise_if_growing, build_vset, cross_check
+from verifier.errors import UnboundedCall
 from verifier.runtime import run_reference, split_calls
-from verifier.smt import AbstractDomain, Universal
+from verifier.smt import AbstractDomain, Universal, semantics_for
 from verifier.smt.product import ProductDomain, ProductSemantics
-from verifier.smt import semantics_for
 from verifier.tasks import TASKS
+from verifier.vset import crosscheck
+from verifier.vset.build import build_vset, raise_if_growing
+from verifier.vset.crosscheck import CrossCheckElsewhere, cross_check
 
 WITH_SEMANTICS = [name for name, task in TASKS.items() if semantics_for(task) is not None]
 
@@ -162,47 +164,43 @@ def test_partial_formulation_is_unbounded() -> None:
 def test_growth_detector_flags_loops_and_spares_recursion(task_name: str) -> None:
     """Where no Z3 semantics exist, unbounded calls are found by growth with input size."""
     task = TASKS[task_name]
-    _raise_if_growing(task, "recursive")  # bounded calls: never flagged
+    raise_if_growing(task, "recursive")  # bounded calls: never flagged
     for formulation in task.formulations:
         if formulation != "recursive":
             with pytest.raises(UnboundedCall, match="grows with the input"):
-                _raise_if_growing(task, formulation)
+                raise_if_growing(task, formulation)
 
 
 def test_non_recursive_models_without_semantics_are_uncertifiable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("verifier.reach.semantics_for", lambda task: None)
+    monkeypatch.setattr("verifier.vset.build.semantics_for", lambda task: None)
     with pytest.raises(UnboundedCall, match="grows with the input"):
         build_vset(TASKS["toposort"], "non-recursive")
 
 
 def test_cross_check_in_a_worker_gives_the_in_process_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    from verifier import reach
-
     task = TASKS["bubblesort"]
     expected = cross_check(task, semantics_for(task), 200)
-    monkeypatch.setattr(reach.os, "cpu_count", lambda: 2)
-    pending = reach._CrossCheckElsewhere(task, 200)
+    monkeypatch.setattr(crosscheck.os, "cpu_count", lambda: 2)
+    pending = CrossCheckElsewhere(task, 200)
     assert pending.worker is not None
     assert pending.result() == expected and pending.worker.returncode == 0
     monkeypatch.setenv("NPI_VERIFY_WORKERS", "0")
-    assert reach._CrossCheckElsewhere(task, 200).worker is None
+    assert CrossCheckElsewhere(task, 200).worker is None
 
 
 @pytest.mark.parametrize("broken", ["no-interpreter", "worker-fails", "worker-lies"])
 def test_a_failed_cross_check_worker_falls_back_to_this_process(
     broken: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from verifier import reach
-
     task = TASKS["bubblesort"]
-    monkeypatch.setattr(reach.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(crosscheck.os, "cpu_count", lambda: 2)
     if broken == "no-interpreter":
-        monkeypatch.setattr(reach.sys, "executable", "/nonexistent/python")
+        monkeypatch.setattr(crosscheck.sys, "executable", "/nonexistent/python")
     elif broken == "worker-fails":
-        monkeypatch.setattr(reach, "_WORKER", "import sys; sys.exit(1)")
+        monkeypatch.setattr(crosscheck, "_WORKER", "import sys; sys.exit(1)")
     else:  # a worker whose output is not a cross-check result is not believed
-        monkeypatch.setattr(reach, "_WORKER", "print('[1000, {}]')")
-    assert reach._CrossCheckElsewhere(task, 150).result() == cross_check(task, semantics_for(task), 150)
+        monkeypatch.setattr(crosscheck, "_WORKER", "print('[1000, {}]')")
+    assert CrossCheckElsewhere(task, 150).result() == cross_check(task, semantics_for(task), 150)
 
 
 def test_array_at_builds_the_same_term_as_store() -> None:
