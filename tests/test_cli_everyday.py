@@ -19,7 +19,6 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.strategies import inputs
 from verifier.cli import main
 from verifier.runtime import run_reference
 from verifier.tasks import TASKS
@@ -77,7 +76,7 @@ def test_a_timeout_must_be_a_positive_number(value: str) -> None:
 @given(data=st.data())
 def test_min_reference_steps_is_a_lower_bound(task_name: str, data: st.DataObject) -> None:
     task = TASKS[task_name]
-    value = data.draw(inputs(task_name, large=False))
+    value = data.draw(TASKS[task_name].strategy(large=False))
     for formulation in task.formulations:
         run = run_reference(task, formulation, value, record=False)
         assert task.min_reference_steps(value) <= run.step_count

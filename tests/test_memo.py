@@ -12,7 +12,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.strategies import inputs
 from verifier.checkpoint import Checkpoint, load_checkpoint
 from verifier.evaluation import run_model
 from verifier.memo import Node, PrefixCache
@@ -61,7 +60,7 @@ def _same_runs(checkpoint: Checkpoint, memoized: NPIPolicy, values: list[Any]) -
 @given(data=st.data())
 def test_memoized_traces_equal_plain_traces(task_name: str, model_name: str, data: Any) -> None:
     checkpoint, memoized = _shipped(model_name)
-    values = data.draw(st.lists(inputs(task_name, large=False), min_size=1, max_size=3))
+    values = data.draw(st.lists(TASKS[task_name].strategy(large=False), min_size=1, max_size=3))
     _same_runs(checkpoint, memoized, values)
 
 

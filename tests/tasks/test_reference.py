@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.strategies import inputs
 from verifier.runtime import reference_action, run_reference, split_calls
 from verifier.tasks import TASKS
 from verifier.tasks.base import NOP, RECURSIVE
@@ -22,7 +21,7 @@ def test_reference_output_passes_independent_check_on_large_inputs(
     task_name: str, formulation: str, data: st.DataObject
 ) -> None:
     task = TASKS[task_name]
-    value = data.draw(inputs(task_name, large=True))
+    value = data.draw(TASKS[task_name].strategy(large=True))
     run = run_reference(task, formulation, value, record=False)
     assert run.halted
     assert task.check(value, task.output(run.env)), (value, task.output(run.env))
@@ -75,7 +74,7 @@ def _primitive_actions(task_name: str, formulation: str, value: object) -> list[
 @pytest.mark.parametrize("task_name", list(TASKS))
 @given(data=st.data())
 def test_formulations_emit_identical_primitive_actions(task_name: str, data: st.DataObject) -> None:
-    value = data.draw(inputs(task_name, large=False))
+    value = data.draw(TASKS[task_name].strategy(large=False))
     task = TASKS[task_name]
     sequences = {f: _primitive_actions(task_name, f, value) for f in task.formulations}
     reference = sequences[RECURSIVE]
