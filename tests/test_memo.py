@@ -18,14 +18,22 @@ from verifier.memo import Node, PrefixCache
 from verifier.inference import LSTMState, NumpyStep
 from verifier.npi import ARG_SLOTS, NPIPolicy
 from verifier.tasks import TASKS
-from verifier.tasks.base import RETURN, call
+from verifier.tasks.base import RECURSIVE, RETURN, call
 
 MODELS = Path(__file__).parent.parent / "models"
-SHIPPED = [
-    (task, f"{task}{suffix}.pt")
-    for task in TASKS
-    for suffix in ("", "-non-recursive")
-] + [("bubblesort-values", "bubblesort-values-partial.pt")]
+
+
+def _model_file(task: str, formulation: str) -> str:
+    """A shipped model's file name: TASK.pt (recursive) or TASK-FORMULATION.pt."""
+    return f"{task}.pt" if formulation == RECURSIVE else f"{task}-{formulation}.pt"
+
+
+SHIPPED = [  # every shipped model of every task
+    (name, _model_file(name, formulation))
+    for name, task in TASKS.items()
+    for formulation in task.formulations
+    if (MODELS / _model_file(name, formulation)).exists()
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
