@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -107,3 +110,25 @@ def test_observations_are_small_integers_in_declared_ranges(task_name: str) -> N
                 assert task.value_range[0] <= v <= task.value_range[1]
             else:
                 assert 0 <= v < len(names)
+
+
+def test_each_paper_json_names_tasks_of_its_own_package() -> None:
+    """A task's published numbers sit next to its module, keyed by its name: a key that names
+    no task of that package (a typo, a task moved elsewhere) would be read by nobody."""
+    packages: dict[Path, set[str]] = {}
+    for name, task in TASKS.items():
+        folder = Path(str(sys.modules[type(task).__module__].__file__)).parent
+        packages.setdefault(folder, set()).add(name)
+    for folder, names in packages.items():
+        file = folder / "paper.json"
+        if file.is_file():
+            assert set(json.loads(file.read_text(encoding="utf-8"))) <= names, file
+
+
+def test_paper_numbers_are_read_through_the_task() -> None:
+    from verifier.appendix import paper
+
+    assert TASKS["toposort"].paper()["verification_set"] == paper.verification_set("toposort")
+    assert paper.accuracy("addition", "c17-addition", RECURSIVE) == {5000: "100"}
+    assert TASKS["bubblesort-int"].paper() is None  # C17 has no such task
+    assert paper.verification_set("bubblesort-int") is None
