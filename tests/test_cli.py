@@ -4,18 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from verifier.cli import main
+from tests.conftest import Invoke
 from verifier.tasks import TASKS
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def test_tasks_lists_every_registered_task() -> None:
+def test_tasks_lists_every_registered_task(invoke: Invoke) -> None:
     code, out, _ = invoke("tasks", "--json")
     assert code == 0
     assert [t["name"] for t in json.loads(out)] == list(TASKS)
@@ -25,7 +19,7 @@ TASK_FORMULATIONS = [(name, f) for name, task in TASKS.items() for f in task.for
 
 
 @pytest.mark.parametrize("task_name,formulation", TASK_FORMULATIONS)
-def test_trace_json_schema_and_answer(task_name: str, formulation: str) -> None:
+def test_trace_json_schema_and_answer(invoke: Invoke, task_name: str, formulation: str) -> None:
     task = TASKS[task_name]
     given = json.loads(task.input_example)
     code, out, _ = invoke("trace", "--task", task_name, "--input", task.input_example,
@@ -43,7 +37,7 @@ def test_trace_json_schema_and_answer(task_name: str, formulation: str) -> None:
     assert record["steps"][0]["depth"] == 0 and record["steps"][-1]["action"]["return"]
 
 
-def test_trace_text_is_indented_by_depth() -> None:
+def test_trace_text_is_indented_by_depth(invoke: Invoke) -> None:
     code, out, _ = invoke("trace", "--task", "bubblesort", "--input", "[3,1,2]")
     assert code == 0
     lines = out.splitlines()
@@ -52,7 +46,7 @@ def test_trace_text_is_indented_by_depth() -> None:
     assert "output [1, 2, 3]" in lines[-1]
 
 
-def test_input_from_file(tmp_path: Path) -> None:
+def test_input_from_file(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "in.json"
     path.write_text("[10, 5]")
     code, out, _ = invoke("trace", "--task", "addition", "--input", f"@{path}", "--json")
@@ -84,7 +78,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("task_name,text,fragment", BAD_INPUTS)
-def test_bad_input_exits_2_with_one_line(task_name: str, text: str, fragment: str) -> None:
+def test_bad_input_exits_2_with_one_line(
+    invoke: Invoke, task_name: str, text: str, fragment: str
+) -> None:
     code, out, err = invoke("trace", "--task", task_name, "--input", text)
     assert code == 2
     assert out == ""
@@ -100,13 +96,13 @@ def test_bad_input_exits_2_with_one_line(task_name: str, text: str, fragment: st
         (["--task", "addition", "--input", "@/nonexistent/x.json"], "cannot read --input file"),
     ],
 )
-def test_bad_names_exit_2_with_one_line(args: list[str], fragment: str) -> None:
+def test_bad_names_exit_2_with_one_line(invoke: Invoke, args: list[str], fragment: str) -> None:
     code, _, err = invoke("trace", *args)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
 
 
-def test_dataset_command_is_deterministic(tmp_path: Path) -> None:
+def test_dataset_command_is_deterministic(invoke: Invoke, tmp_path: Path) -> None:
     paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     for path in paths:
         code, _, err = invoke("dataset", "--task", "addition", "--count", "5", "--max-size", "3",
@@ -116,7 +112,7 @@ def test_dataset_command_is_deterministic(tmp_path: Path) -> None:
     assert len(paths[0].read_text().splitlines()) == 6
 
 
-def test_dataset_from_explicit_inputs(tmp_path: Path) -> None:
+def test_dataset_from_explicit_inputs(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     code, _, err = invoke("dataset", "--task", "toposort", "--input", EXAMPLES_JSON, "-o", str(path))
     assert code == 0, err
@@ -135,6 +131,6 @@ EXAMPLES_JSON = TASKS["toposort"].input_example
         ["--task", "addition", "--count", "0", "--max-size", "3", "-o", "x.jsonl"],
     ],
 )
-def test_dataset_usage_errors_exit_2(args: list[str]) -> None:
+def test_dataset_usage_errors_exit_2(invoke: Invoke, args: list[str]) -> None:
     code, _, err = invoke("dataset", *args)
     assert code == 2 and len(err.strip().splitlines()) == 1, err

@@ -23,7 +23,7 @@ from verifier.budget import BudgetExceeded, refuse_unless_fits, time_budget
 from verifier.errors import InvalidInput, VerifierError
 from verifier.tasks import TASKS, Task, get_task
 from verifier.config import NPIConfig, TrainConfig
-from verifier.tasks.base import RECURSIVE
+from verifier.tasks.base import RECURSIVE, Formulation
 from verifier.paths import check_output_file
 
 if TYPE_CHECKING:  # torch-dependent modules are imported inside the commands that need them
@@ -129,7 +129,7 @@ TASK_CHOICE = _Names(list(TASKS))
 task_option = click.option(
     "--task", "task_name", required=True, type=TASK_CHOICE, help="Task name (see `tasks`)."
 )
-FORMULATIONS = list(dict.fromkeys(f for t in TASKS.values() for f in t.formulations))
+FORMULATIONS = [f.value for f in Formulation]  # values: click would list an enum's names
 formulation_option = click.option(
     "--formulation",
     default=RECURSIVE,
