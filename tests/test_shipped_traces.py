@@ -8,7 +8,7 @@ import pytest
 
 from verifier.tasks import TASKS
 from verifier.tasks.base import NON_RECURSIVE, RECURSIVE
-from verifier.traces import Sampling, read_dataset, write_dataset
+from verifier.traces import EXPLICIT_INPUTS, Sampling, read_dataset, write_dataset
 
 SHIPPED = sorted((Path(__file__).parent.parent / "traces").glob("*.jsonl"))
 
@@ -30,17 +30,16 @@ def test_shipped_dataset_regenerates_byte_for_byte(path: Path, tmp_path: Path) -
     header = data.header
     if header.get("inputs") == "explicit":
         values = [data.task.parse_input(t["input"]) for t in data.traces]
-        provenance = {"inputs": "explicit"}
-    elif "size_range" in header:
-        low, high = header["size_range"]
-        values = Sampling(header["count"], low, high, header["seed"], cover=header["cover"]).inputs(
-            data.task
-        )
-        provenance = {"seed": header["seed"], "size_range": [low, high], "cover": header["cover"]}
+        provenance = EXPLICIT_INPUTS
     else:
-        sizes = tuple(header["sizes"])
-        values = Sampling(len(sizes), 1, 1, header["seed"], sizes, header["cover"]).inputs(data.task)
-        provenance = {"seed": header["seed"], "sizes": list(sizes), "cover": header["cover"]}
+        if "size_range" in header:
+            low, high = header["size_range"]
+            sampling = Sampling(header["count"], low, high, header["seed"], cover=header["cover"])
+        else:
+            sizes = tuple(header["sizes"])
+            sampling = Sampling(len(sizes), 1, 1, header["seed"], sizes, header["cover"])
+        values = sampling.inputs(data.task)
+        provenance = sampling.provenance()
     again = tmp_path / path.name
     write_dataset(data.task, data.formulation, values, again, provenance)
     assert again.read_bytes() == path.read_bytes()

@@ -328,7 +328,7 @@ def dataset(
     path: Path,
 ) -> None:
     """Write a training set of reference traces (JSON lines) from sampled or given inputs."""
-    from verifier.traces import Sampling, write_dataset
+    from verifier.traces import EXPLICIT_INPUTS, Sampling, write_dataset
 
     task = get_task(task_name)
     task.routines(formulation)
@@ -337,18 +337,19 @@ def dataset(
         if count is not None or max_size is not None or sizes is not None:
             raise VerifierError("give either --input or sampling options, not both")
         values = [parse_problem(task, text) for text in inputs]
-        provenance: dict[str, Any] = {"inputs": "explicit"}
-    elif sizes is not None:
-        if count is not None or max_size is not None:
-            raise VerifierError("give either --sizes or --count/--max-size, not both")
-        listed = _int_list(sizes, "--sizes")
-        values = Sampling(len(listed), 1, 1, seed, tuple(listed), cover).inputs(task)
-        provenance = {"seed": seed, "sizes": listed, "cover": cover}
+        provenance = EXPLICIT_INPUTS
     else:
-        if count is None or max_size is None:
+        if sizes is not None:
+            if count is not None or max_size is not None:
+                raise VerifierError("give either --sizes or --count/--max-size, not both")
+            listed = _int_list(sizes, "--sizes")
+            sampling = Sampling(len(listed), 1, 1, seed, tuple(listed), cover)
+        elif count is None or max_size is None:
             raise VerifierError("dataset needs --count and --max-size (or --sizes, or --input)")
-        values = Sampling(count, min_size, max_size, seed, cover=cover).inputs(task)
-        provenance = {"seed": seed, "size_range": [min_size, max_size], "cover": cover}
+        else:
+            sampling = Sampling(count, min_size, max_size, seed, cover=cover)
+        values = sampling.inputs(task)
+        provenance = sampling.provenance()
     written = write_dataset(task, formulation, values, path, provenance)
     click.echo(f"wrote {written} {task.name} ({formulation}) traces to {path}", err=True)
 
