@@ -30,7 +30,7 @@ def test_float64_recheck_decides_as_the_batched_check(shipped: tuple) -> None:
     checkpoint, states = shipped
     decide = Decider(checkpoint.model.config, checkpoint.task)
     double = check._float64_copy(checkpoint.model)
-    for key, action in states.items():
+    for key, action in list(states.items())[::3]:  # every third: each is a whole replay
         assert not check._float64_differs(double, decide, key, action)
         wrong = Action(action.program, action.args, not action.ret)
         assert check._float64_differs(double, decide, key, wrong)

@@ -192,6 +192,8 @@ def _fine_tune_with_one_flipped_label(tmp_path: Path) -> tuple[Path, tuple]:
     return path, flipped
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 def test_model_wrong_on_one_state_is_refuted_with_a_reproducing_counterexample(
     invoke: Invoke, tmp_path: Path
 ) -> None:

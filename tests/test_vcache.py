@@ -46,6 +46,8 @@ def _same(a: VerificationSet, b: VerificationSet) -> None:
     assert (a.coverage_proved, a.exact, a.unwitnessed) == (b.coverage_proved, b.exact, b.unwitnessed)
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 @pytest.mark.parametrize("task_name", ["bubblesort", "quicksort", "toposort"])
 def test_entry_round_trips_exactly(task_name: str, tmp_path: Path) -> None:
     task = TASKS[task_name]

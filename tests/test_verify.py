@@ -52,6 +52,7 @@ class StatePolicy:
         return Subject(self.task, "recursive", self, lambda states: check_function(self.decide, states))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task_name", FINITE)
 def test_reference_policy_is_certified(task_name: str) -> None:
     outcome = certify_subject(StatePolicy(task_name).subject(), vset=vset_of(task_name))
@@ -78,6 +79,8 @@ def _wrong_action(task_name: str, action: Action) -> Action:
         next(p.name for p in task.programs if not p.primitive)).arity, False)
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 @pytest.mark.parametrize("task_name", FINITE)
 @pytest.mark.parametrize("pick", [0, 17, 33])
 def test_one_wrong_reachable_state_is_refuted_with_a_replayable_counterexample(
@@ -105,6 +108,8 @@ def test_one_wrong_reachable_state_is_refuted_with_a_replayable_counterexample(
         assert example.model_output == task.output(run.env)
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 def test_wrong_only_on_unwitnessed_states_is_inconclusive() -> None:
     vset = vset_of("bubblesort-values")
     state = sorted(vset.unwitnessed)[0]

@@ -27,8 +27,8 @@ def vsets() -> dict:
     return {name: vset_of(name) for name in WITH_SEMANTICS}
 
 
-def test_bubblesort_v_is_exact_for_all_sizes(vsets: dict) -> None:
-    v = vsets["bubblesort"]
+def test_bubblesort_v_is_exact_for_all_sizes() -> None:
+    v = vset_of("bubblesort")
     assert v.coverage_proved and v.exact
     assert len(v.states) == len(v.concrete.actions) == 49
     assert v.abstract is not None and v.abstract.stats.unknown == 0
@@ -42,6 +42,7 @@ def test_bubblesort_v_is_exact_for_all_sizes(vsets: dict) -> None:
     assert reached == set(v.states)
 
 
+@pytest.mark.slow
 def test_addition_v_is_exact_for_all_sizes(vsets: dict) -> None:
     """The row-by-row abstraction is exact, and the covering inputs witness all of it."""
     v = vsets["addition"]
@@ -50,6 +51,7 @@ def test_addition_v_is_exact_for_all_sizes(vsets: dict) -> None:
     assert v.per_program() == {"ADD": 24_901, "ADD1": 343, "CARRY": 306, "LSHIFT": 51_506}
 
 
+@pytest.mark.slow
 def test_quicksort_v_over_approximates_only_after_a_recursive_call(vsets: dict) -> None:
     """What is left of the over-approximation: 7 QUICKSORT states, each after the first
     recursive call returns (non-relational summaries; see QuickSortSemantics)."""
@@ -61,6 +63,7 @@ def test_quicksort_v_over_approximates_only_after_a_recursive_call(vsets: dict) 
         assert program == "QUICKSORT" and (len(observations) == 1 or len(observations) == 5)
 
 
+@pytest.mark.slow
 def test_toposort_v_is_exact_for_all_sizes(vsets: dict) -> None:
     """The depth-first-search invariants (quantified, instantiated) make V exact."""
     v = vsets["toposort"]
@@ -87,6 +90,8 @@ def _concrete_abstraction(semantics: Any, env: Any) -> tuple[int, ...]:
     return tuple(values)
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 def test_toposort_abstract_posts_contain_the_concrete_steps() -> None:
     """Along reference runs, the abstract state after each primitive (hidden predicates and
     all) is one of the abstract posts of the state before it: the instantiated universal
@@ -130,6 +135,8 @@ def test_product_posts_equal_the_joint_posts() -> None:
         state = sorted(after)[rng.randrange(len(after))]
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 @pytest.mark.parametrize("task_name", WITH_SEMANTICS)
 def test_v_contains_every_state_of_large_random_runs(task_name: str, vsets: dict) -> None:
     task, v = TASKS[task_name], vsets[task_name]
@@ -142,6 +149,8 @@ def test_v_contains_every_state_of_large_random_runs(task_name: str, vsets: dict
                 assert v.states[key] == step.action
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 @pytest.mark.parametrize("task_name", WITH_SEMANTICS)
 def test_z3_semantics_agree_with_python_on_random_steps(task_name: str) -> None:
     task = TASKS[task_name]
@@ -149,6 +158,7 @@ def test_z3_semantics_agree_with_python_on_random_steps(task_name: str) -> None:
     assert result.steps == 3000 and result.mismatches == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task_name", WITH_SEMANTICS)
 def test_non_recursive_formulation_is_unbounded(task_name: str) -> None:
     with pytest.raises(UnboundedCall, match="runs more than .* steps in one call"):
@@ -160,6 +170,7 @@ def test_partial_formulation_is_unbounded() -> None:
         build_vset(TASKS["bubblesort"], "partial")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task_name", list(TASKS))
 def test_growth_detector_flags_loops_and_spares_recursion(task_name: str) -> None:
     """Where no Z3 semantics exist, unbounded calls are found by growth with input size."""
