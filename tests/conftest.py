@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, settings
 
 from verifier.checkpoint import save_checkpoint
 from verifier.npi import NPI, NPIConfig
-from verifier.vset.build import build_vset
-from verifier.vset.result import VerificationSet
 from verifier.tasks import TASKS
 from verifier.traces import read_dataset
 from verifier.training import TrainConfig, TrainReport, steps_from_records, train
 from verifier.vcache import ENV_VAR
+from verifier.vset.build import build_vset
+from verifier.vset.result import VerificationSet
 
 # Reference runs on large inputs take milliseconds each; no per-example deadline, and a
 # modest example count keeps the default run fast on CI's 2 cores.

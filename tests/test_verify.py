@@ -146,6 +146,7 @@ def test_an_undecidable_post_with_too_many_candidates_is_an_error(monkeypatch: p
     assert error.value.exit_code == 3
 
 
+@pytest.mark.slow
 def test_counterexample_prefers_an_input_with_a_wrong_answer() -> None:
     """Stopping CHECK_CHILD at a black child leaves the output right on the smallest input that
     reaches the state (the black child is the last one) and wrong on a larger one: replay

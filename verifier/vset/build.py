@@ -4,6 +4,7 @@ with the input (their call-local sequences, and so V, are unbounded)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import defaultdict
@@ -60,7 +61,7 @@ def build_vset(
         if missing:  # the over-approximation must contain every concrete state
             raise VerifierError(
                 f"{task.name}: Z3 semantics disagree with the Python environment: the abstract "
-                f"fixed point misses {len(missing)} concrete states, e.g. {sorted(missing)[0]}"
+                f"fixed point misses {len(missing)} concrete states, e.g. {min(missing)}"
             )
     states = dict(abstract.actions if abstract else concrete.actions)
     names = tuple(semantics.hidden_names) if semantics else ()
@@ -80,10 +81,10 @@ def raise_if_growing(task: Task, formulation: str) -> None:
             value = task.sample_input(rng, size)
             for call in split_calls(run_reference(task, formulation, value).steps):
                 per_program[call[0].program] = max(per_program[call[0].program], len(call))
-        for program in per_program:
-            longest[program].append(per_program[program])
+        for program, length in per_program.items():
+            longest[program].append(length)
     for program, lengths in sorted(longest.items()):
-        if len(lengths) == len(GROWTH_SIZES) and all(a < b for a, b in zip(lengths, lengths[1:])):
+        if len(lengths) == len(GROWTH_SIZES) and all(a < b for a, b in itertools.pairwise(lengths)):
             sizes = ", ".join(f"{n} at size {s}" for n, s in zip(lengths, GROWTH_SIZES))
             raise UnboundedCall(
                 program,

@@ -90,7 +90,7 @@ def concrete_states(
         ):
             return found
     quiet = 0
-    for size in range(size, max_size + 1):
-        if run_size(size, [task.sample_input(rng, size) for _ in range(samples)]):
+    for sampled in range(size, max_size + 1):
+        if run_size(sampled, [task.sample_input(rng, sampled) for _ in range(samples)]):
             break
     return found
