@@ -12,7 +12,7 @@ from tests.conftest import vset_of
 from verifier.check import check_function
 from verifier.errors import UndecidedPost
 from verifier.evaluation import model_limits
-from verifier.runtime import Query, ReferencePolicy, execute, reference_action
+from verifier.runtime import Query, ReferencePolicy, StateKey, execute, reference_action
 from verifier.smt import AbstractDomain
 from verifier.smt import semantics_for
 from verifier.tasks import TASKS
@@ -32,7 +32,7 @@ class StatePolicy:
         self.routines = self.task.routines("recursive")
         self.overrides = overrides or {}
 
-    def decide(self, key: tuple) -> Action:
+    def decide(self, key: StateKey) -> Action:
         program, args, observations = key
         if key in self.overrides:
             return self.overrides[key]
