@@ -338,18 +338,17 @@ def dataset(
             raise VerifierError("give either --input or sampling options, not both")
         values = [parse_problem(task, text) for text in inputs]
         provenance = EXPLICIT_INPUTS
+    elif sizes is not None:
+        if count is not None or max_size is not None:
+            raise VerifierError("give either --sizes or --count/--max-size, not both")
+        listed = _int_list(sizes, "--sizes")
+        sampling = Sampling(len(listed), 1, 1, seed, tuple(listed), cover)
+        values, provenance = sampling.inputs(task), sampling.provenance()
     else:
-        if sizes is not None:
-            if count is not None or max_size is not None:
-                raise VerifierError("give either --sizes or --count/--max-size, not both")
-            listed = _int_list(sizes, "--sizes")
-            sampling = Sampling(len(listed), 1, 1, seed, tuple(listed), cover)
-        elif count is None or max_size is None:
+        if count is None or max_size is None:
             raise VerifierError("dataset needs --count and --max-size (or --sizes, or --input)")
-        else:
-            sampling = Sampling(count, min_size, max_size, seed, cover=cover)
-        values = sampling.inputs(task)
-        provenance = sampling.provenance()
+        sampling = Sampling(count, min_size, max_size, seed, cover=cover)
+        values, provenance = sampling.inputs(task), sampling.provenance()
     written = write_dataset(task, formulation, values, path, provenance)
     click.echo(f"wrote {written} {task.name} ({formulation}) traces to {path}", err=True)
 
