@@ -96,6 +96,18 @@ def run_cli(*args: object, stdin: str | None = None) -> CliRun:
     return CliRun(result.exit_code, result.stdout, result.stderr)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Small torch steps on a busy 2-core machine are many times slower with 2 threads (a
+    module that runs many of them uses this fixture)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def invoke() -> Invoke:
     """The CLI tests' one way to run a command: `code, out, err = invoke("trace", ...)`."""

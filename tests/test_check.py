@@ -17,6 +17,7 @@ from verifier.runtime import Query
 from verifier.tasks.base import Action
 
 ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

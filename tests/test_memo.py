@@ -36,13 +36,7 @@ SHIPPED = [  # every shipped model of every task
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    """Batch-1 torch steps on a busy 2-core machine are many times slower with 2 threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @cache
