@@ -223,3 +223,29 @@ def test_array_at_builds_the_same_term_as_store() -> None:
     for index, value in sorted({3: -1, 1: 4, 2: 0}.items()):
         chained = z3.Store(chained, index, value)
     assert array_at({3: -1, 1: 4, 2: 0}, 7).eq(chained)
+
+
+def test_the_cross_check_worker_loads_task_modules(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task from a task module (--task-module) is cross-checked in the worker process too:
+    the worker is told which modules this process loaded (else it could not find the task
+    and the check would silently fall back to this process)."""
+    from verifier.tasks import load_task_module
+
+    module = tmp_path / "my_bubble.py"
+    module.write_text(
+        "from verifier.tasks import register\n"
+        "from verifier.tasks.bubblesort.task import BubbleSort\n\n\n"
+        "@register\nclass MyBubble(BubbleSort):\n    name = 'my-bubble'\n"
+    )
+    monkeypatch.setattr(TASKS, "module_paths", list(TASKS.module_paths))
+    (task,) = load_task_module(str(module))
+    try:
+        monkeypatch.setattr(crosscheck.os, "cpu_count", lambda: 2)
+        pending = CrossCheckElsewhere(task, 100)
+        assert pending.worker is not None
+        assert pending.result() == cross_check(task, semantics_for(task), 100)
+        assert pending.worker.returncode == 0
+    finally:
+        del TASKS["my-bubble"]
