@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from verifier.cli import main
+from tests.conftest import run_cli
 from verifier.tasks import TASKS
 
 ROOT = Path(__file__).parent.parent
@@ -42,9 +40,7 @@ def _registry_restored() -> Iterator[None]:
             del sys.modules[name]
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
+invoke = run_cli  # the suite's CLI runner (tests/conftest.py), called directly here
 
 
 def _variant(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:

@@ -375,7 +375,7 @@ def dataset(
     path: Path,
 ) -> None:
     """Write a training set of reference traces (JSON lines) from sampled or given inputs."""
-    from verifier.traces import Sampling, write_dataset
+    from verifier.traces import EXPLICIT_INPUTS, Sampling, write_dataset
 
     task = get_task(task_name)
     task.routines(formulation)
@@ -384,18 +384,18 @@ def dataset(
         if count is not None or max_size is not None or sizes is not None:
             raise VerifierError("give either --input or sampling options, not both")
         values = [parse_problem(task, text) for text in inputs]
-        provenance: dict[str, Any] = {"inputs": "explicit"}
+        provenance = EXPLICIT_INPUTS
     elif sizes is not None:
         if count is not None or max_size is not None:
             raise VerifierError("give either --sizes or --count/--max-size, not both")
         listed = _int_list(sizes, "--sizes")
-        values = Sampling(len(listed), 1, 1, seed, tuple(listed), cover).inputs(task)
-        provenance = {"seed": seed, "sizes": listed, "cover": cover}
+        sampling = Sampling(len(listed), 1, 1, seed, tuple(listed), cover)
+        values, provenance = sampling.inputs(task), sampling.provenance()
     else:
         if count is None or max_size is None:
             raise VerifierError("dataset needs --count and --max-size (or --sizes, or --input)")
-        values = Sampling(count, min_size, max_size, seed, cover=cover).inputs(task)
-        provenance = {"seed": seed, "size_range": [min_size, max_size], "cover": cover}
+        sampling = Sampling(count, min_size, max_size, seed, cover=cover)
+        values, provenance = sampling.inputs(task), sampling.provenance()
     written = write_dataset(task, formulation, values, path, provenance)
     click.echo(f"wrote {written} {task.name} ({formulation}) traces to {path}", err=True)
 
@@ -654,7 +654,7 @@ def vset(
     every state with its reference action. Exits 0, or 3 when a call's sequences are
     unbounded (non-recursive formulations; `--json` then prints {"task", "formulation",
     "bounded": false, "program", "reason"})."""
-    from verifier.reach import UnboundedCall
+    from verifier.errors import UnboundedCall
     from verifier.vcache import load_or_build
 
     task = get_task(task_name)
