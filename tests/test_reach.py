@@ -214,3 +214,22 @@ def test_array_at_builds_the_same_term_as_store() -> None:
     for index, value in sorted({3: -1, 1: 4, 2: 0}.items()):
         chained = z3.Store(chained, index, value)
     assert array_at({3: -1, 1: 4, 2: 0}, 7).eq(chained)
+
+
+def test_large_reference_runs_take_the_tasks_large_test_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task whose reference grows fast (Hanoi: 2^n - 1 moves) lowers the size certify tests."""
+    task = TASKS["bubblesort"]
+    monkeypatch.setattr(type(task), "large_test_size", 3)
+    large = build_vset(task).large_reference_runs()
+    assert (large.size, large.inputs, large.wrong, large.non_halting) == (3, 10, 0, 0)
+
+
+def test_default_large_strategy_draws_up_to_the_large_test_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hypothesis import find
+    from hypothesis.errors import NoSuchExample
+
+    task = TASKS["bubblesort"]
+    monkeypatch.setattr(type(task), "large_test_size", 2)
+    assert len(find(task.strategy(large=True), lambda value: len(value) == 2)) == 2
+    with pytest.raises(NoSuchExample):
+        find(task.strategy(large=True), lambda value: len(value) > 2)
