@@ -34,7 +34,7 @@ def test_vset_json(invoke: Invoke, certified: Path) -> None:
     assert data["exact"] and data["unwitnessed"] == 0 and len(data["states"]) == 49
     assert sum(data["per_program"].values()) == 49
     state = data["states"][0]
-    assert set(state) == {"program", "args", "observations", "action"}
+    assert set(state) == {"program", "args", "observations", "action", "witnessed"}
     assert set(state["action"]) == {"program", "args", "return"}
 
 

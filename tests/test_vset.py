@@ -15,7 +15,7 @@ from verifier.runtime import run_reference, split_calls
 from verifier.smt import AbstractDomain, Universal, semantics_for
 from verifier.smt.product import ProductDomain, ProductSemantics
 from verifier.tasks import TASKS
-from verifier.tasks.base import RECURSIVE
+from verifier.tasks.base import RECURSIVE, Task
 from verifier.vset import crosscheck
 from verifier.vset.build import build_vset, raise_if_growing
 from verifier.vset.crosscheck import CrossCheckElsewhere, cross_check
@@ -249,3 +249,23 @@ def test_the_cross_check_worker_loads_task_modules(
         assert pending.worker.returncode == 0
     finally:
         del TASKS["my-bubble"]
+
+
+def test_large_reference_runs_take_the_tasks_large_test_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task whose reference grows fast (Hanoi: 2^n - 1 moves) lowers the size certify tests."""
+    task = TASKS["bubblesort"]
+    monkeypatch.setattr(type(task), "large_test_size", 3)
+    large = build_vset(task).large_reference_runs()
+    assert (large.size, large.inputs, large.wrong, large.non_halting) == (3, 10, 0, 0)
+
+
+def test_default_large_strategy_draws_up_to_the_large_test_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hypothesis import find
+    from hypothesis.errors import NoSuchExample
+
+    task = TASKS["bubblesort"]
+    monkeypatch.setattr(type(task), "large_test_size", 2)
+    default = Task.strategy(task, large=True)  # the base class's, which sorting tasks override
+    assert len(find(default, lambda value: len(value) == 2)) == 2
+    with pytest.raises(NoSuchExample):
+        find(default, lambda value: len(value) > 2)

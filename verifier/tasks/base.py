@@ -127,6 +127,11 @@ class Task(ABC):
     # complete and no model of the task is ever certified. Declaring them and not defining
     # `semantics()` is refused when the task registers.
     symbolic: ClassVar[bool] = True
+    # The size of the random inputs, far beyond training sizes, that `certify` runs the
+    # reference program on (termination and correctness: tested) and that the default
+    # `strategy(large=True)` draws up to. A task whose reference run grows fast with the size
+    # lowers it (Towers of Hanoi makes 2^n - 1 moves).
+    large_test_size: ClassVar[int] = 40
 
     def semantics(self) -> Semantics | None:
         """The task's environment and primitives in Z3 with its hidden predicates (the only z3
@@ -139,7 +144,7 @@ class Task(ABC):
         strategy independent of its own sampler (stronger tests)."""
         from hypothesis import strategies as st
 
-        sizes = st.integers(1, 40 if large else 6)
+        sizes = st.integers(1, self.large_test_size if large else 6)
         seeds = st.integers(0, 2**32 - 1)
         return st.tuples(sizes, seeds).map(lambda p: self.sample_input(random.Random(p[1]), p[0]))
 

@@ -17,8 +17,7 @@ from verifier.vset.fixpoint import AbstractStates
 
 COVER_PROBES = 50  # random inputs offered to the witness cover besides the inputs searched ...
 COVER_PROBE_SIZE = 24  # ... each of at most this size
-LARGE_TEST_INPUTS = 10  # random inputs far beyond training sizes for the reference obligations
-LARGE_TEST_SIZE = 40
+LARGE_TEST_INPUTS = 10  # random inputs of the task's large_test_size for the reference obligations
 
 
 @dataclass
@@ -90,13 +89,14 @@ class VerificationSet:
         return cover
 
     def large_reference_runs(self) -> LargeReferenceRuns:
-        """The reference program on LARGE_TEST_INPUTS random inputs of LARGE_TEST_SIZE (seed 0),
-        far beyond the sizes searched: evidence for termination and correctness (tested, not
-        proved). Computed once per set."""
+        """The reference program on LARGE_TEST_INPUTS random inputs of the task's
+        `large_test_size` (seed 0), far beyond the sizes searched: evidence for termination and
+        correctness (tested, not proved). Computed once per set."""
         if self._large is None:
             rng = random.Random(0)
-            large = [self.task.sample_input(rng, LARGE_TEST_SIZE) for _ in range(LARGE_TEST_INPUTS)]
-            found = LargeReferenceRuns(len(large), LARGE_TEST_SIZE)
+            size = self.task.large_test_size
+            large = [self.task.sample_input(rng, size) for _ in range(LARGE_TEST_INPUTS)]
+            found = LargeReferenceRuns(len(large), size)
             for value in large:
                 run = run_reference(self.task, self.formulation, value, record=False)
                 found.non_halting += not run.halted
