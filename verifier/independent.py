@@ -357,6 +357,7 @@ def solve_all(b: Bundle, queries: list[tuple[int, str, str, str]]) -> int:
         solver = cvc5.Solver()
         solver.setOption("incremental", "true")
         solver.setOption("tlimit-per", str(QUERY_LIMIT_MS))
+        solver.setOption("arrays-exp", "true")  # constant arrays
         solver.setLogic("ALL")
         symbols = cvc5.SymbolManager(solver.getTermManager())
         parser = cvc5.InputParser(solver, symbols)
@@ -379,7 +380,11 @@ def solve_all(b: Bundle, queries: list[tuple[int, str, str, str]]) -> int:
             except RuntimeError as error:
                 raise Refused(f"cvc5 cannot read a {obligation} query: "
                               f"{str(error).splitlines()[0]}") from None
-            result = solver.checkSat()
+            try:
+                result = solver.checkSat()
+            except RuntimeError as error:
+                raise Refused(f"cvc5 cannot solve a {obligation} query: "
+                              f"{str(error).splitlines()[0]}") from None
             solver.pop()
             answer = "sat" if result.isSat() else "unsat" if result.isUnsat() else "unknown"
             if answer != expect:
