@@ -18,6 +18,7 @@ import torch
 
 from verifier import __version__
 from verifier.check import StateKey
+from verifier.bundle import BUNDLE_FORMAT
 from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from verifier.errors import BadFile, EditedCertificate, PluginError, UnknownName, VerifierError
 from verifier.runtime import SEMANTICS
@@ -42,7 +43,11 @@ def digest_of(data: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body).encode()).hexdigest()
 
 
-def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome) -> dict[str, Any]:
+def build_certificate(
+    checkpoint: Checkpoint, model_path: Path, outcome: Outcome, bundle: bool = True
+) -> dict[str, Any]:
+    """The certificate of a certification; with `bundle`, its proof bundle too (a Certificate
+    carrying the bytes for `write_certificate`; building it re-explores V's fixed point)."""
     task = checkpoint.task
     vset = outcome.vset
     data: dict[str, Any] = {
@@ -85,10 +90,11 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
             "output_correct": example.output_correct,
             "summary": example.describe(task),
         }
-    bundle = _bundle(checkpoint, outcome)
-    data["bundle"] = bundle.record
+    made = _bundle(checkpoint, outcome) if bundle else _Bundle(
+        {"format": BUNDLE_FORMAT, "unavailable": "not written (no certificate file)"}, None)
+    data["bundle"] = made.record
     data["digest"] = digest_of(data)
-    return Certificate(data, bundle=bundle.data)
+    return Certificate(data, bundle=made.data)
 
 
 class Certificate(dict):  # type: ignore[type-arg]
@@ -109,7 +115,7 @@ class _Bundle:
 def _bundle(checkpoint: Checkpoint, outcome: Outcome) -> _Bundle:
     """The proof bundle of a certification (`verifier.bundle`) and the certificate's record of
     it: its file name suffix and sha256, or why there is none."""
-    from verifier.bundle import BUNDLE_FORMAT, build_bundle, bundle_sha256, bundle_unavailable
+    from verifier.bundle import build_bundle, bundle_sha256, bundle_unavailable
 
     reason = "the verdict is not certified" if outcome.verdict != Verdict.CERTIFIED else (
         bundle_unavailable(checkpoint, outcome.vset))

@@ -739,7 +739,7 @@ def certify(
     with status() as line:
         outcome = certify_model(checkpoint, progress=line.text, use_cache=not no_cache)
     reference = model_path if cert_path is None else Path(os.path.relpath(model_path, cert_path.parent))
-    certificate = build_certificate(checkpoint, reference, outcome)
+    certificate = build_certificate(checkpoint, reference, outcome, bundle=cert_path is not None)
     if cert_path is not None:
         write_certificate(cert_path, certificate)
     if as_json:

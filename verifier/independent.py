@@ -32,6 +32,7 @@ import json
 import struct
 import sys
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def read_bundle(path: Path, certificate: dict[str, Any]) -> dict[str, Any]:
         raise Refused(f"bundle {name} was edited: its sha256 does not match the certificate's")
     try:
         bundle = json.loads(gzip.decompress(raw))
-    except (OSError, EOFError, ValueError) as error:
+    except (OSError, EOFError, ValueError, zlib.error) as error:
         raise Refused(f"bundle {name} is not gzip-compressed JSON: {error}") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise Refused(f"bundle {name} is not an {BUNDLE_FORMAT} bundle")
@@ -132,12 +133,7 @@ class Bundle:
     """The bundle's tables, indexed for the checks."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        try:
-            self._read(data)
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise Refused(f"the bundle is malformed ({type(error).__name__}: {error})") from None
-
-    def _read(self, data: dict[str, Any]) -> None:
+        """Raises KeyError, TypeError, ValueError or IndexError where the bundle is malformed."""
         self.entry, self.nop = str(data["entry"]), str(data["nop"])
         self.programs = {p[0]: (bool(p[1]), tuple(p[2])) for p in data["programs"]}
         self.program_names = [p[0] for p in data["programs"]]
@@ -161,6 +157,7 @@ class Bundle:
         self.contexts = data["contexts"]
         self.templates = data["templates"]
         self.queries = data["queries"]
+        self.model_config = data["model"]["config"]
 
 
 def check_vset(b: Bundle) -> tuple[list[tuple[str, tuple]], list[int], dict]:
@@ -477,12 +474,14 @@ def recheck(path: Path) -> str:
     certificate = read_certificate(path)
     data = read_bundle(path, certificate)
     weights = read_weights(path, certificate, data)
-    b = Bundle(data)
-    b.model_config = data["model"]["config"]
-    calls, depth, index = check_vset(b)
-    points = check_fixed_point(b, calls, index)
-    margin = check_model(b, weights, calls, depth)
-    queries = check_queries(b)
+    try:
+        b = Bundle(data)
+        calls, depth, index = check_vset(b)
+        points = check_fixed_point(b, calls, index)
+        margin = check_model(b, weights, calls, depth)
+        queries = check_queries(b)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise Refused(f"the bundle is malformed ({type(error).__name__}: {error})") from None
     recorded = certificate.get("verification_set") or {}
     if recorded.get("call_local_states") != len(b.nodes):
         raise Refused(f"the certificate counts {recorded.get('call_local_states')} call-local "
