@@ -398,74 +398,91 @@ def check_model(b: Bundle, w: dict[str, np.ndarray], calls: list, depth: list[in
     """The NPI's decision on every node of V, in float64, against the labels; returns the
     smallest decision margin (return logit from 0, best program and argument over the next)."""
     config = b.model_config
-    sizes = list(config["observation_sizes"])
-    names = list(config["program_names"])
+    sizes, names = list(config["observation_sizes"]), list(config["program_names"])
     if names != b.program_names or config.get("numeric_slots"):
         raise Refused("the model's programs are not the bundle's, or it reads numbers")
-    arg_size, layers = int(config["arg_size"]), int(config["layers"])
-    d_input = w["encoder.0.weight"].shape[1]
-    slots = (d_input - sum(sizes)) // arg_size
-    offsets = np.cumsum([0] + sizes[:-1])
+    arg_size, layers, d = int(config["arg_size"]), int(config["layers"]), int(config["d_hidden"])
+    slots = (w["encoder.0.weight"].shape[1] - sum(sizes)) // arg_size
     ids = {name: k for k, name in enumerate(names)}
-    keys = w["program_keys"]
+    legal = np.zeros((len(names), slots), dtype=np.int64)  # values legal per program and slot
+    for k, name in enumerate(names):
+        legal[k, : len(b.programs[name][1])] = b.programs[name][1]
     n = len(b.nodes)
+    observations = np.array([node[1] for node in b.nodes], dtype=np.int64).reshape(n, -1)
+    if observations.shape[1] != len(sizes) or (observations < 0).any() or (
+            observations >= np.array(sizes)).any():
+        raise Refused("an observation of V is out of the model's ranges")
+    arguments = np.array([list(calls[node][1]) + [0] * (slots - len(calls[node][1]))
+                          for node in range(n)], dtype=np.int64).reshape(n, slots)
+    # per node: the one-hot column of each observation and argument, then the call's program
+    features = np.concatenate([np.cumsum([0] + sizes[:-1]) + observations,
+                               sum(sizes) + arg_size * np.arange(slots) + arguments,
+                               np.array([[ids[call[0]]] for call in calls]).reshape(n, 1)], axis=1)
+    labels = np.array([[ids[p], r, *a, *[0] * (slots - len(a))] for _, _, (p, a, r), *_ in b.nodes],
+                      dtype=np.int64).reshape(n, 2 + slots)  # program, return, arguments
     if any(depth[node] != depth[b.nodes[node][0]] + 1 for node in range(n) if b.nodes[node][0] >= 0):
         raise Refused("V's depths are inconsistent")
+    levels: dict[int, list[int]] = {}
+    for node in range(n):
+        levels.setdefault(depth[node], []).append(node)
     position = np.zeros(n, dtype=np.int64)  # each node's row in its level's arrays
-    state_h = state_c = np.zeros((0, layers, config["d_hidden"]))  # the previous level's
+    state = np.zeros((0, 2, layers, d))  # (nodes of the previous level, h/c, layers, d_hidden)
     smallest = float("inf")
-    for level in sorted(set(depth)):
-        rows = np.array([node for node in range(n) if depth[node] == level])
-        x = np.zeros((len(rows), d_input))
-        for r, node in enumerate(rows):
-            observation = b.nodes[node][1]
-            if len(observation) != len(sizes) or any(not 0 <= v < s for v, s in zip(observation, sizes)):
-                raise Refused(f"V node {node}'s observation {observation} is out of range")
-            x[r, offsets + np.array(observation)] = 1.0
-            args = list(calls[node][1]) + [0] * (slots - len(calls[node][1]))
-            for slot, value in enumerate(args):
-                x[r, sum(sizes) + slot * arg_size + value] = 1.0
-        s = np.maximum(x @ w["encoder.0.weight"].T + w["encoder.0.bias"], 0.0)
-        s = s @ w["encoder.2.weight"].T + w["encoder.2.bias"]
-        programs = np.array([ids[calls[node][0]] for node in rows])
-        inputs = np.concatenate([s, w["program_embedding.weight"][programs]], axis=1)
-        parents = np.array([b.nodes[node][0] for node in rows])
-        has_parent = (parents >= 0)[:, None]
-        above = position[np.maximum(parents, 0)]
-        new_h, new_c = np.zeros((len(rows), layers, config["d_hidden"])), np.zeros((len(rows), layers, config["d_hidden"]))
-        for k in range(layers):
-            h = np.where(has_parent, state_h[above, k], 0.0) if len(state_h) else np.zeros_like(new_h[:, k])
-            c = np.where(has_parent, state_c[above, k], 0.0) if len(state_c) else np.zeros_like(new_c[:, k])
-            gates = (inputs @ w[f"lstm.weight_ih_l{k}"].T + w[f"lstm.bias_ih_l{k}"]
-                     + h @ w[f"lstm.weight_hh_l{k}"].T + w[f"lstm.bias_hh_l{k}"])
-            i, f, g, o = np.split(gates, 4, axis=1)  # torch's gate order
-            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-            h = sigmoid(o) * np.tanh(c)
-            new_h[:, k], new_c[:, k] = h, c
-            inputs = h
-        state_h, state_c, position[rows] = new_h, new_c, np.arange(len(rows))
-        end = (inputs @ w["end_head.weight"].T + w["end_head.bias"])[:, 0]
-        logits = (inputs @ w["key_head.weight"].T + w["key_head.bias"]) @ keys.T
-        arg_logits = [inputs @ w[f"arg_heads.{k}.weight"].T + w[f"arg_heads.{k}.bias"]
-                      for k in range(slots)]
-        for r, node in enumerate(rows):
-            ordered = np.sort(logits[r])
-            margin = min(abs(end[r]), ordered[-1] - ordered[-2] if len(ordered) > 1 else np.inf)
-            chosen = int(np.argmax(logits[r]))
-            chosen_args = []
-            for slot, legal in enumerate(b.programs[names[chosen]][1]):
-                values = arg_logits[slot][r, :legal]
-                chosen_args.append(int(np.argmax(values)))
-                if legal >= 2:
-                    top = np.sort(values)
-                    margin = min(margin, top[-1] - top[-2])
-            decided = [names[chosen], chosen_args, bool(end[r] >= 0)]
-            label = b.nodes[node][2]
-            if decided != [label[0], list(label[1]), label[2]]:
-                raise Refused(f"the model decides {decided} at V node {node} ({calls[node][0]}"
-                              f"{list(calls[node][1])}, depth {level}); the reference label is {label}")
-            smallest = min(smallest, float(margin))
+    for level in sorted(levels):
+        rows = np.array(levels[level])
+        position[rows] = np.arange(len(rows))
+        new_state = np.zeros((len(rows), 2, layers, d))
+        for start in range(0, len(rows), 4096):  # bounded memory on wide levels
+            chunk = slice(start, start + 4096)
+            smallest = min(smallest, _decide(b, w, names, calls, rows[chunk], features, labels,
+                                             legal, state, position, new_state[chunk], level))
+        state = new_state
     return smallest
+
+
+def _decide(b: Bundle, w: dict[str, np.ndarray], names: list[str], calls: list, rows: np.ndarray,
+            features: np.ndarray, labels: np.ndarray, legal: np.ndarray, state: np.ndarray,
+            position: np.ndarray, new_state: np.ndarray, level: int) -> float:
+    """One LSTM step for `rows` (children of the previous level), checked against the labels."""
+    x = np.zeros((len(rows), w["encoder.0.weight"].shape[1]))
+    np.put_along_axis(x, features[rows, :-1], 1.0, axis=1)
+    s = np.maximum(x @ w["encoder.0.weight"].T + w["encoder.0.bias"], 0.0)
+    s = s @ w["encoder.2.weight"].T + w["encoder.2.bias"]
+    inputs = np.concatenate([s, w["program_embedding.weight"][features[rows, -1]]], axis=1)
+    parents = np.array([b.nodes[r][0] for r in rows])
+    previous = state[position[np.maximum(parents, 0)]] if len(state) else np.zeros_like(new_state)
+    previous = np.where((parents >= 0)[:, None, None, None], previous, 0.0)
+    for k in range(new_state.shape[2]):
+        gates = (inputs @ w[f"lstm.weight_ih_l{k}"].T + w[f"lstm.bias_ih_l{k}"]
+                 + previous[:, 0, k] @ w[f"lstm.weight_hh_l{k}"].T + w[f"lstm.bias_hh_l{k}"])
+        i, f, g, o = np.split(gates, 4, axis=1)  # torch's gate order
+        c = sigmoid(f) * previous[:, 1, k] + sigmoid(i) * np.tanh(g)
+        inputs = sigmoid(o) * np.tanh(c)
+        new_state[:, 0, k], new_state[:, 1, k] = inputs, c
+    end = (inputs @ w["end_head.weight"].T + w["end_head.bias"])[:, 0]
+    logits = (inputs @ w["key_head.weight"].T + w["key_head.bias"]) @ w["program_keys"].T
+    chosen = logits.argmax(axis=1)
+    top = np.sort(logits, axis=1)
+    margin = np.minimum(np.abs(end), top[:, -1] - top[:, -2] if logits.shape[1] > 1 else np.inf)
+    wrong = (chosen != labels[rows, 0]) | ((end >= 0) != labels[rows, 1].astype(bool))
+    chosen_args = np.zeros((len(rows), legal.shape[1]), dtype=np.int64)
+    for slot in range(legal.shape[1]):  # each argument: the best legal value for the program
+        values = inputs @ w[f"arg_heads.{slot}.weight"].T + w[f"arg_heads.{slot}.bias"]
+        allowed = legal[chosen, slot]
+        values = np.where(np.arange(values.shape[1]) < allowed[:, None], values, -np.inf)
+        chosen_args[:, slot] = values.argmax(axis=1)
+        wrong |= (allowed > 0) & (chosen_args[:, slot] != labels[rows, 2 + slot])
+        top = np.sort(values, axis=1)
+        with np.errstate(invalid="ignore"):  # -inf - -inf where fewer than 2 values are legal
+            margin = np.where(allowed >= 2, np.minimum(margin, top[:, -1] - top[:, -2]), margin)
+    if wrong.any():
+        r = int(np.flatnonzero(wrong)[0])
+        node = int(rows[r])
+        args = chosen_args[r, : int((legal[chosen[r]] > 0).sum())].tolist()
+        raise Refused(f"the model decides {[names[chosen[r]], args, bool(end[r] >= 0)]} at V node "
+                      f"{node} ({calls[node][0]}{list(calls[node][1])}, depth {level}); the "
+                      f"reference label is {b.nodes[node][2]}")
+    return float(margin.min()) if len(margin) else float("inf")
 
 
 def recheck(path: Path) -> str:
