@@ -55,7 +55,6 @@ BUNDLE_SUFFIX = ".bundle.json.gz"
 OBLIGATIONS = ("coverage", "termination", "reference-correctness")
 Abstract = tuple[int, ...]
 Context = tuple[str, Args, Abstract]
-Point = tuple[tuple[tuple[int, ...], ...], Abstract]
 
 
 def bundle_path(certificate: Path) -> Path:
@@ -84,24 +83,22 @@ def build_bundle(checkpoint: Checkpoint, vset: VerificationSet) -> bytes:
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
     domain = domain_for(semantics)
-    calls = _fixed_point(task, vset.formulation, domain, vset.states)
+    node_of, vset_rows = _forest(vset.states)
+    calls = _fixed_point(task, domain, vset.states, node_of)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(
         domain, ProductDomain) else [list(range(len(semantics.ranges())))]
-
-    node_of, vset_rows = _forest(vset.states)
     states = sorted({s for c, rec in calls.items() for s in (c[2], *rec.exits)}
                     | {point[1] for rec in calls.values() for point in rec.seen})
     state_index = {s: k for k, s in enumerate(states)}
     contexts = []
     for (program, args, entry), rec in sorted(calls.items()):
-        points = sorted([state_index[s], node_of[(program, args, observed)]]
-                        for observed, s in rec.seen)
+        points = sorted([state_index[s], node] for node, s in rec.seen)
         contexts.append([program, list(args), state_index[entry], points,
                          sorted(state_index[s] for s in rec.exits)])
-    projected = {(c[0], c[1], observed) for c, rec in calls.items() for observed, _ in rec.seen}
-    if projected != set(vset.states):  # the record must be the fixed point V came from
+    projected = {node for rec in calls.values() for node, _ in rec.seen}
+    if len(projected) != len(vset.states):  # the record must be the fixed point V came from
         raise VerifierError(f"{task.name}: the recorded fixed point projects to "
                             f"{len(projected)} call-local states, V has {len(vset.states)}")
 
@@ -160,33 +157,53 @@ class _Call:
     __slots__ = ("seen", "exits", "return_sites")
 
     def __init__(self) -> None:
-        self.seen: set[Point] = set()
+        self.seen: set[tuple[int, Abstract]] = set()  # (V node of the observations, state now)
         self.exits: set[Abstract] = set()
-        self.return_sites: list[tuple[Context, tuple, bool]] = []
+        self.return_sites: list[tuple[Context, int, bool]] = []
 
 
 def _fixed_point(
-    task: Task, formulation: str, domain: Domain, actions: Mapping[Any, Action]
+    task: Task, domain: Domain, actions: Mapping[Any, Action], node_of: Mapping[Any, int]
 ) -> dict[Context, _Call]:
     """The calls of the abstract fixed point (`verifier.reach.abstract_states`), explored
-    again with V's actions as the labels, recording each call's points and exit summary."""
+    again with V's actions as the labels, recording each call's points and exit summary.
+    A call's observations so far are named by their node in V's prefix forest."""
     size = domain.semantics.observation_size
     primitive = {p.name for p in task.programs if p.primitive}
+    label = [action for _, action in sorted((node_of[k], a) for k, a in actions.items())]
+    child: dict[tuple[int, tuple[int, ...]], int] = {}
+    root: dict[tuple[str, Args, tuple[int, ...]], int] = {}
+    for (program, args, observed), node in node_of.items():
+        if len(observed) == 1:
+            root[(program, args, observed[0])] = node
+        else:
+            child[(node_of[(program, args, observed[:-1])], observed[-1])] = node
     calls: dict[Context, _Call] = {}
-    work: list[tuple[Context, tuple, Abstract]] = []
+    work: list[tuple[Context, int, Abstract]] = []
     exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
+
+    def lacking(context: Context, state: Abstract) -> VerifierError:
+        return VerifierError(f"{task.name}: V lacks a call-local state of its own fixed point "
+                             f"(in {context[0]}{list(context[1])}, observing {list(state[:size])})")
 
     def open_call(context: Context) -> _Call:
         if context not in calls:
             calls[context] = _Call()
-            work.append((context, (context[2][:size],), context[2]))
+            node = root.get((context[0], context[1], context[2][:size]))
+            if node is None:
+                raise lacking(context, context[2])
+            work.append((context, node, context[2]))
         return calls[context]
 
-    def continue_with(context: Context, observed: tuple, ret: bool, after: Iterable[Abstract]) -> None:
+    def continue_with(context: Context, node: int, ret: bool, after: Iterable[Abstract]) -> None:
         if ret:
             exits.append((context, frozenset(after)))
-        else:
-            work.extend((context, observed + (a[:size],), a) for a in sorted(after))
+            return
+        for state in sorted(after):
+            next_node = child.get((node, state[:size]))
+            if next_node is None:
+                raise lacking(context, state)
+            work.append((context, next_node, state))
 
     for entry in sorted(domain.initial_states()):
         open_call((task.entry, (), entry))
@@ -197,26 +214,22 @@ def _fixed_point(
             new = reached - call.exits
             if new:
                 call.exits |= new
-                for site, observed, ret in call.return_sites:
-                    continue_with(site, observed, ret, new)
+                for site, node, ret in call.return_sites:
+                    continue_with(site, node, ret, new)
             continue
-        context, observed, current = work.pop()
-        if (observed, current) in calls[context].seen:
+        context, node, current = work.pop()
+        if (node, current) in calls[context].seen:
             continue
-        calls[context].seen.add((observed, current))
-        program, args, _ = context
-        action = actions.get((program, args, observed))
-        if action is None:
-            raise VerifierError(f"{task.name}: V lacks the call-local state {program}{list(args)} "
-                                f"{list(observed)} of its own fixed point")
+        calls[context].seen.add((node, current))
+        action = label[node]
         if action.program in primitive:
             after = (current,) if action.program == NOP else domain.post(
                 current, action.program, action.args)
-            continue_with(context, observed, action.ret, after)
+            continue_with(context, node, action.ret, after)
         else:
             callee = open_call((action.program, action.args, current))
-            callee.return_sites.append((context, observed, action.ret))
-            continue_with(context, observed, action.ret, callee.exits)
+            callee.return_sites.append((context, node, action.ret))
+            continue_with(context, node, action.ret, callee.exits)
     return calls
 
 
