@@ -133,6 +133,16 @@ def test_swapped_weights_are_refused(certified: Path, tmp_path: Path) -> None:
     assert "has other weights than the certified ones" in refusal(copy)
 
 
+def test_swapped_weights_with_a_resigned_certificate_are_refused(
+    certified: Path, tmp_path: Path
+) -> None:
+    copy = copy_of(certified, tmp_path)
+    shutil.copy(OTHER_MODEL, copy.parent / "model.pt")
+    other = load_checkpoint(OTHER_MODEL).weights_sha256
+    resign(copy, lambda data: data["model"].update(weights_sha256=other))
+    assert refusal(copy) == "the bundle is for other weights than the certificate"
+
+
 def test_dropped_query_is_refused(certified: Path, tmp_path: Path) -> None:
     copy = tamper(certified, tmp_path, lambda b: b["queries"]["coverage"].pop(7))
     assert refusal(copy).startswith("coverage query missing")
@@ -223,4 +233,4 @@ def test_certificate_without_bundle_is_refused(certified: Path, tmp_path: Path) 
 
 def test_malformed_bundle_is_refused(certified: Path, tmp_path: Path) -> None:
     copy = tamper(certified, tmp_path, lambda b: b["contexts"][0].__setitem__(2, 10**6))
-    assert refusal(copy).startswith("the bundle is malformed (IndexError")
+    assert refusal(copy).startswith("the bundle or certificate is malformed (IndexError")

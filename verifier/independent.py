@@ -49,6 +49,9 @@ QUERY_LIMIT_MS = 60_000  # cvc5's budget per query
 class Refused(Exception):
     """The certificate does not re-check; the message says why in one line."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
 
 def canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -126,7 +129,10 @@ def read_weights(path: Path, certificate: dict[str, Any], bundle: dict[str, Any]
                       f"digest {found[:12]}, certificate {str(certificate['model'].get('weights_sha256'))[:12]})")
     if found != bundle["model"]["weights_sha256"] or config != bundle["model"]["config"]:
         raise Refused("the bundle is for other weights than the certificate")
-    return {name: np.asarray(array, dtype=np.float64) for name, array in tensors.items()}
+    weights = {name: np.asarray(array, dtype=np.float64) for name, array in tensors.items()}
+    if not all(np.isfinite(array).all() for array in weights.values()):
+        raise Refused(f"model {named} holds non-finite weights")
+    return weights
 
 
 class Bundle:
@@ -489,16 +495,17 @@ def recheck(path: Path) -> str:
     """Re-check one certificate and its bundle; a one-line summary, or Refused."""
     started = time.perf_counter()
     certificate = read_certificate(path)
-    data = read_bundle(path, certificate)
-    weights = read_weights(path, certificate, data)
     try:
+        data = read_bundle(path, certificate)
+        weights = read_weights(path, certificate, data)
         b = Bundle(data)
         calls, depth, index = check_vset(b)
         points = check_fixed_point(b, calls, index)
         margin = check_model(b, weights, calls, depth)
         queries = check_queries(b)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
-        raise Refused(f"the bundle is malformed ({type(error).__name__}: {error})") from None
+        raise Refused(f"the bundle or certificate is malformed ({type(error).__name__}: "
+                      f"{error})") from None
     recorded = certificate.get("verification_set") or {}
     if recorded.get("call_local_states") != len(b.nodes):
         raise Refused(f"the certificate counts {recorded.get('call_local_states')} call-local "
@@ -509,7 +516,7 @@ def recheck(path: Path) -> str:
     if recorded.get("per_program") != dict(sorted(per_program.items())):
         raise Refused("the certificate's states per program are not V's")
     claimed = certificate.get("min_margin")
-    if not isinstance(claimed, (int, float)) or abs(claimed - margin) > MARGIN_TOLERANCE:
+    if not isinstance(claimed, (int, float)) or not abs(claimed - margin) <= MARGIN_TOLERANCE:
         raise Refused(f"the certificate's minimum margin {claimed} is not the {margin:.6f} "
                       "re-computed in float64")
     return (f"re-checked independently: {len(b.nodes)} states of V, {points} points of the "
