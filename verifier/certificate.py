@@ -122,7 +122,10 @@ def _bundle(checkpoint: Checkpoint, outcome: Outcome) -> _Bundle:
     if reason is not None:
         return _Bundle({"format": BUNDLE_FORMAT, "unavailable": reason}, None)
     assert outcome.vset is not None
-    data = build_bundle(checkpoint, outcome.vset)
+    try:
+        data = build_bundle(checkpoint, outcome.vset)
+    except VerifierError as error:  # the fixed point cannot be recorded: say why, certify on
+        return _Bundle({"format": BUNDLE_FORMAT, "unavailable": str(error)}, None)
     return _Bundle({"format": BUNDLE_FORMAT, "sha256": bundle_sha256(data)}, data)
 
 
