@@ -102,28 +102,8 @@ def build_bundle(checkpoint: Checkpoint, vset: VerificationSet) -> bytes:
         raise VerifierError(f"{task.name}: the recorded fixed point projects to "
                             f"{len(projected)} call-local states, V has {len(vset.states)}")
 
-    templates: list[dict[str, Any]] = []
-    queries: list[list[Any]] = []
-    posts: list[list[Any]] = []
-    routes: set[tuple[str, Args, int]] = set()
     initials = [part.initial_states() for part in parts]
-    for k, part in enumerate(parts):
-        found = initials[k]
-        names, text = _initial_template(part)
-        templates.append({"part": k, "kind": "initial", "program": None, "args": None,
-                          "vars": names, "next_vars": None, "smt2": text})
-        queries += _queries(len(templates) - 1, names, None, None, found)
-        for (program, args) in sorted(part._templates):
-            solver, now, after = part._templates[(program, args)]
-            names, next_names = [str(n) for n in now], [str(n) for n in after]
-            templates.append({"part": k, "kind": "post", "program": program,
-                              "args": list(args), "vars": names, "next_vars": next_names,
-                              "smt2": _smt2(solver.assertions())})
-            for (state, p, a), successors in sorted(part._posts.items()):
-                if (p, a) == (program, args):
-                    routes.add((program, args, k))
-                    posts.append([k, list(state), program, list(args), sorted(map(list, successors))])
-                    queries += _queries(len(templates) - 1, names, next_names, state, successors)
+    templates, queries, posts, routes = _solver_record(parts, initials)
     data = {
         "format": BUNDLE_FORMAT,
         "task": task.name,
@@ -143,10 +123,39 @@ def build_bundle(checkpoint: Checkpoint, vset: VerificationSet) -> bytes:
         "vset": vset_rows,
         "contexts": contexts,
         "templates": templates,
-        "queries": {"coverage": queries, "termination": [], "reference-correctness": []},
+        "queries": {"coverage": queries, **{name: [] for name in OBLIGATIONS[1:]}},
     }
     text = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return gzip.compress(text, compresslevel=6, mtime=0)
+
+
+def _solver_record(
+    parts: Sequence[AbstractDomain], initials: Sequence[frozenset[Abstract]]
+) -> tuple[list[dict[str, Any]], list[list[Any]], list[list[Any]], set[tuple[str, Args, int]]]:
+    """Per part: the SMT-LIB2 templates of its initial condition and of each primitive it
+    computed posts for, the coverage queries of its initial set and of each post, its posts,
+    and the route of each primitive to the part."""
+    templates: list[dict[str, Any]] = []
+    queries: list[list[Any]] = []
+    posts: list[list[Any]] = []
+    routes: set[tuple[str, Args, int]] = set()
+    for k, part in enumerate(parts):
+        names, text = _initial_template(part)
+        templates.append({"part": k, "kind": "initial", "program": None, "args": None,
+                          "vars": names, "next_vars": None, "smt2": text})
+        queries += _queries(len(templates) - 1, names, None, None, initials[k])
+        for (program, args) in sorted(part._templates):
+            solver, now, after = part._templates[(program, args)]
+            names, next_names = [str(n) for n in now], [str(n) for n in after]
+            templates.append({"part": k, "kind": "post", "program": program,
+                              "args": list(args), "vars": names, "next_vars": next_names,
+                              "smt2": _smt2(solver.assertions())})
+            for (state, p, a), successors in sorted(part._posts.items()):
+                if (p, a) == (program, args):
+                    routes.add((program, args, k))
+                    posts.append([k, list(state), program, list(args), sorted(map(list, successors))])
+                    queries += _queries(len(templates) - 1, names, next_names, state, successors)
+    return templates, queries, posts, routes
 
 
 def bundle_sha256(data: bytes) -> str:
