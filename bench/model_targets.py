@@ -2,7 +2,7 @@
 
     python bench/model_targets.py
 
-1. Training time of every recursive model from its shipped dataset (seed 0, as
+1. Training time of every task's recursive model from its shipped dataset (seed 0, as
    models/regenerate.sh does), against the 5-minute budget.
 2. Batched vs one-at-a-time evaluation of 30 bubble-sort arrays of length 20 with
    models/bubblesort.pt, side by side: wall time, ratio, interpreter steps per second.
@@ -23,16 +23,19 @@ from verifier.checkpoint import load_checkpoint  # noqa: E402
 from verifier.evaluation import correct, evaluation_inputs, run_model  # noqa: E402
 from verifier.npi import NPIConfig, NPIPolicy  # noqa: E402
 from verifier.traces import read_dataset  # noqa: E402
+from verifier.tasks import TASKS  # noqa: E402
+from verifier.tasks.base import RECURSIVE  # noqa: E402
 from verifier.training import TrainConfig, steps_from_records, train  # noqa: E402
 
 BUDGET_SECONDS = 300.0
-RECURSIVE = ("addition", "bubblesort", "bubblesort-values", "toposort", "quicksort")
 
 
 def training_times() -> None:
     print("== training time of each recursive model (budget 300 s)")
-    for name in RECURSIVE:
-        data = read_dataset(ROOT / "traces" / f"{name}-recursive.jsonl")
+    for name, task in TASKS.items():
+        if RECURSIVE not in task.formulations:
+            continue
+        data = read_dataset(ROOT / "traces" / f"{name}-{RECURSIVE}.jsonl")
         started = time.perf_counter()
         _, report = train(
             data.task, steps_from_records(data.traces), NPIConfig.for_task(data.task),

@@ -41,7 +41,7 @@ RESULTS_FORMAT = "npi-verify-results/1"
 class Column:
     title: str
     model: str
-    experiment: str  # C17's experiment it reproduces; its numbers are in verifier/appendix/data
+    experiment: str  # C17's experiment it reproduces; its numbers are in the task's paper.json
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from verifier.checkpoint import save_checkpoint
 from verifier.npi import NPI, NPIConfig
-from verifier.reach import VerificationSet, build_vset
 from verifier.tasks import TASKS
 from verifier.traces import read_dataset
 from verifier.training import TrainConfig, TrainReport, steps_from_records, train
 from verifier.vcache import ENV_VAR
+from verifier.vset.build import build_vset
+from verifier.vset.result import VerificationSet
 
 # Reference runs on large inputs take milliseconds each; no per-example deadline, and a
 # modest example count keeps the default run fast on CI's 2 cores.
@@ -73,18 +75,51 @@ def bubblesort_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def certify_copy(model: Path, folder: Path, name: str = "cert.json") -> Path:
-    """Copy `model` to folder/model.pt and certify it into folder/proofs/`name` (a certificate
-    that names its model relative to itself, as shipped ones do); returns the certificate."""
+class CliRun(NamedTuple):
+    """What one `npi-verify` command did: exit code, standard output, standard error."""
+
+    code: int
+    out: str
+    err: str
+
+
+Invoke = Callable[..., CliRun]
+
+
+def run_cli(*args: object, stdin: str | None = None) -> CliRun:
+    """`npi-verify ARGS` in this process (click's CliRunner), arguments given as str()."""
     from click.testing import CliRunner
 
     from verifier.cli import main
 
+    result = CliRunner().invoke(main, [str(a) for a in args], input=stdin)
+    return CliRun(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Small torch steps on a busy 2-core machine are many times slower with 2 threads (a
+    module that runs many of them uses this fixture)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def invoke() -> Invoke:
+    """The CLI tests' one way to run a command: `code, out, err = invoke("trace", ...)`."""
+    return run_cli
+
+
+def certify_copy(model: Path, folder: Path, name: str = "cert.json") -> Path:
+    """Copy `model` to folder/model.pt and certify it into folder/proofs/`name` (a certificate
+    that names its model relative to itself, as shipped ones do); returns the certificate."""
     shutil.copy(model, folder / "model.pt")
     (folder / "proofs").mkdir()
     certificate = folder / "proofs" / name
-    result = CliRunner().invoke(
-        main, ["certify", str(folder / "model.pt"), "--task", "bubblesort", "-o", str(certificate)]
-    )
-    assert result.exit_code == 0, (result.stdout, result.stderr)
+    run = run_cli("certify", folder / "model.pt", "--task", "bubblesort", "-o", certificate)
+    assert run.code == 0, (run.out, run.err)
     return certificate

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from tests.conftest import ROOT, certify_copy
+from tests.conftest import ROOT, Invoke, certify_copy
 from verifier.appendix.latex import LatexError, compile_pdf
 from verifier.certificate import digest_of, write_certificate
 from verifier.checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from verifier.cli import main
 from verifier.tasks import TASKS
 from verifier.tasks.bubblesort import BubbleSort
 
@@ -39,11 +37,6 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def invoke(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
 @pytest.fixture(scope="module")
 def proof(bubblesort_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the fixture model and its certificate in proofs/cert.json."""
@@ -51,7 +44,7 @@ def proof(bubblesort_model: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="module")
-def results(proof: Path) -> Path:
+def results(invoke: Invoke, proof: Path) -> Path:
     path = proof.parent.parent / "eval.json"
     code, out, err = invoke("evaluate", proof.parent.parent / "model.pt", "--sizes", "2,5",
                             "--samples", "4", "--json")
@@ -61,7 +54,7 @@ def results(proof: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def appendix(proof: Path, results: Path) -> Path:
+def appendix(invoke: Invoke, proof: Path, results: Path) -> Path:
     out = proof.parent.parent / "out"
     code, stdout, err = invoke("appendix", proof.parent, "--results", results, "-o", out)
     assert code == 0, (stdout, err)
@@ -153,7 +146,9 @@ def test_text_claims_termination_only_as_tested(appendix: Path) -> None:
     assert "@inproceedings{cai2017" in (appendix / "references.bib").read_text()
 
 
-def test_regeneration_is_byte_identical(proof: Path, results: Path, appendix: Path) -> None:
+def test_regeneration_is_byte_identical(
+    invoke: Invoke, proof: Path, results: Path, appendix: Path
+) -> None:
     before = {p.relative_to(appendix): p.read_bytes() for p in appendix.rglob("*") if p.is_file()}
     shutil.rmtree(appendix)
     code, _, err = invoke("appendix", proof.parent, "--results", results, "-o", appendix)
@@ -163,7 +158,7 @@ def test_regeneration_is_byte_identical(proof: Path, results: Path, appendix: Pa
     assert [k for k in before if before[k] != after[k]] == []
 
 
-def test_an_edited_certificate_is_refused(proof: Path, tmp_path: Path) -> None:
+def test_an_edited_certificate_is_refused(invoke: Invoke, proof: Path, tmp_path: Path) -> None:
     edited = proof.parent / "edited.json"
     data = json.loads(proof.read_text())
     data["min_margin"] = 0.5
@@ -176,7 +171,9 @@ def test_an_edited_certificate_is_refused(proof: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "appendix.tex").exists()
 
 
-def test_a_certificate_whose_model_changed_is_refused(proof: Path, tmp_path: Path) -> None:
+def test_a_certificate_whose_model_changed_is_refused(
+    invoke: Invoke, proof: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(proof.parent.parent, folder, ignore=shutil.ignore_patterns("out"))
     with (folder / "model.pt").open("ab") as handle:
@@ -186,7 +183,7 @@ def test_a_certificate_whose_model_changed_is_refused(proof: Path, tmp_path: Pat
     assert len(err.strip().splitlines()) == 1
 
 
-def test_malformed_results_are_refused(proof: Path, tmp_path: Path) -> None:
+def test_malformed_results_are_refused(invoke: Invoke, proof: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"task": "bubblesort", "results": [{"size": 2, "samples": 3}]}))
     code, _, err = invoke("appendix", proof, "--results", bad, "-o", tmp_path / "out")
@@ -214,7 +211,7 @@ def weird(proof: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     patch.undo()
 
 
-def test_special_characters_are_escaped(weird: Path) -> None:
+def test_special_characters_are_escaped(invoke: Invoke, weird: Path) -> None:
     out = weird / "out_{1}"
     code, _, err = invoke("appendix", weird / "c%1.json", "-o", out)
     assert code == 0, err
@@ -229,7 +226,7 @@ def test_special_characters_are_escaped(weird: Path) -> None:
 
 
 @needs_tex
-def test_generated_latex_compiles_with_special_characters(weird: Path) -> None:
+def test_generated_latex_compiles_with_special_characters(invoke: Invoke, weird: Path) -> None:
     out = weird / "out_{1}"
     code, stdout, err = invoke("appendix", weird / "c%1.json", "-o", out, "--compile")
     assert code == 0, (stdout, err)
@@ -250,7 +247,7 @@ def test_a_latex_error_is_one_line_with_exit_2(tmp_path: Path) -> None:
         compile_pdf(tmp_path)
 
 
-def test_missing_pdflatex_is_one_line_with_exit_2(proof: Path, tmp_path: Path,
+def test_missing_pdflatex_is_one_line_with_exit_2(invoke: Invoke, proof: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("verifier.appendix.latex.shutil.which", lambda name: None)
     code, _, err = invoke("appendix", proof, "-o", tmp_path / "out", "--compile")
@@ -265,7 +262,7 @@ def test_other_commands_do_not_load_matplotlib_or_jinja2() -> None:
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
 
-def test_paper_tables_results_file_puts_c17_beside_ours(tmp_path: Path) -> None:
+def test_paper_tables_results_file_puts_c17_beside_ours(invoke: Invoke, tmp_path: Path) -> None:
     """bench/paper_tables.py's JSON (here one small table of the shipped bubble-sort model)
     gives a generalization table with C17's Table 4 beside our numbers, traced to the model's
     shipped certificate."""
@@ -295,7 +292,9 @@ def test_paper_tables_results_file_puts_c17_beside_ours(tmp_path: Path) -> None:
     assert f"certificate {shipped['digest'][:8]}" in caption
 
 
-def test_a_rerun_removes_only_the_files_its_previous_run_wrote(proof: Path, tmp_path: Path) -> None:
+def test_a_rerun_removes_only_the_files_its_previous_run_wrote(
+    invoke: Invoke, proof: Path, tmp_path: Path
+) -> None:
     """Regenerating with fewer inputs leaves no stale table or figure; a user's file stays."""
     out = tmp_path / "out"
     shipped = ROOT / "proofs" / "bubblesort.json"
@@ -310,7 +309,9 @@ def test_a_rerun_removes_only_the_files_its_previous_run_wrote(proof: Path, tmp_
     assert on_disk - listed == {"tables/mine.tex", ".appendix-files"}
 
 
-def test_a_refuted_certificate_shows_its_counterexample(proof: Path, tmp_path: Path) -> None:
+def test_a_refuted_certificate_shows_its_counterexample(
+    invoke: Invoke, proof: Path, tmp_path: Path
+) -> None:
     """The counterexample section repeats the certificate's input, step and actions (here a
     certificate re-signed with a counterexample, as `certify` writes one for a refuted model)."""
     data = json.loads(proof.read_text())
@@ -351,7 +352,9 @@ def test_escape_filters(char: str, latex: str, markdown: str) -> None:
     assert latex_escape(latex_escape("x_y")) == r"x{\_}y"  # escaped once, never twice
 
 
-def test_an_uncertifiable_certificate_and_a_results_folder(results: Path, tmp_path: Path) -> None:
+def test_an_uncertifiable_certificate_and_a_results_folder(
+    invoke: Invoke, results: Path, tmp_path: Path
+) -> None:
     """A non-recursive model's certificate (no V) gets dashes, not invented numbers; a folder
     given to --results is searched for *.json."""
     shutil.copy(ROOT / "models" / "bubblesort-non-recursive.pt", tmp_path / "nr.pt")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.conftest import ROOT, vset_of
@@ -28,6 +29,7 @@ def test_shipped_model_histogram_sums_to_v_and_starts_at_the_minimum() -> None:
     assert lowest is not None and 10**lowest <= result.min_margin < 10 ** (lowest + 1)
 
 
+@pytest.mark.slow
 def test_coverage_evidence_lists_unwitnessed_states_with_their_actions() -> None:
     vset = vset_of("quicksort")
     assert vset.unwitnessed  # quicksort's V is an over-approximation

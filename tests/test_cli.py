@@ -3,60 +3,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import networkx as nx
 import pytest
-from click.testing import CliRunner
 
-from verifier.cli import main
+from tests.conftest import Invoke
 from verifier.tasks import TASKS
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def test_tasks_lists_all_five() -> None:
+def test_tasks_lists_every_registered_task(invoke: Invoke) -> None:
     code, out, _ = invoke("tasks", "--json")
     assert code == 0
     assert [t["name"] for t in json.loads(out)] == list(TASKS)
 
 
-EXAMPLES = {
-    "addition": [98765, 4321],
-    "bubblesort": [5, -3, 12, 0, 5, 7, -100],
-    "bubblesort-values": [9, 0, 4, 4, 1],
-    "bubblesort-int": [10**9, -(10**9), 10**9 - 1, 0, 10**9],
-    "quicksort": [8, 2, 1, 2, 0, 8, 5, 8, 3, 7],
-    "toposort": {"vertices": 6, "edges": [[6, 1], [1, 2], [3, 2], [5, 4], [2, 4]]},
-}
+TASK_FORMULATIONS = [(name, f) for name, task in TASKS.items() for f in task.formulations]
 
 
-def _check_output(task_name: str, given: object, output: object) -> None:
-    """Oracles written here, independent of the tasks' own check methods."""
-    if task_name == "addition":
-        assert output == sum(given)
-    elif task_name == "toposort":
-        graph = nx.DiGraph(given["edges"])
-        graph.add_nodes_from(range(1, given["vertices"] + 1))
-        assert sorted(output) == list(range(1, given["vertices"] + 1))
-        assert all(output.index(u) < output.index(v) for u, v in graph.edges)
-    else:
-        assert output == sorted(given)
-
-
-@pytest.mark.parametrize("task_name", list(TASKS))
-@pytest.mark.parametrize("formulation", ["recursive", "non-recursive"])
-def test_trace_json_schema_and_answer(task_name: str, formulation: str) -> None:
-    given = EXAMPLES[task_name]
-    code, out, _ = invoke("trace", "--task", task_name, "--input", json.dumps(given),
+@pytest.mark.parametrize("task_name,formulation", TASK_FORMULATIONS)
+def test_trace_json_schema_and_answer(invoke: Invoke, task_name: str, formulation: str) -> None:
+    task = TASKS[task_name]
+    given = json.loads(task.input_example)
+    code, out, _ = invoke("trace", "--task", task_name, "--input", task.input_example,
                           "--formulation", formulation, "--json")
     assert code == 0
     record = json.loads(out)
     assert set(record) == {"task", "formulation", "input", "output", "steps"}
     assert record["task"] == task_name and record["formulation"] == formulation
     assert record["input"] == given
-    _check_output(task_name, given, record["output"])
+    assert task.check(task.parse_input(given), record["output"])
     for step in record["steps"]:
         assert set(step) == {"depth", "program", "args", "observation", "action"}
         assert set(step["action"]) == {"program", "args", "return"}
@@ -64,7 +37,7 @@ def test_trace_json_schema_and_answer(task_name: str, formulation: str) -> None:
     assert record["steps"][0]["depth"] == 0 and record["steps"][-1]["action"]["return"]
 
 
-def test_trace_text_is_indented_by_depth() -> None:
+def test_trace_text_is_indented_by_depth(invoke: Invoke) -> None:
     code, out, _ = invoke("trace", "--task", "bubblesort", "--input", "[3,1,2]")
     assert code == 0
     lines = out.splitlines()
@@ -73,7 +46,7 @@ def test_trace_text_is_indented_by_depth() -> None:
     assert "output [1, 2, 3]" in lines[-1]
 
 
-def test_input_from_file(tmp_path: Path) -> None:
+def test_input_from_file(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "in.json"
     path.write_text("[10, 5]")
     code, out, _ = invoke("trace", "--task", "addition", "--input", f"@{path}", "--json")
@@ -105,7 +78,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("task_name,text,fragment", BAD_INPUTS)
-def test_bad_input_exits_2_with_one_line(task_name: str, text: str, fragment: str) -> None:
+def test_bad_input_exits_2_with_one_line(
+    invoke: Invoke, task_name: str, text: str, fragment: str
+) -> None:
     code, out, err = invoke("trace", "--task", task_name, "--input", text)
     assert code == 2
     assert out == ""
@@ -121,13 +96,13 @@ def test_bad_input_exits_2_with_one_line(task_name: str, text: str, fragment: st
         (["--task", "addition", "--input", "@/nonexistent/x.json"], "cannot read --input file"),
     ],
 )
-def test_bad_names_exit_2_with_one_line(args: list[str], fragment: str) -> None:
+def test_bad_names_exit_2_with_one_line(invoke: Invoke, args: list[str], fragment: str) -> None:
     code, _, err = invoke("trace", *args)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
 
 
-def test_dataset_command_is_deterministic(tmp_path: Path) -> None:
+def test_dataset_command_is_deterministic(invoke: Invoke, tmp_path: Path) -> None:
     paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     for path in paths:
         code, _, err = invoke("dataset", "--task", "addition", "--count", "5", "--max-size", "3",
@@ -137,7 +112,7 @@ def test_dataset_command_is_deterministic(tmp_path: Path) -> None:
     assert len(paths[0].read_text().splitlines()) == 6
 
 
-def test_dataset_from_explicit_inputs(tmp_path: Path) -> None:
+def test_dataset_from_explicit_inputs(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     code, _, err = invoke("dataset", "--task", "toposort", "--input", EXAMPLES_JSON, "-o", str(path))
     assert code == 0, err
@@ -145,7 +120,7 @@ def test_dataset_from_explicit_inputs(tmp_path: Path) -> None:
     assert header["inputs"] == "explicit" and trace["input"] == json.loads(EXAMPLES_JSON)
 
 
-EXAMPLES_JSON = json.dumps(EXAMPLES["toposort"])
+EXAMPLES_JSON = TASKS["toposort"].input_example
 
 
 @pytest.mark.parametrize(
@@ -156,6 +131,6 @@ EXAMPLES_JSON = json.dumps(EXAMPLES["toposort"])
         ["--task", "addition", "--count", "0", "--max-size", "3", "-o", "x.jsonl"],
     ],
 )
-def test_dataset_usage_errors_exit_2(args: list[str]) -> None:
+def test_dataset_usage_errors_exit_2(invoke: Invoke, args: list[str]) -> None:
     code, _, err = invoke("dataset", *args)
     assert code == 2 and len(err.strip().splitlines()) == 1, err

@@ -15,23 +15,16 @@ import termios
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.strategies import inputs
-from verifier.cli import main
+from tests.conftest import Invoke
 from verifier.runtime import run_reference
 from verifier.tasks import TASKS
 from verifier.traces import ACTION_WIDTH, trace_record
 
 ROOT = Path(__file__).parent.parent
 PYTHON = [sys.executable, "-m", "verifier"]
-
-
-def invoke(*args: object, stdin: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], input=stdin)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def one_line(err: str) -> str:
@@ -43,32 +36,32 @@ def one_line(err: str) -> str:
 # -- budgets ------------------------------------------------------------------------------
 
 
-def test_an_input_too_large_for_the_time_budget_is_refused_before_it_starts() -> None:
+def test_an_input_too_large_for_the_time_budget_is_refused_before_it_starts(invoke: Invoke) -> None:
     big = json.dumps(list(range(5000)))
     code, out, err = invoke("trace", "--task", "bubblesort", "--input", big, "--timeout", "5")
     assert code == 4 and out == ""
     assert "refused before starting" in one_line(err)
 
 
-def test_a_time_budget_interrupts_a_long_trace_with_exit_4() -> None:
+def test_a_time_budget_interrupts_a_long_trace_with_exit_4(invoke: Invoke) -> None:
     operand = int("9" * 30_000)
     code, _, err = invoke("trace", "--task", "addition", "--input", f"[{operand}, 1]",
                           "--timeout", "0.5")
     assert code == 4 and "time budget of 0.5 s ran out" in one_line(err)
 
 
-def test_a_time_budget_interrupts_building_v() -> None:
+def test_a_time_budget_interrupts_building_v(invoke: Invoke) -> None:
     code, _, err = invoke("vset", "--task", "addition", "--timeout", "0.3")
     assert code == 4 and "building the verification set" in one_line(err)
 
 
-def test_a_time_budget_interrupts_certify(bubblesort_model: Path) -> None:
+def test_a_time_budget_interrupts_certify(invoke: Invoke, bubblesort_model: Path) -> None:
     code, out, err = invoke("certify", bubblesort_model, "--timeout", "0.05")
     assert code == 4 and "certified" not in out and "certifying" in one_line(err)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
-def test_a_timeout_must_be_a_positive_number(value: str) -> None:
+def test_a_timeout_must_be_a_positive_number(invoke: Invoke, value: str) -> None:
     code, _, err = invoke("trace", "--task", "bubblesort", "--input", "[1]", "--timeout", value)
     assert code == 2 and "--timeout" in one_line(err)
 
@@ -77,7 +70,7 @@ def test_a_timeout_must_be_a_positive_number(value: str) -> None:
 @given(data=st.data())
 def test_min_reference_steps_is_a_lower_bound(task_name: str, data: st.DataObject) -> None:
     task = TASKS[task_name]
-    value = data.draw(inputs(task_name, large=False))
+    value = data.draw(TASKS[task_name].strategy(large=False))
     for formulation in task.formulations:
         run = run_reference(task, formulation, value, record=False)
         assert task.min_reference_steps(value) <= run.step_count
@@ -86,7 +79,7 @@ def test_min_reference_steps_is_a_lower_bound(task_name: str, data: st.DataObjec
 # -- streamed traces ----------------------------------------------------------------------
 
 
-def test_text_trace_lines_have_bounded_width_however_deep_the_calls() -> None:
+def test_text_trace_lines_have_bounded_width_however_deep_the_calls(invoke: Invoke) -> None:
     operand = int("7" * 400)  # recursive addition: call depth grows with the digits
     code, out, _ = invoke("trace", "--task", "addition", "--input", f"[{operand}, {operand}]")
     assert code == 0
@@ -95,7 +88,7 @@ def test_text_trace_lines_have_bounded_width_however_deep_the_calls() -> None:
 
 
 @pytest.mark.parametrize("task_name", list(TASKS))
-def test_streamed_json_trace_equals_the_recorded_one(task_name: str) -> None:
+def test_streamed_json_trace_equals_the_recorded_one(invoke: Invoke, task_name: str) -> None:
     task = TASKS[task_name]
     value = task.parse_input(json.loads(task.input_example))
     code, out, _ = invoke("trace", "--task", task_name, "--input", task.input_example, "--json")
@@ -205,7 +198,9 @@ def test_a_closed_pipe_ends_quietly() -> None:
 # -- output paths, stdin, names -----------------------------------------------------------
 
 
-def test_a_missing_output_folder_is_refused_not_created(tmp_path: Path, bubblesort_model: Path) -> None:
+def test_a_missing_output_folder_is_refused_not_created(
+    invoke: Invoke, tmp_path: Path, bubblesort_model: Path
+) -> None:
     missing = tmp_path / "nonexistent"
     code, _, err = invoke("dataset", "--task", "bubblesort", "--count", "2", "--max-size", "2",
                           "-o", missing / "x.jsonl")
@@ -222,7 +217,7 @@ def test_a_missing_output_folder_is_refused_not_created(tmp_path: Path, bubbleso
     assert not missing.exists()
 
 
-def test_input_from_standard_input() -> None:
+def test_input_from_standard_input(invoke: Invoke) -> None:
     code, out, _ = invoke("trace", "--task", "quicksort", "--input", "@-", "--json",
                           stdin="[3, 1, 2]")
     assert code == 0 and json.loads(out)["output"] == [1, 2, 3]
@@ -230,7 +225,7 @@ def test_input_from_standard_input() -> None:
     assert code == 2 and "not valid JSON" in one_line(err)
 
 
-def test_certify_takes_the_task_from_the_checkpoint(bubblesort_model: Path) -> None:
+def test_certify_takes_the_task_from_the_checkpoint(invoke: Invoke, bubblesort_model: Path) -> None:
     code, out, _ = invoke("certify", bubblesort_model)
     assert code == 0 and "certified" in out
     code, _, err = invoke("certify", bubblesort_model, "--task", "quicksort")
@@ -239,7 +234,7 @@ def test_certify_takes_the_task_from_the_checkpoint(bubblesort_model: Path) -> N
     assert code == 2 and "unknown task 'sorting'" in one_line(err)
 
 
-def test_help_version_and_choices() -> None:
+def test_help_version_and_choices(invoke: Invoke) -> None:
     for flag in ("-h", "--help"):
         code, out, _ = invoke(flag)
         assert code == 0 and "Exit codes" in out
@@ -254,7 +249,7 @@ def test_help_version_and_choices() -> None:
     assert done.returncode == 0 and done.stdout.startswith("npi-verify, version")
 
 
-def test_tasks_json_gives_each_input_example_as_a_json_value() -> None:
+def test_tasks_json_gives_each_input_example_as_a_json_value(invoke: Invoke) -> None:
     code, out, _ = invoke("tasks", "--json")
     assert code == 0
     for entry in json.loads(out):
@@ -316,7 +311,7 @@ def test_a_budget_running_out_inside_z3_is_raised_once_outside_it(
 
 
 @pytest.mark.parametrize("value", ["1e10", "1e8000"])
-def test_a_timeout_beyond_what_the_timer_takes_is_refused(value: str) -> None:
+def test_a_timeout_beyond_what_the_timer_takes_is_refused(invoke: Invoke, value: str) -> None:
     code, _, err = invoke("trace", "--task", "bubblesort", "--input", "[1]", "--timeout", value)
     assert code == 2 and "--timeout" in one_line(err)
 
@@ -330,7 +325,9 @@ def test_the_console_script_ends_at_once_when_the_budget_runs_out() -> None:
     assert __import__("time").monotonic() - started < 30  # not the minutes a certify takes
 
 
-def test_check_reports_what_it_finished_when_the_budget_runs_out(tmp_path: Path) -> None:
+def test_check_reports_what_it_finished_when_the_budget_runs_out(
+    invoke: Invoke, tmp_path: Path
+) -> None:
     summary = tmp_path / "summary.md"
     code, out, err = invoke("check", ROOT / "proofs" / "bubblesort.json",
                             ROOT / "proofs" / "addition.json", "--timeout", "0.5", "--json",

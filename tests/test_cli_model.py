@@ -8,19 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
+from tests.conftest import Invoke
 from verifier.checkpoint import load_checkpoint, save_checkpoint
-from verifier.cli import main
 from verifier.tasks import TASKS
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def test_run_json_trace_equals_reference_trace(bubblesort_model: Path) -> None:
+def test_run_json_trace_equals_reference_trace(invoke: Invoke, bubblesort_model: Path) -> None:
     given = "[4, -2, 9, 0, 3, 3]"
     code, out, _ = invoke("run", bubblesort_model, "--input", given, "--trace", "--json")
     assert code == 0
@@ -32,7 +26,7 @@ def test_run_json_trace_equals_reference_trace(bubblesort_model: Path) -> None:
     assert result["steps"] == json.loads(reference)["steps"]
 
 
-def test_run_without_trace_omits_steps(bubblesort_model: Path) -> None:
+def test_run_without_trace_omits_steps(invoke: Invoke, bubblesort_model: Path) -> None:
     code, out, _ = invoke("run", bubblesort_model, "--input", "[2, 1]", "--json")
     assert code == 0
     assert json.loads(out) == {"output": [1, 2], "halted": True, "correct": True, "reason": None}
@@ -50,7 +44,7 @@ def never_returns(bubblesort_model: Path, tmp_path_factory: pytest.TempPathFacto
     return path
 
 
-def test_non_halting_model_reports_and_exits_1(never_returns: Path) -> None:
+def test_non_halting_model_reports_and_exits_1(invoke: Invoke, never_returns: Path) -> None:
     code, out, _ = invoke("run", never_returns, "--input", "[3, 1, 2]", "--json")
     result = json.loads(out)
     assert code == 1 and result["output"] is None and not result["halted"]
@@ -60,7 +54,7 @@ def test_non_halting_model_reports_and_exits_1(never_returns: Path) -> None:
 
 
 def test_wrong_answer_is_reported_and_fails_only_with_expect_correct(
-    bubblesort_model: Path, monkeypatch: pytest.MonkeyPatch
+    invoke: Invoke, bubblesort_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The task's independent check is made to reject every answer: `run` must say so."""
     monkeypatch.setattr(TASKS["bubblesort"], "check", lambda value, output: False)
@@ -74,7 +68,7 @@ def test_wrong_answer_is_reported_and_fails_only_with_expect_correct(
     assert code == 0
 
 
-def test_evaluate_json(bubblesort_model: Path, never_returns: Path) -> None:
+def test_evaluate_json(invoke: Invoke, bubblesort_model: Path, never_returns: Path) -> None:
     code, out, _ = invoke("evaluate", bubblesort_model, "--sizes", "2,9", "--samples", "5",
                           "--seed", "1", "--json")
     assert code == 0
@@ -89,7 +83,7 @@ def test_evaluate_json(bubblesort_model: Path, never_returns: Path) -> None:
     assert code == 0 and json.loads(out)["results"][0]["accuracy"] == 0.0
 
 
-def test_batched_and_one_at_a_time_evaluate_agree(bubblesort_model: Path) -> None:
+def test_batched_and_one_at_a_time_evaluate_agree(invoke: Invoke, bubblesort_model: Path) -> None:
     runs = [
         invoke("evaluate", bubblesort_model, "--sizes", "6", "--samples", "6", "--json",
                "--batch-size", size)[1]
@@ -113,7 +107,7 @@ def test_batched_and_one_at_a_time_evaluate_agree(bubblesort_model: Path) -> Non
     ],
 )
 def test_bad_input_exits_2(
-    args: list[str], fragment: str, bubblesort_model: Path, tmp_path: Path
+    invoke: Invoke, args: list[str], fragment: str, bubblesort_model: Path, tmp_path: Path
 ) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
@@ -124,7 +118,7 @@ def test_bad_input_exits_2(
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
 
 
-def test_train_command_writes_a_checkpoint_with_provenance(tmp_path: Path) -> None:
+def test_train_command_writes_a_checkpoint_with_provenance(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "q.pt"
     code, out, err = invoke("train", "--task", "quicksort", "--count", "4", "--max-size", "5",
                             "--cover", "--seed", "2", "--hidden", "32", "-o", path)
@@ -135,7 +129,7 @@ def test_train_command_writes_a_checkpoint_with_provenance(tmp_path: Path) -> No
     assert len(training["dataset_sha256"]) == 64
 
 
-def test_train_budget_exhausted_exits_1(tmp_path: Path) -> None:
+def test_train_budget_exhausted_exits_1(invoke: Invoke, tmp_path: Path) -> None:
     traces = Path(__file__).parent.parent / "traces" / "addition-recursive.jsonl"
     code, out, _ = invoke("train", "--task", "addition", "--data", traces, "--seed", "0",
                           "--max-steps", "2", "-o", tmp_path / "a.pt")
@@ -146,7 +140,7 @@ def test_train_budget_exhausted_exits_1(tmp_path: Path) -> None:
 TRACES = Path(__file__).parent.parent / "traces"
 
 
-def test_same_train_command_gives_a_byte_identical_file(tmp_path: Path) -> None:
+def test_same_train_command_gives_a_byte_identical_file(invoke: Invoke, tmp_path: Path) -> None:
     files = []
     for name in ("a.pt", "b.pt"):
         code, out, err = invoke("train", "--task", "bubblesort", "--data",
@@ -168,7 +162,7 @@ def test_same_train_command_gives_a_byte_identical_file(tmp_path: Path) -> None:
     ],
 )
 def test_train_checks_its_output_before_training(
-    tmp_path: Path, output: str, fragment: str, monkeypatch: pytest.MonkeyPatch
+    invoke: Invoke, tmp_path: Path, output: str, fragment: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import verifier.training
 
@@ -185,7 +179,9 @@ def test_train_checks_its_output_before_training(
     assert not (tmp_path / "missing").exists()
 
 
-def test_train_refuses_a_dataset_that_disagrees_with_the_reference(tmp_path: Path) -> None:
+def test_train_refuses_a_dataset_that_disagrees_with_the_reference(
+    invoke: Invoke, tmp_path: Path
+) -> None:
     lines = (TRACES / "bubblesort-recursive.jsonl").read_text().splitlines()
     record = json.loads(lines[2])
     step = next(s for s in record["steps"] if s["action"]["program"] == "PTR")
@@ -200,7 +196,7 @@ def test_train_refuses_a_dataset_that_disagrees_with_the_reference(tmp_path: Pat
     assert not (tmp_path / "m.pt").exists()
 
 
-def test_train_refuses_a_header_only_dataset(tmp_path: Path) -> None:
+def test_train_refuses_a_header_only_dataset(invoke: Invoke, tmp_path: Path) -> None:
     data = tmp_path / "h.jsonl"
     data.write_text((TRACES / "bubblesort-recursive.jsonl").read_text().splitlines()[0] + "\n")
     code, _, err = invoke("train", "--task", "bubblesort", "--data", data, "--seed", "0",
@@ -220,7 +216,7 @@ def test_train_refuses_a_header_only_dataset(tmp_path: Path) -> None:
 )
 @pytest.mark.parametrize("command", [["run", "M", "--input", "[1]"], ["info", "M"]])
 def test_non_models_get_one_clear_line(
-    tmp_path: Path, content: bytes | None, fragment: str, command: list[str]
+    invoke: Invoke, tmp_path: Path, content: bytes | None, fragment: str, command: list[str]
 ) -> None:
     model = tmp_path / "m.pt"
     if content is None:
@@ -232,7 +228,7 @@ def test_non_models_get_one_clear_line(
     assert fragment in err and "Traceback" not in err
 
 
-def test_info_shows_task_config_provenance_and_digests(tmp_path: Path) -> None:
+def test_info_shows_task_config_provenance_and_digests(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "q.pt"
     code, _, err = invoke("train", "--task", "quicksort", "--count", "3", "--max-size", "3",
                           "--seed", "2", "--hidden", "8", "--max-steps", "5", "-o", path)
@@ -253,7 +249,9 @@ def test_info_shows_task_config_provenance_and_digests(tmp_path: Path) -> None:
     assert re.search(r"dataset_sha256\s+\"[0-9a-f]{64}\"", out)
 
 
-def test_info_reads_a_legacy_checkpoint(bubblesort_model: Path, tmp_path: Path) -> None:
+def test_info_reads_a_legacy_checkpoint(
+    invoke: Invoke, bubblesort_model: Path, tmp_path: Path
+) -> None:
     checkpoint = load_checkpoint(bubblesort_model)
     legacy = tmp_path / "legacy.pt"
     torch.save({"format": "npi-verify-model/1", "task": "bubblesort", "formulation": "recursive",

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from tests.conftest import ROOT, certify_copy, vset_of
+from tests.conftest import ROOT, Invoke, certify_copy, vset_of
 from verifier.certificate import digest_of
 from verifier.check import check_model
 from verifier.checkpoint import load_checkpoint, save_checkpoint
-from verifier.cli import main
 from verifier.npi import pad_args
 from verifier.runtime import Step
 from verifier.tasks.base import RETURN
@@ -24,17 +22,12 @@ from verifier.training import TrainConfig, call_batch, loss, step_accuracy
 SHIPPED = ROOT / "models" / "bubblesort.pt"
 
 
-def invoke(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
 @pytest.fixture(scope="module")
 def certified(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return certify_copy(SHIPPED, tmp_path_factory.mktemp("proof"))
 
 
-def test_vset_json(certified: Path) -> None:
+def test_vset_json(invoke: Invoke, certified: Path) -> None:
     code, out, _ = invoke("vset", "--task", "bubblesort", "--json")
     assert code == 0
     data = json.loads(out)
@@ -45,7 +38,7 @@ def test_vset_json(certified: Path) -> None:
     assert set(state["action"]) == {"program", "args", "return"}
 
 
-def test_vset_of_a_looping_formulation_exits_3() -> None:
+def test_vset_of_a_looping_formulation_exits_3(invoke: Invoke) -> None:
     """The error names a function that loops (all three loop in this formulation; which one
     the abstract exploration reaches first depends on its order)."""
     code, _, err = invoke("vset", "--task", "bubblesort", "--formulation", "non-recursive")
@@ -64,13 +57,15 @@ def test_certificate_content(certified: Path) -> None:
     assert data["model"]["weights_sha256"] == model.weights_sha256
 
 
-def test_check_passes_and_writes_junit(certified: Path, tmp_path: Path) -> None:
+def test_check_passes_and_writes_junit(invoke: Invoke, certified: Path, tmp_path: Path) -> None:
     code, out, _ = invoke("check", certified.parent, "--junit", tmp_path / "j.xml")
     assert code == 0 and out.startswith("ok")
     assert 'failures="0"' in (tmp_path / "j.xml").read_text()
 
 
-def test_check_refuses_an_edited_certificate(certified: Path, tmp_path: Path) -> None:
+def test_check_refuses_an_edited_certificate(
+    invoke: Invoke, certified: Path, tmp_path: Path
+) -> None:
     edited = tmp_path / "edited.json"
     data = json.loads(certified.read_text())
     data["verification_set"]["call_local_states"] = 50
@@ -82,7 +77,7 @@ def test_check_refuses_an_edited_certificate(certified: Path, tmp_path: Path) ->
     assert 'errors="1"' in junit and 'failures="0"' in junit  # exit 2 is an error in JUnit
 
 
-def test_check_refuses_a_changed_model(certified: Path, tmp_path: Path) -> None:
+def test_check_refuses_a_changed_model(invoke: Invoke, certified: Path, tmp_path: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(certified.parent.parent, folder)
     model = folder / "model.pt"
@@ -108,7 +103,7 @@ def _copy_with_resaved_model(certified: Path, tmp_path: Path) -> Path:
 
 
 def test_check_accepts_the_same_weights_in_a_different_file(
-    certified: Path, tmp_path: Path
+    invoke: Invoke, certified: Path, tmp_path: Path
 ) -> None:
     """The proof is about the network, so it still holds; check says what differs."""
     code, out, _ = invoke("check", _copy_with_resaved_model(certified, tmp_path))
@@ -116,7 +111,9 @@ def test_check_accepts_the_same_weights_in_a_different_file(
     assert out.startswith("ok") and "same weights, different file (../model.pt); certified" in out
 
 
-def test_an_old_certificate_without_a_weights_digest(certified: Path, tmp_path: Path) -> None:
+def test_an_old_certificate_without_a_weights_digest(
+    invoke: Invoke, certified: Path, tmp_path: Path
+) -> None:
     """Certificates written before weights_sha256 are still read; without the digest a
     different file can only be reported as a changed model."""
     path = _copy_with_resaved_model(certified, tmp_path)
@@ -132,7 +129,7 @@ def test_an_old_certificate_without_a_weights_digest(certified: Path, tmp_path: 
 
 
 def test_check_refuses_a_weights_digest_that_does_not_match_the_certified_file(
-    certified: Path, tmp_path: Path
+    invoke: Invoke, certified: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(certified.parent.parent, folder)
@@ -154,12 +151,12 @@ def test_check_refuses_a_weights_digest_that_does_not_match_the_certified_file(
         (["check", "/nonexistent"], "does not exist"),
     ],
 )
-def test_bad_input_exits_2(args: list, fragment: str) -> None:
+def test_bad_input_exits_2(invoke: Invoke, args: list, fragment: str) -> None:
     code, _, err = invoke(*args)
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_non_recursive_model_is_uncertifiable() -> None:
+def test_non_recursive_model_is_uncertifiable(invoke: Invoke) -> None:
     code, out, _ = invoke("certify", ROOT / "models" / "bubblesort-non-recursive.pt",
                           "--task", "bubblesort", "--json")
     assert code == 3 and json.loads(out)["verdict"] == "uncertifiable"
@@ -195,7 +192,11 @@ def _fine_tune_with_one_flipped_label(tmp_path: Path) -> tuple[Path, tuple]:
     return path, flipped
 
 
-def test_model_wrong_on_one_state_is_refuted_with_a_reproducing_counterexample(tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.soundness
+def test_model_wrong_on_one_state_is_refuted_with_a_reproducing_counterexample(
+    invoke: Invoke, tmp_path: Path
+) -> None:
     path, flipped = _fine_tune_with_one_flipped_label(tmp_path)
     code, out, _ = invoke("certify", path, "--task", "bubblesort", "--json")
     assert code == 1
@@ -212,7 +213,7 @@ def test_model_wrong_on_one_state_is_refuted_with_a_reproducing_counterexample(t
     assert result["output"] == example["model_output"]
 
 
-def test_a_near_tie_is_never_certified(tmp_path: Path) -> None:
+def test_a_near_tie_is_never_certified(invoke: Invoke, tmp_path: Path) -> None:
     """Shift the return logit so that one decision of V sits exactly on the 0.5 threshold."""
     checkpoint = load_checkpoint(SHIPPED)
     vset = vset_of("bubblesort")
@@ -243,7 +244,7 @@ def test_a_near_tie_is_never_certified(tmp_path: Path) -> None:
     ],
 )
 def test_check_refuses_a_retyped_certificate_with_a_recomputed_digest(
-    certified: Path, tmp_path: Path, edit
+    invoke: Invoke, certified: Path, tmp_path: Path, edit
 ) -> None:
     data = json.loads(certified.read_text())
     edit(data)
@@ -254,9 +255,21 @@ def test_check_refuses_a_retyped_certificate_with_a_recomputed_digest(
     assert code == 2 and out.startswith("FAIL")
 
 
-def test_unwritable_output_is_a_one_line_error(tmp_path: Path) -> None:
+def test_unwritable_output_is_a_one_line_error(invoke: Invoke, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     code, _, err = invoke("dataset", "--task", "addition", "--count", "2", "--max-size", "1",
                           "-o", blocker / "sub" / "x.jsonl")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_vset_names_the_unwitnessed_states_step_by_step(invoke: Invoke) -> None:
+    """Where V is not exact, `vset` shows the states no input reaches (what a hidden predicate
+    would have to remove) with the actions between their observations; --json flags them."""
+    code, out, _ = invoke("vset", "--task", "quicksort")
+    lines = [line for line in out.splitlines() if line.startswith("  unwitnessed: in QUICKSORT()")]
+    assert code == 0 and len(lines) == 5 and "... and 2 more" in out
+    assert "PARTITION() ;" in lines[1]
+    code, out, _ = invoke("vset", "--task", "quicksort", "--json")
+    report = json.loads(out)
+    assert sum(not state["witnessed"] for state in report["states"]) == report["unwitnessed"] == 7

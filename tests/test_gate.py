@@ -12,19 +12,16 @@ import os
 import re
 import shlex
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import xmlschema
 import yaml
-from click.testing import CliRunner
 from jsonschema import Draft4Validator, FormatChecker
 from pre_commit.clientlib import load_manifest
 
-from tests.conftest import ROOT, certify_copy
+from tests.conftest import ROOT, CliRun, Invoke, certify_copy
 from verifier.certificate import FAILURES, Recheck, digest_of
-from verifier.cli import main
 from verifier.gate import GateReport, select_certificates, summary_markdown
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -32,18 +29,6 @@ SARIF = Draft4Validator(json.loads((SCHEMAS / "sarif-schema-2.1.0.json").read_te
                         format_checker=FormatChecker())
 JUNIT = xmlschema.XMLSchema(SCHEMAS / "junit-10.xsd")
 SUMMARY_LINE = re.compile(r"^(\d+) passed, (\d+) failed in \d+\.\d s$")
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def invoke(*args: object) -> Run:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return Run(result.exit_code, result.stdout, result.stderr)
 
 
 def sarif_errors(log: dict) -> list[str]:
@@ -61,7 +46,9 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def passing(good: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
+def passing(
+    invoke: Invoke, good: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[CliRun, Path]:
     """`check` on the folder of one good certificate, with every report."""
     out = tmp_path_factory.mktemp("reports")
     run = invoke("check", good.parent, "--junit", out / "j.xml", "--sarif", out / "s.sarif",
@@ -75,7 +62,7 @@ def _resign(data: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def failing(good: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def failing(invoke: Invoke, good: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of certificates that fail in every way but one that needs a big re-check."""
     folder = tmp_path_factory.mktemp("failing")
     proofs = folder / "proofs"
@@ -99,7 +86,7 @@ def failing(good: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def failing_run(failing: Path) -> tuple[Run, Path]:
+def failing_run(invoke: Invoke, failing: Path) -> tuple[CliRun, Path]:
     out = failing.parent / "reports"
     out.mkdir()
     run = invoke("check", failing, "--json", "--junit", out / "j.xml", "--sarif", out / "s.sarif",
@@ -121,7 +108,9 @@ def test_passing_folder_skips_other_json_and_ends_with_the_summary_line(passing,
                        'no "format": "npi-verify-certificate/1" field\n')
 
 
-def test_failing_folder_keeps_truncated_certificates_and_skips_other_json(failing) -> None:
+def test_failing_folder_keeps_truncated_certificates_and_skips_other_json(
+    invoke: Invoke, failing
+) -> None:
     run = invoke("check", failing)
     assert run.code == 2
     lines = run.out.splitlines()
@@ -134,14 +123,16 @@ def test_failing_folder_keeps_truncated_certificates_and_skips_other_json(failin
                       'no "format": "npi-verify-certificate/1" field\n'
 
 
-def test_an_explicit_file_that_is_not_a_certificate_fails_with_2(good: Path) -> None:
+def test_an_explicit_file_that_is_not_a_certificate_fails_with_2(
+    invoke: Invoke, good: Path
+) -> None:
     run = invoke("check", good.parent / "notes.json")
     assert run.code == 2 and run.out.startswith("FAIL ")
     assert "not an npi-verify certificate" in run.out
     assert SUMMARY_LINE.match(run.out.splitlines()[-1]).groups() == ("0", "1")
 
 
-def test_a_folder_without_certificates_is_a_one_line_error(tmp_path: Path) -> None:
+def test_a_folder_without_certificates_is_a_one_line_error(invoke: Invoke, tmp_path: Path) -> None:
     (tmp_path / "package.json").write_text('{"name": "x"}')
     run = invoke("check", tmp_path)
     assert run.code == 2 and run.out == ""
@@ -155,7 +146,7 @@ def test_a_folder_without_certificates_is_a_one_line_error(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("option", ["--junit", "--sarif", "--summary"])
 def test_a_report_path_in_a_missing_folder_is_refused_before_any_work(
-    good: Path, tmp_path: Path, option: str
+    invoke: Invoke, good: Path, tmp_path: Path, option: str
 ) -> None:
     run = invoke("check", good, option, tmp_path / "missing" / "report")
     assert run.code == 2 and run.out == ""
@@ -170,7 +161,7 @@ def test_a_report_path_in_a_missing_folder_is_refused_before_any_work(
      "--summary proofs/edited.json is a certificate being checked"),
 ])
 def test_reports_never_overwrite_each_other_or_a_certificate(
-    failing: Path, monkeypatch, second: tuple[str, str], message: str
+    invoke: Invoke, failing: Path, monkeypatch, second: tuple[str, str], message: str
 ) -> None:
     monkeypatch.chdir(failing.parent)
     before = (failing / "edited.json").read_bytes()
@@ -218,7 +209,7 @@ def test_json_gives_one_result_per_certificate_and_totals(failing_run, failing: 
                                 "reason": 'no "format": "npi-verify-certificate/1" field'}]
 
 
-def test_json_of_a_passing_certificate_records_its_re_check(good: Path) -> None:
+def test_json_of_a_passing_certificate_records_its_re_check(invoke: Invoke, good: Path) -> None:
     run = invoke("check", good, "--json")
     assert run.code == 0
     (result,) = json.loads(run.out)["results"]
@@ -295,7 +286,9 @@ def test_sarif_has_one_error_per_failing_certificate(failing_run, failing: Path)
         "certificate-edited", "certificate-malformed", "model-changed", "not-certified"]
 
 
-def test_sarif_uri_is_relative_to_the_working_directory(failing: Path, monkeypatch) -> None:
+def test_sarif_uri_is_relative_to_the_working_directory(
+    invoke: Invoke, failing: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(failing.parent)
     run = invoke("check", "proofs/edited.json", "proofs/../proofs/nr.json", "--sarif", "s.sarif")
     assert run.code == 2
@@ -330,7 +323,9 @@ def test_summary_of_a_passing_run(passing, good: Path) -> None:
     assert re.search(r"^\*\*1 passed, 0 failed in \d+\.\d s\*\* \(exit 0\)$", markdown, re.M)
 
 
-def test_summary_of_failures_is_appended_and_names_each_failure(failing_run) -> None:
+def test_summary_of_failures_is_appended_and_names_each_failure(
+    invoke: Invoke, failing_run
+) -> None:
     _, out = failing_run
     markdown = (out / "summary.md").read_text()
     rows = {Path(row[0].replace("\\", "")).name: row for row in _table(markdown)[1:]}
@@ -355,7 +350,9 @@ def test_summary_cells_escape_markdown() -> None:
 # --- pre-commit ----------------------------------------------------------------------------------
 
 
-def test_pre_commit_hook_is_a_valid_manifest_that_runs_the_gate(failing: Path, monkeypatch) -> None:
+def test_pre_commit_hook_is_a_valid_manifest_that_runs_the_gate(
+    invoke: Invoke, failing: Path, monkeypatch
+) -> None:
     hook, system = load_manifest(str(ROOT / ".pre-commit-hooks.yaml"))  # validates it
     assert (hook["id"], hook["language"], hook["pass_filenames"]) == (
         "npi-verify-check", "python", False)
@@ -370,14 +367,16 @@ def test_pre_commit_hook_is_a_valid_manifest_that_runs_the_gate(failing: Path, m
     command, *args = hook["entry"].split() + hook["args"]
     assert command == "npi-verify"  # the console script pyproject.toml installs
     monkeypatch.chdir(failing.parent)  # a repository whose proofs/ has failing certificates
-    run = CliRunner().invoke(main, args)
-    assert run.exit_code == 2 and "FAIL proofs/edited.json" in run.stdout
+    run = invoke(*args)
+    assert run.code == 2 and "FAIL proofs/edited.json" in run.out
 
 
 # --- README's CI job --------------------------------------------------------------------------
 
 
-def test_readme_ci_job_runs_the_gate_as_written(failing: Path, tmp_path: Path, monkeypatch) -> None:
+def test_readme_ci_job_runs_the_gate_as_written(
+    invoke: Invoke, failing: Path, tmp_path: Path, monkeypatch
+) -> None:
     """The ready-to-paste job's gate step runs as written, and uploads the files it writes."""
     blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     (workflow,) = [yaml.safe_load(b) for b in blocks if "proofs.yml" in b]
@@ -388,8 +387,8 @@ def test_readme_ci_job_runs_the_gate_as_written(failing: Path, tmp_path: Path, m
     command, subcommand, *args = shlex.split(os.path.expandvars(gate_step["run"]))
     assert (command, subcommand) == ("npi-verify", "check")
     monkeypatch.chdir(failing.parent)  # a checkout whose proofs/ has failing certificates
-    run = CliRunner().invoke(main, [subcommand, *args])
-    assert run.exit_code == 2
+    run = invoke(subcommand, *args)
+    assert run.code == 2
     sarif = json.loads(Path(uploads["github/codeql-action/upload-sarif"]["sarif_file"]).read_text())
     assert sarif_errors(sarif) == [] and len(sarif["runs"][0]["results"]) == 4
     JUNIT.validate(Path(uploads["actions/upload-artifact"]["path"]).read_text())

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-
 import verifier.independent as independent
 from verifier.bundle import BUNDLE_SUFFIX, build_bundle, bundle_path
 from verifier.certificate import digest_of
 from verifier.checkpoint import load_checkpoint
-from verifier.cli import main
 from verifier.verify import certify
+
+from tests.conftest import Invoke, run_cli
 
 pytest.importorskip("cvc5")
 
@@ -36,9 +35,8 @@ def certified(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with model.pt and cert.json (certified, with its bundle beside it)."""
     folder = tmp_path_factory.mktemp("certified")
     shutil.copy(MODEL, folder / "model.pt")
-    result = CliRunner().invoke(main, ["certify", str(folder / "model.pt"), "-o",
-                                       str(folder / "cert.json")])
-    assert result.exit_code == 0, result.output
+    run = run_cli("certify", folder / "model.pt", "-o", folder / "cert.json")
+    assert run.code == 0, (run.out, run.err)
     return folder / "cert.json"
 
 
@@ -100,15 +98,17 @@ def test_rechecker_runs_as_a_script(certified: Path) -> None:
     assert run.stdout.startswith(f"{certified}: re-checked independently")
 
 
-def test_check_independent_command(certified: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["check", "--independent", str(certified.parent)])
-    assert result.exit_code == 0, result.output
-    assert "1 passed, 0 failed" in result.output
+def test_check_independent_command(certified: Path, tmp_path: Path, invoke: Invoke) -> None:
+    code, out, _ = invoke("check", "--independent", certified.parent)
+    assert code == 0, out
+    assert "1 passed, 0 failed" in out
     edited = copy_of(certified, tmp_path)
     bundle_path(edited).write_bytes(b"x" + bundle_path(edited).read_bytes())
-    result = CliRunner().invoke(main, ["check", "--independent", str(edited)])
-    assert result.exit_code == 1
-    assert f"{edited}: refused: bundle cert{BUNDLE_SUFFIX} was edited" in result.output
+    code, out, _ = invoke("check", "--independent", edited)
+    assert code == 1
+    assert f"{edited}: refused: bundle cert{BUNDLE_SUFFIX} was edited" in out
+    code, _, err = invoke("check", "--independent", certified, "--junit", tmp_path / "j.xml")
+    assert code == 2 and err.startswith("npi-verify: error: --independent writes no reports")
 
 
 def test_bundle_is_deterministic(certified: Path) -> None:

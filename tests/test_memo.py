@@ -12,30 +12,31 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.strategies import inputs
 from verifier.checkpoint import Checkpoint, load_checkpoint
 from verifier.evaluation import run_model
 from verifier.memo import Node, PrefixCache
 from verifier.inference import LSTMState, NumpyStep
 from verifier.npi import ARG_SLOTS, NPIPolicy
 from verifier.tasks import TASKS
-from verifier.tasks.base import RETURN, call
+from verifier.tasks.base import RECURSIVE, RETURN, call
 
 MODELS = Path(__file__).parent.parent / "models"
-SHIPPED = [
-    (task, f"{task}{suffix}.pt")
-    for task in TASKS
-    for suffix in ("", "-non-recursive")
-] + [("bubblesort-values", "bubblesort-values-partial.pt")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    """Batch-1 torch steps on a busy 2-core machine are many times slower with 2 threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _model_file(task: str, formulation: str) -> str:
+    """A shipped model's file name: TASK.pt (recursive) or TASK-FORMULATION.pt."""
+    return f"{task}.pt" if formulation == RECURSIVE else f"{task}-{formulation}.pt"
+
+
+SHIPPED = [  # every shipped model of every task
+    (name, _model_file(name, formulation))
+    for name, task in TASKS.items()
+    for formulation in task.formulations
+    if (MODELS / _model_file(name, formulation)).exists()
+]
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @cache
@@ -61,7 +62,7 @@ def _same_runs(checkpoint: Checkpoint, memoized: NPIPolicy, values: list[Any]) -
 @given(data=st.data())
 def test_memoized_traces_equal_plain_traces(task_name: str, model_name: str, data: Any) -> None:
     checkpoint, memoized = _shipped(model_name)
-    values = data.draw(st.lists(inputs(task_name, large=False), min_size=1, max_size=3))
+    values = data.draw(st.lists(TASKS[task_name].strategy(large=False), min_size=1, max_size=3))
     _same_runs(checkpoint, memoized, values)
 
 

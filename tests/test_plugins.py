@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from verifier.cli import main
+from tests.conftest import run_cli
 from verifier.tasks import TASKS
 
 ROOT = Path(__file__).parent.parent
@@ -42,9 +40,7 @@ def _registry_restored() -> Iterator[None]:
             del sys.modules[name]
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
+invoke = run_cli  # the suite's CLI runner (tests/conftest.py), called directly here
 
 
 def _variant(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
@@ -95,6 +91,16 @@ def test_example_task_traced_verified_trained_certified_and_checked(tmp_path: Pa
     assert code == 0 and "certified" in out
     code, out, _ = invoke("--task-module", module, "run", str(model), "--input", "[4, 5, 6]")
     assert code == 0 and "[6, 5, 4] (correct)" in out
+    code, out, _ = invoke("--task-module", module, "evaluate", str(model), "--sizes", "9,40",
+                          "--samples", "3")
+    assert code == 0 and out.count("3/3 right") == 2
+    code, out, _ = invoke("--task-module", module, "info", str(model))
+    assert code == 0 and "reverse" in out
+    appendix = tmp_path / "appendix"
+    appendix.mkdir()
+    code, _, err = invoke("--task-module", module, "appendix", str(proof), "-o", str(appendix))
+    assert code == 0, err
+    assert "reverse" in (appendix / "appendix.md").read_text()
 
 
 def test_check_refuses_an_unknown_or_changed_task_definition(tmp_path: Path) -> None:

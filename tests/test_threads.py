@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy  # noqa: F401  (its BLAS pool is what threadpoolctl reports)
 import pytest
 import torch
-from click.testing import CliRunner
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from verifier.cli import main
+from tests.conftest import Invoke
 from verifier.errors import InvalidInput
 from verifier.threads import ENV_VARIABLE, inference_threads, use_inference_threads
 
@@ -54,19 +53,18 @@ def test_the_count_also_limits_numpys_blas() -> None:
         assert torch.get_num_threads() == 1
 
 
-def test_run_sets_torch_threads() -> None:
+def test_run_sets_torch_threads(invoke: Invoke) -> None:
     torch.set_num_threads(2)
-    result = CliRunner().invoke(main, ["run", MODEL, "--input", "[2, 1]"])
-    assert result.exit_code == 0 and torch.get_num_threads() == 1
-    result = CliRunner().invoke(main, ["run", MODEL, "--input", "[2, 1]", "--threads", "3"])
-    assert result.exit_code == 0 and torch.get_num_threads() == 3
+    assert invoke("run", MODEL, "--input", "[2, 1]").code == 0 and torch.get_num_threads() == 1
+    assert invoke("run", MODEL, "--input", "[2, 1]", "--threads", "3").code == 0
+    assert torch.get_num_threads() == 3
 
 
 @pytest.mark.parametrize("command", [["run", MODEL, "--input", "[2, 1]"],
                                      ["evaluate", MODEL, "--sizes", "2"],
                                      ["certify", MODEL, "--task", "bubblesort"],
                                      ["check", "proofs/"]])
-def test_a_non_positive_thread_count_is_a_usage_error(command: list[str]) -> None:
-    result = CliRunner().invoke(main, [*command, "--threads", "0"])
-    assert result.exit_code == 2
-    assert result.stderr.strip() == "npi-verify: error: --threads must be a positive integer, not 0"
+def test_a_non_positive_thread_count_is_a_usage_error(invoke: Invoke, command: list[str]) -> None:
+    result = invoke(*command, "--threads", "0")
+    assert result.code == 2
+    assert result.err.strip() == "npi-verify: error: --threads must be a positive integer, not 0"

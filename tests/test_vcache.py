@@ -7,14 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from tests.conftest import vset_of
+from tests.conftest import Invoke, vset_of
 from verifier import vcache
-from verifier.cli import main
-from verifier.reach import VerificationSet
 from verifier.tasks import TASKS
 from verifier.vcache import BUILT, OFF, REUSED, cache_key, entry_path, load_or_build
+from verifier.vset.result import VerificationSet
 
 TASK = TASKS["bubblesort"]
 
@@ -48,7 +46,9 @@ def _same(a: VerificationSet, b: VerificationSet) -> None:
     assert (a.coverage_proved, a.exact, a.unwitnessed) == (b.coverage_proved, b.exact, b.unwitnessed)
 
 
-@pytest.mark.parametrize("task_name", ["bubblesort", "quicksort", "toposort"])
+@pytest.mark.slow
+@pytest.mark.soundness
+@pytest.mark.parametrize("task_name", [name for name, task in TASKS.items() if task.symbolic])
 def test_entry_round_trips_exactly(task_name: str, tmp_path: Path) -> None:
     task = TASKS[task_name]
     original = vset_of(task_name)
@@ -144,7 +144,7 @@ def test_other_package_version_uses_another_entry(cache: list[str], monkeypatch:
 
 def test_key_names_sources_and_predicates() -> None:
     key = cache_key(TASKS["toposort"], "recursive")
-    assert "verifier.reach" in key["sources"] and "verifier.smt" in key["sources"]
+    assert "verifier.vset.fixpoint" in key["sources"] and "verifier.smt" in key["sources"]
     assert key["task_definition"]["module"] == "verifier.tasks.toposort.task"
     assert key["task_definition"] != cache_key(TASKS["quicksort"], "recursive")["task_definition"]
     assert key["predicates"] and key["z3_semantics"].startswith("TopoSortSemantics/")
@@ -170,14 +170,13 @@ def test_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, t
     assert vcache.cache_dir() == tmp_path / "mine"
 
 
-def test_vset_command_reports_the_cache(cache: list[str]) -> None:
-    runner = CliRunner()
-    first = runner.invoke(main, ["vset", "--task", "bubblesort", "--json"])
-    second = runner.invoke(main, ["vset", "--task", "bubblesort", "--json"])
-    bypass = runner.invoke(main, ["vset", "--task", "bubblesort", "--json", "--no-cache"])
-    statuses = [json.loads(r.output)["vset_cache"] for r in (first, second, bypass)]
+def test_vset_command_reports_the_cache(invoke: Invoke, cache: list[str]) -> None:
+    first = invoke("vset", "--task", "bubblesort", "--json")
+    second = invoke("vset", "--task", "bubblesort", "--json")
+    bypass = invoke("vset", "--task", "bubblesort", "--json", "--no-cache")
+    statuses = [json.loads(r.out)["vset_cache"] for r in (first, second, bypass)]
     assert statuses == [BUILT, REUSED, OFF]
-    same = [{k: v for k, v in json.loads(r.output).items() if not k.startswith("vset_cache")}
+    same = [{k: v for k, v in json.loads(r.out).items() if not k.startswith("vset_cache")}
             for r in (first, second, bypass)]
     assert same[0] == same[1] == same[2]
 
@@ -204,21 +203,20 @@ def test_an_entry_built_without_its_semantics_is_foreign(cache: list[str]) -> No
     assert info.status == BUILT and "foreign" in info.note and vset.abstract is not None
 
 
-def test_check_reuses_v_and_no_cache_bypasses_it(tmp_path: Path) -> None:
+def test_check_reuses_v_and_no_cache_bypasses_it(invoke: Invoke, tmp_path: Path) -> None:
     """The proof gate builds V once, reuses it on the next run, and `--no-cache` rebuilds it;
     the certificate's coverage evidence says which."""
     import shutil
 
     shipped = Path(__file__).parent.parent / "models" / "bubblesort.pt"
     shutil.copy(shipped, tmp_path / "model.pt")
-    runner = CliRunner()
-    made = runner.invoke(main, ["certify", str(tmp_path / "model.pt"), "-o", str(tmp_path / "c.json")])
-    assert made.exit_code == 0, made.output
+    made = invoke("certify", tmp_path / "model.pt", "-o", tmp_path / "c.json")
+    assert made.code == 0, made
     evidence = {o["name"]: o["evidence"] for o in json.loads((tmp_path / "c.json").read_text())["obligations"]}
     assert evidence["coverage"]["vset_cache"] == BUILT and len(evidence["coverage"]["vset_cache_key"]) == 64
     statuses = []
     for extra in ([], ["--no-cache"]):
-        run = runner.invoke(main, ["check", str(tmp_path / "c.json"), "--json", *extra])
-        assert run.exit_code == 0, run.output
-        statuses.append(json.loads(run.stdout)["results"][0]["vset_cache"])
+        run = invoke("check", tmp_path / "c.json", "--json", *extra)
+        assert run.code == 0, run
+        statuses.append(json.loads(run.out)["results"][0]["vset_cache"])
     assert statuses == [REUSED, OFF]

@@ -12,7 +12,7 @@ from tests.conftest import vset_of
 from verifier.check import check_function
 from verifier.errors import UndecidedPost
 from verifier.evaluation import model_limits
-from verifier.runtime import Query, ReferencePolicy, execute, reference_action
+from verifier.runtime import Query, ReferencePolicy, StateKey, execute, reference_action
 from verifier.smt import AbstractDomain
 from verifier.smt import semantics_for
 from verifier.tasks import TASKS
@@ -32,7 +32,7 @@ class StatePolicy:
         self.routines = self.task.routines("recursive")
         self.overrides = overrides or {}
 
-    def decide(self, key: tuple) -> Action:
+    def decide(self, key: StateKey) -> Action:
         program, args, observations = key
         if key in self.overrides:
             return self.overrides[key]
@@ -52,6 +52,7 @@ class StatePolicy:
         return Subject(self.task, "recursive", self, lambda states: check_function(self.decide, states))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task_name", FINITE)
 def test_reference_policy_is_certified(task_name: str) -> None:
     outcome = certify_subject(StatePolicy(task_name).subject(), vset=vset_of(task_name))
@@ -64,7 +65,7 @@ def test_reference_policy_is_certified(task_name: str) -> None:
 def test_without_z3_semantics_the_reference_is_never_certified(monkeypatch: pytest.MonkeyPatch) -> None:
     """Coverage only tested: the verdict stays inconclusive even for a perfect policy."""
     task_name = "toposort"
-    monkeypatch.setattr("verifier.reach.semantics_for", lambda task: None)
+    monkeypatch.setattr("verifier.vset.build.semantics_for", lambda task: None)
     outcome = certify_subject(StatePolicy(task_name).subject())
     assert outcome.verdict == Verdict.INCONCLUSIVE
     assert {o.name: o.status for o in outcome.obligations}["coverage"] == "tested"
@@ -78,6 +79,8 @@ def _wrong_action(task_name: str, action: Action) -> Action:
         next(p.name for p in task.programs if not p.primitive)).arity, False)
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 @pytest.mark.parametrize("task_name", FINITE)
 @pytest.mark.parametrize("pick", [0, 17, 33])
 def test_one_wrong_reachable_state_is_refuted_with_a_replayable_counterexample(
@@ -105,6 +108,8 @@ def test_one_wrong_reachable_state_is_refuted_with_a_replayable_counterexample(
         assert example.model_output == task.output(run.env)
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 def test_wrong_only_on_unwitnessed_states_is_inconclusive() -> None:
     vset = vset_of("bubblesort-values")
     state = sorted(vset.unwitnessed)[0]
@@ -141,6 +146,7 @@ def test_an_undecidable_post_with_too_many_candidates_is_an_error(monkeypatch: p
     assert error.value.exit_code == 3
 
 
+@pytest.mark.slow
 def test_counterexample_prefers_an_input_with_a_wrong_answer() -> None:
     """Stopping CHECK_CHILD at a black child leaves the output right on the smallest input that
     reaches the state (the black child is the last one) and wrong on a larger one: replay

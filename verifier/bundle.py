@@ -45,7 +45,8 @@ import z3
 
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
-from verifier.reach import Domain, VerificationSet, domain_for
+from verifier.vset.fixpoint import Domain, domain_for
+from verifier.vset.result import VerificationSet
 from verifier.smt import AbstractDomain, semantics_for
 from verifier.smt.product import ProductDomain
 from verifier.tasks.base import NOP, Action, Args, Task
@@ -174,7 +175,7 @@ class _Call:
 def _fixed_point(
     task: Task, domain: Domain, actions: Mapping[Any, Action], node_of: Mapping[Any, int]
 ) -> dict[Context, _Call]:
-    """The calls of the abstract fixed point (`verifier.reach.abstract_states`), explored
+    """The calls of the abstract fixed point (`verifier.vset.fixpoint.abstract_states`), explored
     again with V's actions as the labels, recording each call's points and exit summary.
     A call's observations so far are named by their node in V's prefix forest."""
     size = domain.semantics.observation_size

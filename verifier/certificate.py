@@ -17,11 +17,10 @@ from typing import Any
 import torch
 
 from verifier import __version__
-from verifier.check import StateKey
 from verifier.bundle import BUNDLE_FORMAT
 from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from verifier.errors import BadFile, EditedCertificate, PluginError, UnknownName, VerifierError
-from verifier.runtime import SEMANTICS
+from verifier.runtime import SEMANTICS, StateKey
 from verifier.smt import z3_version
 from verifier.tasks import Task, get_task
 from verifier.tasks.registry import definition_of

@@ -10,17 +10,17 @@ re-checked by replaying their sequence in float64.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from verifier.npi import NPI, decode, pad_args, valid_arg_mask
+from verifier.npi import NPI, Decider, Decision, pad_args
+from verifier.runtime import StateKey
 from verifier.tasks import Task
-from verifier.tasks.base import Action, Args, Observation
+from verifier.tasks.base import Action
 
-StateKey = tuple[str, Args, tuple[Observation, ...]]
 FRAGILE_MARGIN = 1e-3
 NOISE_MARGIN = 1e-5  # float32 rounding can flip a decision this close to a tie: not trusted
 
@@ -58,7 +58,7 @@ def check_model(
     """Compare the model's decision with the reference action on every state of V.
     V must be prefix-closed (every element's prefixes are elements too), as V always is."""
     model = model.eval()
-    arg_mask = valid_arg_mask(model.config, task)
+    decide = Decider(model.config, task)
     ids = {name: k for k, name in enumerate(model.config.program_names)}
     levels: dict[int, list[StateKey]] = {}
     for key in states:
@@ -71,7 +71,7 @@ def check_model(
         keys = levels[depth]
         for start in range(0, len(keys), batch_size):
             chunk = keys[start : start + batch_size]
-            decided, margin, new_memory = _step(model, ids, arg_mask, chunk, memory)
+            decided, margin, new_memory = _step(model, ids, decide, chunk, memory)
             for key, action, m, mem in zip(chunk, decided, margin.tolist(), new_memory):
                 memory[key] = mem
                 if action != states[key]:
@@ -83,7 +83,7 @@ def check_model(
             if len(key[2]) < depth:
                 del memory[key]
     double = _float64_copy(model) if fragile_keys else model
-    flipped = sum(_float64_differs(double, task, key, states[key]) for key in fragile_keys)
+    flipped = sum(_float64_differs(double, decide, key, states[key]) for key in fragile_keys)
     every = torch.cat(margins) if margins else torch.zeros(0)
     minimum = float(every.min()) if margins else float("inf")
     return CheckResult(len(states), disagreements, minimum, len(fragile_keys), flipped,
@@ -121,7 +121,7 @@ def check_function(
 def _step(
     model: NPI,
     ids: dict[str, int],
-    arg_mask: Tensor,
+    decide: Decider,
     keys: list[StateKey],
     memory: dict[StateKey, tuple[Tensor, Tensor]],
 ) -> tuple[list[Action], Tensor, list[tuple[Tensor, Tensor]]]:
@@ -135,18 +135,19 @@ def _step(
     observations = torch.tensor([obs[-1] for _, _, obs in keys]).unsqueeze(1)
     end, program_logits, arg_logits, (h, cell) = model(programs, args, observations, (h0, c0))
     end, program_logits, arg_logits = end[:, 0], program_logits[:, 0], arg_logits[:, 0]
-    decision = decode(end, program_logits, arg_logits, arg_mask, c.arities)
-    actions = [
-        Action(c.program_names[p], tuple(a), r)
-        for p, a, r in zip(decision.programs, decision.args, decision.returns)
-    ]
-    margin = _margins(end, program_logits, arg_logits, arg_mask, decision, c.arities)
+    actions, decision = decide(end, program_logits, arg_logits)
+    margin = _margins(end, program_logits, arg_logits, decide.arg_mask, decision, c.arities)
     margin = torch.nan_to_num(margin, nan=-1.0)  # non-finite logits decide nothing
     return actions, margin, list(zip(h.unbind(1), cell.unbind(1)))
 
 
 def _margins(
-    end: Tensor, program_logits: Tensor, arg_logits: Tensor, arg_mask: Tensor, decision, arities
+    end: Tensor,
+    program_logits: Tensor,
+    arg_logits: Tensor,
+    arg_mask: Tensor,
+    decision: Decision,
+    arities: Sequence[int],
 ) -> Tensor:
     """The smallest decision margin of each step (batch,)."""
     top2 = program_logits.topk(2, dim=1).values
@@ -173,19 +174,15 @@ def _float64_copy(model: NPI) -> NPI:
 
 
 @torch.no_grad()
-def _float64_differs(double: NPI, task: Task, key: StateKey, reference: Action) -> bool:
+def _float64_differs(double: NPI, decide: Decider, key: StateKey, reference: Action) -> bool:
     """Replay one state's whole sequence with the float64 copy of the model; True when that
     decision is not the reference action (a float32 decision this close to a tie is not
     trusted)."""
     program, args, observations = key
-    config = double.config
-    ids = {name: k for k, name in enumerate(config.program_names)}
     end, program_logits, arg_logits, _ = double(
-        torch.tensor([ids[program]]), torch.tensor([pad_args(args)]),
+        torch.tensor([double.config.program_names.index(program)]),
+        torch.tensor([pad_args(args)]),
         torch.tensor([list(observations)]),
     )
-    decision = decode(end[:, -1], program_logits[:, -1], arg_logits[:, -1],
-                      valid_arg_mask(config, task), config.arities)
-    chosen = Action(config.program_names[decision.programs[0]], tuple(decision.args[0]),
-                    decision.returns[0])
+    (chosen,), _ = decide(end[:, -1], program_logits[:, -1], arg_logits[:, -1])
     return chosen != reference

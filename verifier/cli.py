@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # torch-dependent modules are imported inside the commands th
 # torch: each command imports the torch-dependent modules it uses.
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+UNWITNESSED_SHOWN = 5  # unwitnessed states `vset` prints (the ones a hidden predicate might remove)
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
 
 
@@ -374,7 +375,7 @@ def dataset(
     path: Path,
 ) -> None:
     """Write a training set of reference traces (JSON lines) from sampled or given inputs."""
-    from verifier.traces import Sampling, write_dataset
+    from verifier.traces import EXPLICIT_INPUTS, Sampling, write_dataset
 
     task = get_task(task_name)
     task.routines(formulation)
@@ -383,18 +384,18 @@ def dataset(
         if count is not None or max_size is not None or sizes is not None:
             raise VerifierError("give either --input or sampling options, not both")
         values = [parse_problem(task, text) for text in inputs]
-        provenance: dict[str, Any] = {"inputs": "explicit"}
+        provenance = EXPLICIT_INPUTS
     elif sizes is not None:
         if count is not None or max_size is not None:
             raise VerifierError("give either --sizes or --count/--max-size, not both")
         listed = _int_list(sizes, "--sizes")
-        values = Sampling(len(listed), 1, 1, seed, tuple(listed), cover).inputs(task)
-        provenance = {"seed": seed, "sizes": listed, "cover": cover}
+        sampling = Sampling(len(listed), 1, 1, seed, tuple(listed), cover)
+        values, provenance = sampling.inputs(task), sampling.provenance()
     else:
         if count is None or max_size is None:
             raise VerifierError("dataset needs --count and --max-size (or --sizes, or --input)")
-        values = Sampling(count, min_size, max_size, seed, cover=cover).inputs(task)
-        provenance = {"seed": seed, "size_range": [min_size, max_size], "cover": cover}
+        sampling = Sampling(count, min_size, max_size, seed, cover=cover)
+        values, provenance = sampling.inputs(task), sampling.provenance()
     written = write_dataset(task, formulation, values, path, provenance)
     click.echo(f"wrote {written} {task.name} ({formulation}) traces to {path}", err=True)
 
@@ -653,7 +654,7 @@ def vset(
     every state with its reference action. Exits 0, or 3 when a call's sequences are
     unbounded (non-recursive formulations; `--json` then prints {"task", "formulation",
     "bounded": false, "program", "reason"})."""
-    from verifier.reach import UnboundedCall
+    from verifier.errors import UnboundedCall
     from verifier.vcache import load_or_build
 
     task = get_task(task_name)
@@ -667,13 +668,14 @@ def vset(
                         "program": error.program, "reason": str(error)})
         raise
     states = sorted(result.states.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
+    witnessed = result.concrete.actions.keys()
     if as_json:
         _emit_json({
             "task": task.name,
             "formulation": formulation,
             "states": [
                 {"program": p, "args": list(a), "observations": [list(o) for o in obs],
-                 "action": action.to_json()}
+                 "action": action.to_json(), "witnessed": (p, a, obs) in witnessed}
                 for (p, a, obs), action in states
             ],
             "per_program": result.per_program(),
@@ -696,6 +698,16 @@ def vset(
                f"{result.concrete.inputs_run} inputs, by size {result.concrete.counts_by_size}")
     coverage = "proved for all sizes" if result.coverage_proved else "NOT proved (tested only)"
     click.echo(f"coverage {coverage}; exact: {result.exact}; unwitnessed: {len(result.unwitnessed)}")
+    for program, args, observations in sorted(result.unwitnessed)[:UNWITNESSED_SHOWN]:
+        steps = []
+        for k, observation in enumerate(observations):  # observation, then the action taken
+            action = result.states[(program, args, observations[: k + 1])]
+            steps.append(f"[{task.format_observation(observation)}] {task.format_action(action)}")
+        click.echo(f"  unwitnessed: in {task.program(program).format_call(args)}: "
+                   + " ; ".join(steps))
+    if len(result.unwitnessed) > UNWITNESSED_SHOWN:
+        click.echo(f"  ... and {len(result.unwitnessed) - UNWITNESSED_SHOWN} more (--json lists "
+                   "every state with a `witnessed` flag)")
     cover = result.witness_cover()
     click.echo(f"verification set: {len(cover)} witness inputs cover every witnessed state")
     click.echo(f"V cache: {cache.status} (key {cache.key_digest[:16]}){'; ' + cache.note if cache.note else ''}")

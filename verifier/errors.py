@@ -41,6 +41,16 @@ class UndecidedPost(VerifierError):
     exit_code = 3
 
 
+class UnboundedCall(VerifierError):
+    """A call whose call-local sequences grow without bound: V is infinite (uncertifiable)."""
+
+    exit_code = 3
+
+    def __init__(self, program: str, reason: str) -> None:
+        super().__init__(reason)
+        self.program = program
+
+
 class ReferenceBug(PluginError):
     """A reference program broke its own contract: a bug in the task's definition (a plug-in's,
     or npi-verify's own for a built-in task), reported in one line like any broken plug-in."""

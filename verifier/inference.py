@@ -144,14 +144,8 @@ class NumpyStep:
             h, c = self._cell(h @ self.w_ih_upper[k - 1] + recurrent[k], state.c[k])
             hs.append(h)
             cs.append(c)
-        row = (h @ self.heads + self.heads_b).tolist()
-        logits = row[1 : 1 + self.n_programs]
-        chosen = logits.index(max(logits))
-        values = []
-        for columns in self.arg_columns[chosen]:
-            logits = row[columns.start : columns.stop]
-            values.append(logits.index(max(logits)))
-        return row[0] >= 0, chosen, tuple(values), LSTMState(tuple(hs), tuple(cs))
+        ret, chosen, values = self._decide((h @ self.heads + self.heads_b).tolist())
+        return ret, chosen, values, LSTMState(tuple(hs), tuple(cs))
 
     def __call__(
         self,
@@ -182,18 +176,27 @@ class NumpyStep:
             cs.append(c)
         returns, chosen, values = [], [], []
         for row in (h @ self.heads + self.heads_b).tolist():
-            program = max(range(self.n_programs), key=row[1:].__getitem__)
-            returns.append(row[0] >= 0)
+            ret, program, args = self._decide(row)
+            returns.append(ret)
             chosen.append(program)
-            values.append(tuple(
-                max(columns, key=row.__getitem__) - columns.start
-                for columns in self.arg_columns[program]
-            ))
+            values.append(args)
         new_states = [
             LSTMState(tuple(h[j] for h in hs), tuple(c[j] for c in cs))
             for j in range(len(full))
         ]
         return StepResult(returns, chosen, values, new_states)
+
+    def _decide(self, row: list[float]) -> tuple[bool, int, tuple[int, ...]]:
+        """One step's decision from its head outputs (return logit, program logits, argument
+        logits): `npi.decode`'s rule (return when the logit >= 0; the first maximum; arguments
+        among the values legal for the chosen program) on a Python list."""
+        logits = row[1 : 1 + self.n_programs]
+        chosen = logits.index(max(logits))
+        values = []
+        for columns in self.arg_columns[chosen]:
+            logits = row[columns.start : columns.stop]
+            values.append(logits.index(max(logits)))
+        return row[0] >= 0, chosen, tuple(values)
 
     def _cell(self, gates: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One LSTM cell from its prescaled gates (overwritten) and its previous c: the new

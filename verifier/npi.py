@@ -169,6 +169,38 @@ def decode(
     )
 
 
+class Decider:
+    """A model's decision as actions: `decode` of its logits, each distinct decision one shared
+    `Action`. The policy, the exhaustive check and the check's float64 re-check all decide
+    with it, so what a model does in a run is what the check checked."""
+
+    def __init__(self, config: NPIConfig, task: Task) -> None:
+        self.names = config.program_names
+        self.arities = config.arities
+        self.arg_mask = valid_arg_mask(config, task)
+        self._actions: dict[tuple[int, tuple[int, ...], bool], Action] = {}
+
+    def __call__(
+        self, end: Tensor, program_logits: Tensor, arg_logits: Tensor
+    ) -> tuple[list[Action], Decision]:
+        """The actions of a batch of steps, and the decoded decision they come from.
+        Shapes as for `decode`."""
+        decision = decode(end, program_logits, arg_logits, self.arg_mask, self.arities)
+        actions = [
+            self.action(p, a, r)
+            for p, a, r in zip(decision.programs, decision.args, decision.returns)
+        ]
+        return actions, decision
+
+    def action(self, program: int, args: Sequence[int], ret: bool) -> Action:
+        """The action of one decoded decision (program id, its arguments, return flag)."""
+        key = (program, tuple(args), ret)
+        action = self._actions.get(key)
+        if action is None:
+            action = self._actions[key] = Action(self.names[key[0]], key[1], ret)
+        return action
+
+
 class NPIPolicy:
     """An NPI as an interpreter policy.
 
@@ -184,9 +216,8 @@ class NPIPolicy:
         self, model: NPI, task: Task, memoize: bool = True, cache: PrefixCache | None = None
     ) -> None:
         self.model = model.eval()
-        self.names = model.config.program_names
-        self.program_id = {name: k for k, name in enumerate(self.names)}
-        self.arg_mask = valid_arg_mask(model.config, task)
+        self.program_id = {name: k for k, name in enumerate(model.config.program_names)}
+        self.decide = Decider(model.config, task)
         # Numeric observations (integers) are fed as numbers, which the numpy step's one-hot
         # input table does not cover: such models run as plain torch steps.
         memoize = memoize and not model.config.numeric_slots
@@ -194,7 +225,6 @@ class NPIPolicy:
         from verifier.inference import NumpyStep  # it builds on this module
 
         self._numpy_step = NumpyStep(model, task) if memoize else None
-        self._actions: dict[tuple[int, tuple[int, ...], bool], Action] = {}
 
     def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]:
         if self.cache is None:
@@ -250,7 +280,7 @@ class NPIPolicy:
             states,
         )
         actions = [
-            self._action(p, a, r)
+            self.decide.action(p, a, r)
             for p, a, r in zip(result.programs, result.args, result.returns)
         ]
         return actions, result.states
@@ -261,7 +291,7 @@ class NPIPolicy:
         ret, program, args, new_state = self._numpy_step.step_one(
             self.program_id[query.program], query.args, query.observation, state
         )
-        return self._action(program, args, ret), new_state
+        return self.decide.action(program, args, ret), new_state
 
     @torch.no_grad()
     def _lstm_step(
@@ -278,17 +308,5 @@ class NPIPolicy:
         end, program_logits, arg_logits, (h, c_) = self.model(
             programs, args, observations, (h0, c0)
         )
-        decision = decode(end[:, 0], program_logits[:, 0], arg_logits[:, 0], self.arg_mask, c.arities)
-        actions = [
-            self._action(p, a, r)
-            for p, a, r in zip(decision.programs, decision.args, decision.returns)
-        ]
+        actions, _ = self.decide(end[:, 0], program_logits[:, 0], arg_logits[:, 0])
         return actions, list(zip(h.unbind(1), c_.unbind(1)))
-
-    def _action(self, program: int, args: list[int], ret: bool) -> Action:
-        """One shared Action object per distinct decision."""
-        key = (program, tuple(args), ret)
-        action = self._actions.get(key)
-        if action is None:
-            action = self._actions[key] = Action(self.names[program], key[1], ret)
-        return action

@@ -22,6 +22,9 @@ from verifier.tasks.base import NOP, Action, Args, Observation, Program, Routine
 from verifier.tasks.registry import describe_error, origin_of
 
 SEMANTICS = "npi-runtime/1"
+# A call-local state: the program called, its arguments, and the observations of this call so
+# far. Reference programs and models are functions of it; V is a set of them.
+StateKey = tuple[str, Args, tuple[Observation, ...]]
 STEP_LIMIT = "step limit"
 DEPTH_LIMIT = "depth limit"
 
@@ -310,7 +313,7 @@ def split_calls(steps: Sequence[Step]) -> list[list[Step]]:
 
 def call_local_steps(
     steps: Sequence[Step],
-) -> Iterator[tuple[tuple[str, Args, tuple[Observation, ...]], Step]]:
+) -> Iterator[tuple[StateKey, Step]]:
     """Each step of a trace with its call-local state (program, args, observations so far)."""
     for call in split_calls(steps):
         observations: tuple[Observation, ...] = ()

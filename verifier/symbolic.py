@@ -45,14 +45,15 @@ import numpy as np
 import z3
 
 from verifier.bounds import NetworkBounds, Step
-from verifier.check import CheckResult, Disagreement, StateKey
+from verifier.check import CheckResult, Disagreement
 from verifier.checkpoint import Checkpoint
+from verifier.errors import UnboundedCall
 from verifier.evaluation import correct, limits_after
 from verifier.npi import NPIPolicy, valid_arg_mask
-from verifier.reach import UnboundedCall, build_vset
-from verifier.runtime import call_local_steps, execute, run_reference
+from verifier.runtime import StateKey, call_local_steps, execute, run_reference
 from verifier.tasks import Task, get_task
 from verifier.tasks.base import Action, Observation
+from verifier.vset.build import build_vset
 
 METHOD = "interval-bound-propagation+branch-and-bound/1"
 PROOF_MARGIN = 1e-3  # a decision is proved only if every margin's lower bound clears this

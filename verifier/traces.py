@@ -18,7 +18,7 @@ from typing import Any
 
 from verifier import __version__
 from verifier.errors import BadFile, VerifierError
-from verifier.runtime import Execution, Step, call_local_steps, run_reference
+from verifier.runtime import Execution, StateKey, Step, call_local_steps, run_reference
 from verifier.tasks import Task, get_task
 from verifier.tasks.base import NOP, RECURSIVE, Action
 
@@ -100,11 +100,21 @@ class Sampling:
         pool = [task.sample_input(rng, size) for size in sizes for _ in range(COVER_POOL)]
         return greedy_cover(task, pool, len(sizes))
 
+    def provenance(self) -> dict[str, Any]:
+        """What a dataset's header records about its inputs: enough to draw them again."""
+        if self.sizes:
+            return {"seed": self.seed, "sizes": list(self.sizes), "cover": self.cover}
+        return {"seed": self.seed, "size_range": [self.min_size, self.max_size],
+                "cover": self.cover}
+
+
+EXPLICIT_INPUTS: dict[str, Any] = {"inputs": "explicit"}  # the provenance of given inputs
+
 
 COVER_POOL = 25  # candidates sampled per requested input when covering
 
 
-def call_local_states(steps: Sequence[Step]) -> set[tuple]:
+def call_local_states(steps: Sequence[Step]) -> set[StateKey]:
     """The (program, args, observations so far) of every step of a trace."""
     return {key for key, _ in call_local_steps(steps)}
 

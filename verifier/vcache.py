@@ -3,7 +3,7 @@
 An entry is named by the sha256 of its key: the task, the formulation, the runtime semantics,
 the task's Z3 semantics (class and version) and hidden predicates, the npi-verify and Z3
 versions, and the sha256 of every source file the construction of V depends on (the task
-module, its Z3 module, reach, smt, runtime, ...). Any change to any of them gives another key,
+module, its Z3 module, vset, smt, runtime, ...). Any change to any of them gives another key,
 so an entry can only be found by the code that would build exactly the same V.
 
 Entries live in `$NPI_VERIFY_CACHE_DIR`, else `$XDG_CACHE_HOME/npi-verify`, else
@@ -31,27 +31,21 @@ from typing import Any
 
 from verifier import __version__
 from verifier.errors import VerifierError
-from verifier.reach import (
-    AbstractStates,
-    ConcreteStates,
-    CrossCheck,
-    LargeReferenceRuns,
-    StateKey,
-    VerificationSet,
-    build_vset,
-)
-from verifier.runtime import SEMANTICS
-from verifier.smt import SolverStats, z3_version
-from verifier.smt import semantics_for
+from verifier.runtime import SEMANTICS, StateKey
+from verifier.smt import SolverStats, semantics_for, z3_version
 from verifier.tasks.base import Action, Task
 from verifier.tasks.registry import definition_of
+from verifier.vset.build import build_vset
+from verifier.vset.concrete import ConcreteStates
+from verifier.vset.crosscheck import CrossCheck
+from verifier.vset.fixpoint import AbstractStates
+from verifier.vset.result import LargeReferenceRuns, VerificationSet
 
 CACHE_FORMAT = "npi-verify-vset-cache/1"
 ENV_VAR = "NPI_VERIFY_CACHE_DIR"
 BUILT, REUSED, OFF = "built", "reused", "off"
 # Modules whose code decides what V is; the task's own definition is digested per task.
 CORE_MODULES = (
-    "verifier.reach",
     "verifier.runtime",
     "verifier.smt",
     "verifier.smt.product",
@@ -59,6 +53,11 @@ CORE_MODULES = (
     "verifier.tasks.base",
     "verifier.traces",
     "verifier.vcache",
+    "verifier.vset.build",
+    "verifier.vset.concrete",
+    "verifier.vset.crosscheck",
+    "verifier.vset.fixpoint",
+    "verifier.vset.result",
 )
 
 

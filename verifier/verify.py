@@ -14,15 +14,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.check import NOISE_MARGIN, CheckResult, Disagreement, StateKey, check_model
+from verifier.check import NOISE_MARGIN, CheckResult, Disagreement, check_model
 from verifier.checkpoint import Checkpoint
+from verifier.errors import UnboundedCall
 from verifier.evaluation import correct, limits_after
 from verifier.npi import NPIPolicy
-from verifier.reach import UnboundedCall, VerificationSet
-from verifier.runtime import SEMANTICS, Execution, Policy, execute, run_reference, split_calls
+from verifier.runtime import (
+    SEMANTICS,
+    Execution,
+    Policy,
+    StateKey,
+    execute,
+    run_reference,
+    split_calls,
+)
 from verifier.tasks import Task
 from verifier.tasks.base import NOP, Action
 from verifier.vcache import CacheInfo, load_or_build
+from verifier.vset.result import VerificationSet
 
 REPLAY_CANDIDATES = 64  # inputs reaching a disagreement replayed to find a wrong answer
 LISTED_UNWITNESSED = 50  # unwitnessed states listed in the coverage evidence

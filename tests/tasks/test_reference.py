@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import random
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.strategies import inputs
 from verifier.runtime import reference_action, run_reference, split_calls
 from verifier.tasks import TASKS
 from verifier.tasks.base import NOP, RECURSIVE
@@ -22,7 +24,7 @@ def test_reference_output_passes_independent_check_on_large_inputs(
     task_name: str, formulation: str, data: st.DataObject
 ) -> None:
     task = TASKS[task_name]
-    value = data.draw(inputs(task_name, large=True))
+    value = data.draw(TASKS[task_name].strategy(large=True))
     run = run_reference(task, formulation, value, record=False)
     assert run.halted
     assert task.check(value, task.output(run.env)), (value, task.output(run.env))
@@ -75,7 +77,7 @@ def _primitive_actions(task_name: str, formulation: str, value: object) -> list[
 @pytest.mark.parametrize("task_name", list(TASKS))
 @given(data=st.data())
 def test_formulations_emit_identical_primitive_actions(task_name: str, data: st.DataObject) -> None:
-    value = data.draw(inputs(task_name, large=False))
+    value = data.draw(TASKS[task_name].strategy(large=False))
     task = TASKS[task_name]
     sequences = {f: _primitive_actions(task_name, f, value) for f in task.formulations}
     reference = sequences[RECURSIVE]
@@ -108,3 +110,25 @@ def test_observations_are_small_integers_in_declared_ranges(task_name: str) -> N
                 assert task.value_range[0] <= v <= task.value_range[1]
             else:
                 assert 0 <= v < len(names)
+
+
+def test_each_paper_json_names_tasks_of_its_own_package() -> None:
+    """A task's published numbers sit next to its module, keyed by its name: a key that names
+    no task of that package (a typo, a task moved elsewhere) would be read by nobody."""
+    packages: dict[Path, set[str]] = {}
+    for name, task in TASKS.items():
+        folder = Path(str(sys.modules[type(task).__module__].__file__)).parent
+        packages.setdefault(folder, set()).add(name)
+    for folder, names in packages.items():
+        file = folder / "paper.json"
+        if file.is_file():
+            assert set(json.loads(file.read_text(encoding="utf-8"))) <= names, file
+
+
+def test_paper_numbers_are_read_through_the_task() -> None:
+    from verifier.appendix import paper
+
+    assert TASKS["toposort"].paper()["verification_set"] == paper.verification_set("toposort")
+    assert paper.accuracy("addition", "c17-addition", RECURSIVE) == {5000: "100"}
+    assert TASKS["bubblesort-int"].paper() is None  # C17 has no such task
+    assert paper.verification_set("bubblesort-int") is None

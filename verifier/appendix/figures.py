@@ -15,6 +15,8 @@ import matplotlib.ticker  # noqa: E402
 import networkx as nx  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from verifier.tasks.base import NON_RECURSIVE, RECURSIVE  # noqa: E402
+
 RC = {
     "font.family": "DejaVu Sans",
     "font.size": 8,
@@ -31,7 +33,7 @@ RC = {
 PDF_METADATA = {"CreationDate": None, "Producer": "npi-verify", "Creator": "npi-verify"}
 PNG_METADATA = {"Software": None}
 PNG_DPI = 150
-STYLE = {"recursive": "-", "non-recursive": "--"}
+STYLE = {RECURSIVE: "-", NON_RECURSIVE: "--"}
 
 
 TEXT_WIDTH = 6.7  # inches of a page's text width (A4 with 2 cm margins)

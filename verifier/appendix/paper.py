@@ -1,28 +1,28 @@
-"""C17's published numbers (Cai, Shin & Song, ICLR 2017), kept as package data keyed by task:
-the verification sets the paper used and its generalization tables."""
+"""C17's published numbers (Cai, Shin & Song, ICLR 2017) for a task, as the task keeps them
+(`Task.paper()`, the `paper.json` next to its module): the verification set the paper used and
+its generalization tables (30 random problems per size; accuracy = whole answer right; sizes
+the paper reports no number for are absent)."""
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
 from typing import Any
 
+from verifier.tasks import TASKS
 
-@cache
-def _data() -> dict[str, Any]:
-    text = resources.files("verifier.appendix").joinpath("data/paper.json").read_text("utf-8")
-    return json.loads(text)
+
+def _numbers(task: str) -> dict[str, Any]:
+    found = TASKS[task].paper() if task in TASKS else None
+    return found or {}
 
 
 def verification_set(task: str) -> str | None:
     """How C17 verified `task` (e.g. "73 graphs"), or None where the paper verified none."""
-    return _data()["tasks"].get(task, {}).get("verification_set")
+    return _numbers(task).get("verification_set")
 
 
 def experiment(task: str, name: str) -> dict[str, Any] | None:
     """One of C17's generalization experiments: title, training set, accuracy by formulation."""
-    return _data()["tasks"].get(task, {}).get("experiments", {}).get(name)
+    return _numbers(task).get("experiments", {}).get(name)
 
 
 def accuracy(task: str, name: str, formulation: str) -> dict[int, str]:

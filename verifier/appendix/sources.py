@@ -20,6 +20,7 @@ from verifier.checkpoint import file_sha256, load_checkpoint
 from verifier.errors import BadFile, VerifierError
 from verifier.gate import require_certificates, select_certificates
 from verifier.tasks import Task
+from verifier.tasks.base import RECURSIVE
 from verifier.traces import read_dataset
 
 RESULTS_FORMAT = "npi-verify-results/1"
@@ -45,7 +46,7 @@ class CertifiedModel:
         """The task, with the formulation where it is not the recursive one."""
         formulation = self.data["formulation"]
         task = self.data["task"]
-        return task if formulation == "recursive" else f"{task} ({formulation})"
+        return task if formulation == RECURSIVE else f"{task} ({formulation})"
 
     def obligation(self, name: str) -> dict[str, Any] | None:
         return next((o for o in self.data["obligations"] if o["name"] == name), None)

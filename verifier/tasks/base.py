@@ -267,6 +267,14 @@ class SortingTask(Task):
     def check(self, value: list[int], output: Any) -> bool:
         return output == sorted(value)
 
+    def strategy(self, large: bool = False) -> SearchStrategy[Any]:
+        """Non-empty lists of any integers (of `value_range` where the task has one), drawn
+        by hypothesis, not by the task's sampler."""
+        from hypothesis import strategies as st
+
+        values = st.integers(*self.value_range) if self.value_range else st.integers()
+        return st.lists(values, min_size=1, max_size=100 if large else 6)
+
 
 FUBINI = (1, 1, 3, 13, 75, 541, 4683, 47293)  # weak orderings of 0..7 elements
 

@@ -29,7 +29,9 @@ from verifier.tasks.base import (
 )
 from verifier.tasks.registry import register
 
-if TYPE_CHECKING:  # z3 is imported by semantics() alone
+if TYPE_CHECKING:  # z3 is imported by semantics() alone, hypothesis by strategy()
+    from hypothesis.strategies import SearchStrategy
+
     from verifier.smt import Semantics
 
 # Python caps int<->str conversion at 4300 digits by default; the task is defined for operands
@@ -144,6 +146,14 @@ class Addition(Task):
         longer = _random_number(rng, size)
         shorter = _random_number(rng, rng.randint(1, size))
         return (longer, shorter) if rng.random() < 0.5 else (shorter, longer)
+
+    def strategy(self, large: bool = False) -> SearchStrategy[Any]:
+        """Two operands drawn by hypothesis, not by the task's sampler: up to 200 digits each
+        when `large`, else up to 1000."""
+        from hypothesis import strategies as st
+
+        top = 10**200 if large else 10**3
+        return st.tuples(st.integers(0, top), st.integers(0, top))
 
     def input_size(self, value: tuple[int, int]) -> int:
         return max(len(str(value[0])), len(str(value[1])))

@@ -36,7 +36,9 @@ from verifier.tasks.base import (
 )
 from verifier.tasks.registry import register
 
-if TYPE_CHECKING:  # z3 is imported by semantics() alone
+if TYPE_CHECKING:  # z3 is imported by semantics() alone, hypothesis by strategy()
+    from hypothesis.strategies import SearchStrategy
+
     from verifier.smt import Semantics
 
 I1, I2, I3 = range(3)
@@ -248,6 +250,12 @@ class BubbleSortValues(BubbleSort):
 
     def sample_input(self, rng: random.Random, size: int) -> list[int]:
         return [rng.randint(0, 9) for _ in range(size)]
+
+    def strategy(self, large: bool = False) -> SearchStrategy[Any]:
+        """Non-empty lists of digits, drawn by hypothesis, not by the task's sampler."""
+        from hypothesis import strategies as st
+
+        return st.lists(st.integers(0, 9), min_size=1, max_size=100 if large else 6)
 
     def small_inputs(self, size: int, limit: int) -> list[Any] | None:
         if 10**size > limit:

@@ -34,7 +34,9 @@ from verifier.tasks.base import (
 )
 from verifier.tasks.registry import register
 
-if TYPE_CHECKING:  # z3 is imported by semantics() alone
+if TYPE_CHECKING:  # z3 is imported by semantics() alone, hypothesis by strategy()
+    from hypothesis.strategies import SearchStrategy
+
     from verifier.smt import Semantics
 
 WHITE, GREY, BLACK, INVALID = range(4)
@@ -263,6 +265,23 @@ class TopoSort(Task):
             i, j = sorted(rng.sample(range(size), 2))
             edges.add((order[i], order[j]))
         return Graph(size, tuple(sorted(edges)))
+
+    def strategy(self, large: bool = False) -> SearchStrategy[Any]:
+        """DAGs drawn by hypothesis, not by the task's sampler: up to 120 vertices when
+        `large`, else 7; edges only go forward in a hidden random vertex order."""
+        from hypothesis import strategies as st
+
+        @st.composite
+        def dags(draw: Any, max_vertices: int) -> Graph:
+            n = draw(st.integers(1, max_vertices))
+            order = draw(st.permutations(range(1, n + 1)))
+            pairs = st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(
+                lambda p: p[0] < p[1]
+            )
+            index_pairs = draw(st.sets(pairs, max_size=3 * n)) if n > 1 else set()
+            return Graph(n, tuple(sorted((order[i], order[j]) for i, j in index_pairs)))
+
+        return dags(120 if large else 7)
 
     def input_size(self, value: Graph) -> int:
         return value.vertices

@@ -10,12 +10,15 @@ import pytest
 import z3
 
 from tests.conftest import vset_of
-from verifier.reach import UnboundedCall, _raise_if_growing, build_vset, cross_check
+from verifier.errors import UnboundedCall
 from verifier.runtime import run_reference, split_calls
-from verifier.smt import AbstractDomain, Universal
+from verifier.smt import AbstractDomain, Universal, semantics_for
 from verifier.smt.product import ProductDomain, ProductSemantics
-from verifier.smt import semantics_for
 from verifier.tasks import TASKS
+from verifier.tasks.base import RECURSIVE
+from verifier.vset import crosscheck
+from verifier.vset.build import build_vset, raise_if_growing
+from verifier.vset.crosscheck import CrossCheckElsewhere, cross_check
 
 WITH_SEMANTICS = [name for name, task in TASKS.items() if semantics_for(task) is not None]
 
@@ -25,8 +28,8 @@ def vsets() -> dict:
     return {name: vset_of(name) for name in WITH_SEMANTICS}
 
 
-def test_bubblesort_v_is_exact_for_all_sizes(vsets: dict) -> None:
-    v = vsets["bubblesort"]
+def test_bubblesort_v_is_exact_for_all_sizes() -> None:
+    v = vset_of("bubblesort")
     assert v.coverage_proved and v.exact
     assert len(v.states) == len(v.concrete.actions) == 49
     assert v.abstract is not None and v.abstract.stats.unknown == 0
@@ -40,6 +43,7 @@ def test_bubblesort_v_is_exact_for_all_sizes(vsets: dict) -> None:
     assert reached == set(v.states)
 
 
+@pytest.mark.slow
 def test_addition_v_is_exact_for_all_sizes(vsets: dict) -> None:
     """The row-by-row abstraction is exact, and the covering inputs witness all of it."""
     v = vsets["addition"]
@@ -48,6 +52,7 @@ def test_addition_v_is_exact_for_all_sizes(vsets: dict) -> None:
     assert v.per_program() == {"ADD": 24_901, "ADD1": 343, "CARRY": 306, "LSHIFT": 51_506}
 
 
+@pytest.mark.slow
 def test_quicksort_v_over_approximates_only_after_a_recursive_call(vsets: dict) -> None:
     """What is left of the over-approximation: 7 QUICKSORT states, each after the first
     recursive call returns (non-relational summaries; see QuickSortSemantics)."""
@@ -59,6 +64,7 @@ def test_quicksort_v_over_approximates_only_after_a_recursive_call(vsets: dict) 
         assert program == "QUICKSORT" and (len(observations) == 1 or len(observations) == 5)
 
 
+@pytest.mark.slow
 def test_toposort_v_is_exact_for_all_sizes(vsets: dict) -> None:
     """The depth-first-search invariants (quantified, instantiated) make V exact."""
     v = vsets["toposort"]
@@ -85,6 +91,8 @@ def _concrete_abstraction(semantics: Any, env: Any) -> tuple[int, ...]:
     return tuple(values)
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 def test_toposort_abstract_posts_contain_the_concrete_steps() -> None:
     """Along reference runs, the abstract state after each primitive (hidden predicates and
     all) is one of the abstract posts of the state before it: the instantiated universal
@@ -128,6 +136,8 @@ def test_product_posts_equal_the_joint_posts() -> None:
         state = sorted(after)[rng.randrange(len(after))]
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 @pytest.mark.parametrize("task_name", WITH_SEMANTICS)
 def test_v_contains_every_state_of_large_random_runs(task_name: str, vsets: dict) -> None:
     task, v = TASKS[task_name], vsets[task_name]
@@ -140,6 +150,8 @@ def test_v_contains_every_state_of_large_random_runs(task_name: str, vsets: dict
                 assert v.states[key] == step.action
 
 
+@pytest.mark.slow
+@pytest.mark.soundness
 @pytest.mark.parametrize("task_name", WITH_SEMANTICS)
 def test_z3_semantics_agree_with_python_on_random_steps(task_name: str) -> None:
     task = TASKS[task_name]
@@ -147,62 +159,59 @@ def test_z3_semantics_agree_with_python_on_random_steps(task_name: str) -> None:
     assert result.steps == 3000 and result.mismatches == []
 
 
-@pytest.mark.parametrize("task_name", WITH_SEMANTICS)
-def test_non_recursive_formulation_is_unbounded(task_name: str) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "task_name,formulation",
+    [(name, f) for name in WITH_SEMANTICS for f in TASKS[name].formulations if f != RECURSIVE],
+)
+def test_looping_formulations_are_unbounded(task_name: str, formulation: str) -> None:
+    """Every formulation but the recursive one loops inside a call (non-recursive, partial)."""
     with pytest.raises(UnboundedCall, match="runs more than .* steps in one call"):
-        build_vset(TASKS[task_name], "non-recursive")
+        build_vset(TASKS[task_name], formulation)
 
 
-def test_partial_formulation_is_unbounded() -> None:
-    with pytest.raises(UnboundedCall):
-        build_vset(TASKS["bubblesort"], "partial")
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("task_name", list(TASKS))
 def test_growth_detector_flags_loops_and_spares_recursion(task_name: str) -> None:
     """Where no Z3 semantics exist, unbounded calls are found by growth with input size."""
     task = TASKS[task_name]
-    _raise_if_growing(task, "recursive")  # bounded calls: never flagged
+    raise_if_growing(task, "recursive")  # bounded calls: never flagged
     for formulation in task.formulations:
         if formulation != "recursive":
             with pytest.raises(UnboundedCall, match="grows with the input"):
-                _raise_if_growing(task, formulation)
+                raise_if_growing(task, formulation)
 
 
 def test_non_recursive_models_without_semantics_are_uncertifiable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("verifier.reach.semantics_for", lambda task: None)
+    monkeypatch.setattr("verifier.vset.build.semantics_for", lambda task: None)
     with pytest.raises(UnboundedCall, match="grows with the input"):
         build_vset(TASKS["toposort"], "non-recursive")
 
 
 def test_cross_check_in_a_worker_gives_the_in_process_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    from verifier import reach
-
     task = TASKS["bubblesort"]
     expected = cross_check(task, semantics_for(task), 200)
-    monkeypatch.setattr(reach.os, "cpu_count", lambda: 2)
-    pending = reach._CrossCheckElsewhere(task, 200)
+    monkeypatch.setattr(crosscheck.os, "cpu_count", lambda: 2)
+    pending = CrossCheckElsewhere(task, 200)
     assert pending.worker is not None
     assert pending.result() == expected and pending.worker.returncode == 0
     monkeypatch.setenv("NPI_VERIFY_WORKERS", "0")
-    assert reach._CrossCheckElsewhere(task, 200).worker is None
+    assert CrossCheckElsewhere(task, 200).worker is None
 
 
 @pytest.mark.parametrize("broken", ["no-interpreter", "worker-fails", "worker-lies"])
 def test_a_failed_cross_check_worker_falls_back_to_this_process(
     broken: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from verifier import reach
-
     task = TASKS["bubblesort"]
-    monkeypatch.setattr(reach.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(crosscheck.os, "cpu_count", lambda: 2)
     if broken == "no-interpreter":
-        monkeypatch.setattr(reach.sys, "executable", "/nonexistent/python")
+        monkeypatch.setattr(crosscheck.sys, "executable", "/nonexistent/python")
     elif broken == "worker-fails":
-        monkeypatch.setattr(reach, "_WORKER", "import sys; sys.exit(1)")
+        monkeypatch.setattr(crosscheck, "_WORKER", "import sys; sys.exit(1)")
     else:  # a worker whose output is not a cross-check result is not believed
-        monkeypatch.setattr(reach, "_WORKER", "print('[1000, {}]')")
-    assert reach._CrossCheckElsewhere(task, 150).result() == cross_check(task, semantics_for(task), 150)
+        monkeypatch.setattr(crosscheck, "_WORKER", "print('[1000, {}]')")
+    assert CrossCheckElsewhere(task, 150).result() == cross_check(task, semantics_for(task), 150)
 
 
 def test_array_at_builds_the_same_term_as_store() -> None:
@@ -214,3 +223,29 @@ def test_array_at_builds_the_same_term_as_store() -> None:
     for index, value in sorted({3: -1, 1: 4, 2: 0}.items()):
         chained = z3.Store(chained, index, value)
     assert array_at({3: -1, 1: 4, 2: 0}, 7).eq(chained)
+
+
+def test_the_cross_check_worker_loads_task_modules(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task from a task module (--task-module) is cross-checked in the worker process too:
+    the worker is told which modules this process loaded (else it could not find the task
+    and the check would silently fall back to this process)."""
+    from verifier.tasks import load_task_module
+
+    module = tmp_path / "my_bubble.py"
+    module.write_text(
+        "from verifier.tasks import register\n"
+        "from verifier.tasks.bubblesort.task import BubbleSort\n\n\n"
+        "@register\nclass MyBubble(BubbleSort):\n    name = 'my-bubble'\n"
+    )
+    monkeypatch.setattr(TASKS, "module_paths", list(TASKS.module_paths))
+    (task,) = load_task_module(str(module))
+    try:
+        monkeypatch.setattr(crosscheck.os, "cpu_count", lambda: 2)
+        pending = CrossCheckElsewhere(task, 100)
+        assert pending.worker is not None
+        assert pending.result() == cross_check(task, semantics_for(task), 100)
+        assert pending.worker.returncode == 0
+    finally:
+        del TASKS["my-bubble"]

@@ -1,0 +1,142 @@
+"""The over-approximation of V: a least fixed point of call exploration over abstract
+environment states, with abstract posts of primitives computed by Z3 for all sizes and
+function summaries (design §5.2)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from verifier import smt
+from verifier.errors import ReferenceBug, UnboundedCall
+from verifier.runtime import StateKey, reference_action
+from verifier.smt import Abstract, AbstractDomain, SolverStats
+from verifier.smt.product import ProductDomain, ProductSemantics
+from verifier.tasks.base import NOP, RECURSIVE, Action, Args, Observation, Routines, Task
+from verifier.tasks.registry import origin_of
+
+MAX_CALL_STEPS = 64  # an abstract call longer than this loops (a non-recursive formulation)
+
+
+@dataclass
+class AbstractStates:
+    """The over-approximation: call-local states with their reference actions."""
+
+    actions: dict[StateKey, Action]
+    contexts: int  # (program, args, entry abstract state) explored
+    stats: SolverStats
+    seconds: float
+
+
+Domain = AbstractDomain | ProductDomain
+
+
+def domain_for(semantics: smt.Semantics) -> Domain:
+    """The abstract domain of a task: part by part where its environment is a product."""
+    if isinstance(semantics, ProductSemantics):
+        return ProductDomain(semantics)
+    return AbstractDomain(semantics)
+
+
+Context = tuple[str, Args, Abstract]  # (program, args, abstract state at entry)
+Point = tuple[tuple[Observation, ...], Abstract]  # a call's observations so far, its state now
+
+
+@dataclass
+class _Call:
+    """One explored context: the points reached in it, its exit states, and the points of
+    its callers waiting for those exits."""
+
+    seen: set[Point] = field(default_factory=set)
+    exits: set[Abstract] = field(default_factory=set)
+    return_sites: list[tuple[Context, tuple[Observation, ...], bool]] = field(default_factory=list)
+
+
+def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) -> AbstractStates:
+    """Least fixed point of call exploration with function summaries (design §5.2).
+
+    A worklist of (context, observations, abstract state) items: the reference action depends
+    only on the observations, and what follows only on the state now, so two histories that
+    agree on both are explored once. A call to a subprogram records a return site with the
+    callee; when the callee's exit set grows, only the new exits go to its return sites."""
+    started = time.perf_counter()
+    routines = task.routines(formulation)
+    size = domain.semantics.observation_size
+    primitive = {p.name for p in task.programs if p.primitive}
+    actions: dict[StateKey, Action] = {}
+    calls: dict[Context, _Call] = {}
+    # Last in, first out: a call that loops reaches MAX_CALL_STEPS without first exploring
+    # every shorter history (the fixed point does not depend on the order).
+    work: list[tuple[Context, tuple[Observation, ...], Abstract]] = []
+    exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
+
+    def open_call(context: Context) -> _Call:
+        if context not in calls:
+            calls[context] = _Call()
+            entry = context[2]
+            work.append((context, (entry[:size],), entry))
+        return calls[context]
+
+    def continue_with(
+        context: Context, observed: tuple[Observation, ...], ret: bool, after: Iterable[Abstract]
+    ) -> None:
+        if ret:
+            exits.append((context, frozenset(after)))
+        else:
+            work.extend((context, observed + (a[:size],), a) for a in sorted(after))
+
+    for entry in sorted(domain.initial_states()):
+        open_call((task.entry, (), entry))
+    while work or exits:
+        if exits:
+            context, reached = exits.popleft()
+            call = calls[context]
+            new = reached - call.exits
+            if new:
+                call.exits |= new
+                for site, observed, ret in call.return_sites:
+                    continue_with(site, observed, ret, new)
+            continue
+        context, observed, current = work.pop()
+        seen = calls[context].seen
+        point = (observed, current)
+        if point in seen:
+            continue
+        seen.add(point)
+        program, args, _ = context
+        if len(observed) > MAX_CALL_STEPS:
+            loop = " ".join(_describe(task, routines, program, args, observed)[-8:])
+            raise UnboundedCall(
+                program,
+                f"{program} runs more than {MAX_CALL_STEPS} steps in one call (it loops: ... "
+                f"{loop}); its call-local sequences are unbounded, so the verification set is "
+                "infinite",
+            )
+        key = (program, args, observed)
+        action = actions.get(key)
+        if action is None:
+            try:
+                action = actions[key] = reference_action(routines, program, args, observed)
+            except ReferenceBug as error:
+                raise ReferenceBug(f"{origin_of(task)}: task {task.name!r}, {formulation}: "
+                                   f"{error}") from None
+        if action.program in primitive:
+            after = (current,) if action.program == NOP else domain.post(current, action.program, action.args)
+            continue_with(context, observed, action.ret, after)
+        else:
+            callee = open_call((action.program, action.args, current))
+            callee.return_sites.append((context, observed, action.ret))
+            continue_with(context, observed, action.ret, callee.exits)
+    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
+
+
+def _describe(
+    task: Task, routines: Routines, program: str, args: Args, observations: tuple[Observation, ...]
+) -> tuple[str, ...]:
+    """The reference actions of a call, formatted, after each prefix of `observations`."""
+    return tuple(
+        task.format_action(reference_action(routines, program, args, observations[: k + 1]))
+        for k in range(len(observations))
+    )
