@@ -161,6 +161,24 @@ def test_removed_transition_is_refused(certified: Path, tmp_path: Path) -> None:
     assert "the fixed point lacks the transition of" in refusal(copy)
 
 
+def test_removed_point_is_refused(certified: Path, tmp_path: Path) -> None:
+    def drop_point(bundle: dict[str, Any]) -> None:
+        context = max(bundle["contexts"], key=lambda c: len(c[3]))
+        context[3].pop()
+
+    message = refusal(tamper(certified, tmp_path, drop_point))
+    assert ("the fixed point is not closed" in message or "V is not the projection" in message
+            or "lacks its first point" in message)
+
+
+def test_removed_exit_of_a_summary_is_refused(certified: Path, tmp_path: Path) -> None:
+    def drop_exit(bundle: dict[str, Any]) -> None:
+        next(c for c in bundle["contexts"] if c[4])[4].pop()
+
+    message = refusal(tamper(certified, tmp_path, drop_exit))
+    assert "is not what its returning points produce" in message or "not closed" in message
+
+
 def drop_successor(bundle: dict[str, Any]) -> None:
     post = next(p for p in bundle["posts"] if len(p[4]) > 1)
     post[4].pop()
