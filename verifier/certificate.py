@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from verifier import __version__
+from verifier.bundle import BUNDLE_FORMAT
 from verifier.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from verifier.errors import BadFile, EditedCertificate, PluginError, UnknownName, VerifierError
 from verifier.runtime import SEMANTICS, StateKey
@@ -41,7 +42,11 @@ def digest_of(data: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body).encode()).hexdigest()
 
 
-def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome) -> dict[str, Any]:
+def build_certificate(
+    checkpoint: Checkpoint, model_path: Path, outcome: Outcome, bundle: bool = True
+) -> dict[str, Any]:
+    """The certificate of a certification; with `bundle`, its proof bundle too (a Certificate
+    carrying the bytes for `write_certificate`; building it re-explores V's fixed point)."""
     task = checkpoint.task
     vset = outcome.vset
     data: dict[str, Any] = {
@@ -84,8 +89,43 @@ def build_certificate(checkpoint: Checkpoint, model_path: Path, outcome: Outcome
             "output_correct": example.output_correct,
             "summary": example.describe(task),
         }
+    made = _bundle(checkpoint, outcome) if bundle else _Bundle(
+        {"format": BUNDLE_FORMAT, "unavailable": "not written (no certificate file)"}, None)
+    data["bundle"] = made.record
     data["digest"] = digest_of(data)
-    return data
+    return Certificate(data, bundle=made.data)
+
+
+class Certificate(dict):  # type: ignore[type-arg]
+    """A certificate's fields, carrying the bytes of its proof bundle (None where there is
+    none) for `write_certificate` to put beside it."""
+
+    def __init__(self, data: dict[str, Any], bundle: bytes | None = None) -> None:
+        super().__init__(data)
+        self.bundle = bundle
+
+
+@dataclass(frozen=True)
+class _Bundle:
+    record: dict[str, Any]
+    data: bytes | None
+
+
+def _bundle(checkpoint: Checkpoint, outcome: Outcome) -> _Bundle:
+    """The proof bundle of a certification (`verifier.bundle`) and the certificate's record of
+    it: its file name suffix and sha256, or why there is none."""
+    from verifier.bundle import build_bundle, bundle_sha256, bundle_unavailable
+
+    reason = "the verdict is not certified" if outcome.verdict != Verdict.CERTIFIED else (
+        bundle_unavailable(checkpoint, outcome.vset))
+    if reason is not None:
+        return _Bundle({"format": BUNDLE_FORMAT, "unavailable": reason}, None)
+    assert outcome.vset is not None
+    try:
+        data = build_bundle(checkpoint, outcome.vset)
+    except VerifierError as error:  # the fixed point cannot be recorded: say why, certify on
+        return _Bundle({"format": BUNDLE_FORMAT, "unavailable": str(error)}, None)
+    return _Bundle({"format": BUNDLE_FORMAT, "sha256": bundle_sha256(data)}, data)
 
 
 def call_graph(task: Task, states: Mapping[StateKey, Action]) -> dict[str, list[str]]:
@@ -104,7 +144,14 @@ def _finite(value: float) -> float | None:
 
 
 def write_certificate(path: Path, data: dict[str, Any]) -> None:
+    """Write the certificate, and its proof bundle beside it (`verifier.bundle.bundle_path`:
+    `x.json` -> `x.bundle.json.gz`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    bundle = getattr(data, "bundle", None)
+    if bundle is not None:
+        from verifier.bundle import bundle_path
+
+        bundle_path(path).write_bytes(bundle)
     path.write_text(json.dumps(data, sort_keys=True, indent=2) + "\n", encoding="utf-8")
 
 

@@ -751,7 +751,7 @@ def certify(
     with status() as line:
         outcome = certify_model(checkpoint, progress=line.text, use_cache=not no_cache)
     reference = model_path if cert_path is None else Path(os.path.relpath(model_path, cert_path.parent))
-    certificate = build_certificate(checkpoint, reference, outcome)
+    certificate = build_certificate(checkpoint, reference, outcome, bundle=cert_path is not None)
     if cert_path is not None:
         write_certificate(cert_path, certificate)
     if as_json:
@@ -795,9 +795,12 @@ def _print_outcome(
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Wall-clock budget; exit 4 when it runs out, with the reports of what was "
                    "finished.")
+@click.option("--independent", is_flag=True,
+              help="Re-check each certificate's proof bundle with the independent checker "
+                   "(cvc5, numpy; no npi-verify code) instead of certifying again.")
 def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | None,
           summary_path: Path | None, threads: int | None, as_json: bool,
-          no_cache: bool, timeout: float | None) -> None:
+          no_cache: bool, timeout: float | None, independent: bool) -> None:
     """CI proof gate: verify certificates' digests and model hashes, and re-run the check.
 
     A folder contributes its *.json files that declare the certificate format (the others are
@@ -806,7 +809,8 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
 
     Exits 0 when every certificate holds and certifies its model; 2 if any is edited or
     malformed; 1 if any no longer holds (model changed, verdict differs); 3 if a valid
-    certificate's verdict is not `certified`."""
+    certificate's verdict is not `certified`. With --independent: exits 0 when every
+    certificate re-checks, 1 when any is refused (each named with its one-line reason)."""
     from verifier import gate
     from verifier.threads import use_inference_threads
 
@@ -814,6 +818,11 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
 
     started = time.perf_counter()
     selection = gate.select_certificates(paths)
+    if independent:
+        _check_independently(selection, paths, started,
+                             [o for o, v in [("--junit", junit_path), ("--sarif", sarif_path),
+                                             ("--summary", summary_path), ("--json", as_json),
+                                             ("--timeout", timeout)] if v])
     reports = {"--junit": junit_path, "--sarif": sarif_path, "--summary": summary_path}
     gate.check_outputs(reports, selection.certificates)
     for path, reason in selection.skipped:
@@ -844,6 +853,29 @@ def check(paths: tuple[Path, ...], junit_path: Path | None, sarif_path: Path | N
         report = gate.run_gate(selection, on_result=show, use_cache=not no_cache)
     finish(report)
     raise SystemExit(report.exit_code)
+
+def _check_independently(selection: Any, paths: tuple[Path, ...], started: float,
+                         unsupported: list[str]) -> None:
+    """`check --independent`: each certificate through `verifier.independent`, one line each."""
+    from verifier import gate, independent
+
+    if unsupported:
+        raise VerifierError(f"--independent writes no reports and has no budget: drop {', '.join(unsupported)}")
+    for path, reason in selection.skipped:
+        click.echo(f"npi-verify: skipped {path}: {reason}", err=True)
+    gate.require_certificates(selection, paths)
+    failed = 0
+    for path in selection.certificates:
+        try:
+            click.echo(f"{path}: {independent.recheck(path)}")
+        except independent.Refused as error:
+            failed += 1
+            click.echo(f"{path}: refused: {error}")
+    total = len(selection.certificates)
+    click.echo(f"{total - failed} passed, {failed} failed in "
+               f"{time.perf_counter() - started:.1f} s (independent re-check)")
+    raise SystemExit(1 if failed else 0)
+
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))

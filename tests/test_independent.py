@@ -1,0 +1,254 @@
+"""The proof bundle and the independent re-checker: a certified bubble sort model re-checks,
+and each way of tampering with its bundle, weights or certificate is refused in one line."""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import verifier.independent as independent
+from verifier.bundle import BUNDLE_SUFFIX, build_bundle, bundle_path
+from verifier.certificate import digest_of
+from verifier.checkpoint import load_checkpoint
+from verifier.verify import certify
+
+from tests.conftest import Invoke, run_cli
+
+pytest.importorskip("cvc5")
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "bubblesort.pt"
+OTHER_MODEL = ROOT / "models" / "bubblesort-non-recursive.pt"
+
+
+@pytest.fixture(scope="module")
+def certified(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with model.pt and cert.json (certified, with its bundle beside it)."""
+    folder = tmp_path_factory.mktemp("certified")
+    shutil.copy(MODEL, folder / "model.pt")
+    run = run_cli("certify", folder / "model.pt", "-o", folder / "cert.json")
+    assert run.code == 0, (run.out, run.err)
+    return folder / "cert.json"
+
+
+def copy_of(certificate: Path, tmp_path: Path) -> Path:
+    for name in ("model.pt", "cert.json", "cert" + BUNDLE_SUFFIX):
+        shutil.copy(certificate.parent / name, tmp_path / name)
+    return tmp_path / "cert.json"
+
+
+def tamper(certificate: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy whose bundle `edit` changed, re-signed: the certificate records the new bundle's
+    sha256 under a recomputed digest, so only the re-check's own checks can find the edit."""
+    copy = copy_of(certificate, tmp_path)
+    where = bundle_path(copy)
+    bundle = json.loads(gzip.decompress(where.read_bytes()))
+    edit(bundle)
+    raw = gzip.compress(json.dumps(bundle, sort_keys=True).encode(), mtime=0)
+    where.write_bytes(raw)
+    resign(copy, lambda data: data["bundle"].update(sha256=hashlib.sha256(raw).hexdigest()))
+    return copy
+
+
+def resign(certificate: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    data = json.loads(certificate.read_text())
+    edit(data)
+    data["digest"] = digest_of(data)
+    certificate.write_text(json.dumps(data))
+
+
+def refusal(certificate: Path) -> str:
+    with pytest.raises(independent.Refused) as caught:
+        independent.recheck(certificate)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_certified_bundle_rechecks(certified: Path) -> None:
+    summary = independent.recheck(certified)
+    assert "49 states of V" in summary and "89 queries re-solved by cvc5" in summary
+    recorded = json.loads(certified.read_text())["bundle"]
+    assert recorded["sha256"] == hashlib.sha256(bundle_path(certified).read_bytes()).hexdigest()
+
+
+def test_rechecker_imports_nothing_from_npi_verify() -> None:
+    tree = ast.parse(Path(independent.__file__).read_text())
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names]
+    imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert imported and not [m for m in imported if m.split(".")[0] == "verifier"]
+    assert {m.split(".")[0] for m in imported} <= set(sys.stdlib_module_names) | {
+        "numpy", "safetensors", "cvc5", "__future__"}
+
+
+def test_rechecker_runs_as_a_script(certified: Path) -> None:
+    run = subprocess.run([sys.executable, independent.__file__, str(certified)],
+                         capture_output=True, text=True, cwd="/")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith(f"{certified}: re-checked independently")
+
+
+def test_check_independent_command(certified: Path, tmp_path: Path, invoke: Invoke) -> None:
+    code, out, _ = invoke("check", "--independent", certified.parent)
+    assert code == 0, out
+    assert "1 passed, 0 failed" in out
+    edited = copy_of(certified, tmp_path)
+    bundle_path(edited).write_bytes(b"x" + bundle_path(edited).read_bytes())
+    code, out, _ = invoke("check", "--independent", edited)
+    assert code == 1
+    assert f"{edited}: refused: bundle cert{BUNDLE_SUFFIX} was edited" in out
+    code, _, err = invoke("check", "--independent", certified, "--junit", tmp_path / "j.xml")
+    assert code == 2 and err.startswith("npi-verify: error: --independent writes no reports")
+
+
+def test_bundle_is_deterministic(certified: Path) -> None:
+    checkpoint = load_checkpoint(MODEL)
+    outcome = certify(checkpoint)
+    assert outcome.vset is not None
+    first = build_bundle(checkpoint, outcome.vset)
+    assert build_bundle(checkpoint, outcome.vset) == first
+    assert first == bundle_path(certified).read_bytes()
+
+
+def test_edited_bundle_is_refused(certified: Path, tmp_path: Path) -> None:
+    copy = copy_of(certified, tmp_path)
+    data = gzip.decompress(bundle_path(copy).read_bytes()).replace(b'"unsat"', b'"sat"', 1)
+    bundle_path(copy).write_bytes(gzip.compress(data, mtime=0))
+    assert "was edited: its sha256 does not match" in refusal(copy)
+
+
+def test_swapped_weights_are_refused(certified: Path, tmp_path: Path) -> None:
+    copy = copy_of(certified, tmp_path)
+    shutil.copy(OTHER_MODEL, copy.parent / "model.pt")
+    assert "has other weights than the certified ones" in refusal(copy)
+
+
+def test_swapped_weights_with_a_resigned_certificate_are_refused(
+    certified: Path, tmp_path: Path
+) -> None:
+    copy = copy_of(certified, tmp_path)
+    shutil.copy(OTHER_MODEL, copy.parent / "model.pt")
+    other = load_checkpoint(OTHER_MODEL).weights_sha256
+    resign(copy, lambda data: data["model"].update(weights_sha256=other))
+    assert refusal(copy) == "the bundle is for other weights than the certificate"
+
+
+def test_dropped_query_is_refused(certified: Path, tmp_path: Path) -> None:
+    copy = tamper(certified, tmp_path, lambda b: b["queries"]["coverage"].pop(7))
+    assert refusal(copy).startswith("coverage query missing")
+
+
+def test_flipped_expected_answer_is_refused(certified: Path, tmp_path: Path) -> None:
+    def flip(bundle: dict[str, Any]) -> None:
+        query = bundle["queries"]["coverage"][3]
+        query[1] = "sat" if query[1] == "unsat" else "unsat"
+
+    assert "records the expected answer" in refusal(tamper(certified, tmp_path, flip))
+
+
+def test_removed_transition_is_refused(certified: Path, tmp_path: Path) -> None:
+    copy = tamper(certified, tmp_path, lambda b: b["posts"].pop(0))
+    assert "the fixed point lacks the transition of" in refusal(copy)
+
+
+def test_removed_point_is_refused(certified: Path, tmp_path: Path) -> None:
+    def drop_point(bundle: dict[str, Any]) -> None:
+        context = max(bundle["contexts"], key=lambda c: len(c[3]))
+        context[3].pop()
+
+    message = refusal(tamper(certified, tmp_path, drop_point))
+    assert ("the fixed point is not closed" in message or "V is not the projection" in message
+            or "lacks its first point" in message)
+
+
+def test_removed_exit_of_a_summary_is_refused(certified: Path, tmp_path: Path) -> None:
+    def drop_exit(bundle: dict[str, Any]) -> None:
+        next(c for c in bundle["contexts"] if c[4])[4].pop()
+
+    message = refusal(tamper(certified, tmp_path, drop_exit))
+    assert "is not what its returning points produce" in message or "not closed" in message
+
+
+def drop_successor(bundle: dict[str, Any]) -> None:
+    post = next(p for p in bundle["posts"] if len(p[4]) > 1)
+    post[4].pop()
+
+
+def test_removed_successor_is_refused(certified: Path, tmp_path: Path) -> None:
+    message = refusal(tamper(certified, tmp_path, drop_successor))
+    assert message.startswith("coverage query missing: post of ")
+
+
+def test_removed_successor_with_matching_queries_is_refused_by_cvc5(
+    certified: Path, tmp_path: Path
+) -> None:
+    def drop_and_requery(bundle: dict[str, Any]) -> None:
+        drop_successor(bundle)
+        needed = independent.coverage_queries(independent.Bundle(bundle))
+        bundle["queries"]["coverage"] = [[t, expect, text] for (t, text), expect in needed.items()]
+
+    message = refusal(tamper(certified, tmp_path, drop_and_requery))
+    assert message.startswith("cvc5 answers sat to a coverage query that expects unsat: post of")
+
+
+def test_changed_label_is_refused(certified: Path, tmp_path: Path) -> None:
+    def relabel(bundle: dict[str, Any]) -> None:
+        # a returning leaf of V now says it does not return: the model does
+        leaf = next(node for node in bundle["vset"] if node[2][2])
+        leaf[2][2] = False
+
+    message = refusal(tamper(certified, tmp_path, relabel))
+    assert "the fixed point is not closed" in message or "the model decides" in message
+
+
+def test_model_disagreeing_with_a_label_is_refused(certified: Path) -> None:
+    """The float64 model against V's labels, on its own (a relabelled bundle usually breaks
+    the fixed point's closure first, which the test above accepts)."""
+    data = json.loads(gzip.decompress(bundle_path(certified).read_bytes()))
+    certificate = json.loads(certified.read_text())
+    weights = independent.read_weights(certified, certificate, data)
+    bundle = independent.Bundle(data)
+    calls, depth, _ = independent.check_vset(bundle)
+    assert independent.check_model(bundle, weights, calls, depth) == pytest.approx(
+        certificate["min_margin"], abs=1e-6)
+    node = next(n for n in bundle.nodes if n[0] == -1 and n[2][1])
+    node[2][1] = [1 - node[2][1][0]] + node[2][1][1:]
+    with pytest.raises(independent.Refused, match="the model decides .* the reference label is"):
+        independent.check_model(bundle, weights, calls, depth)
+
+
+def test_query_cvc5_disagrees_with_is_refused(certified: Path, tmp_path: Path) -> None:
+    def contradict(bundle: dict[str, Any]) -> None:
+        bundle["templates"][0]["smt2"] += "(assert false)\n"
+
+    assert "cvc5 answers unsat to a coverage query that expects sat" in refusal(
+        tamper(certified, tmp_path, contradict))
+
+
+def test_certificate_claims_are_compared(certified: Path, tmp_path: Path) -> None:
+    copy = copy_of(certified, tmp_path)
+    resign(copy, lambda data: data.update(min_margin=0.5))
+    assert "minimum margin 0.5 is not the" in refusal(copy)
+    resign(copy, lambda data: data["verification_set"].update(call_local_states=50))
+    assert "counts 50 call-local states, V has 49" in refusal(copy)
+
+
+def test_certificate_without_bundle_is_refused(certified: Path, tmp_path: Path) -> None:
+    copy = copy_of(certified, tmp_path)
+    resign(copy, lambda data: data.update(bundle={"unavailable": "no reason"}))
+    assert refusal(copy) == "the certificate has no proof bundle: no reason"
+
+
+def test_malformed_bundle_is_refused(certified: Path, tmp_path: Path) -> None:
+    copy = tamper(certified, tmp_path, lambda b: b["contexts"][0].__setitem__(2, 10**6))
+    assert refusal(copy).startswith("the bundle or certificate is malformed (IndexError")

@@ -1,0 +1,543 @@
+"""An independent re-checker of npi-verify certificates and their proof bundles.
+
+It imports nothing from npi-verify: only the standard library, numpy, safetensors and cvc5
+(a different solver from the Z3 that produced the proofs). Given a certificate it checks
+
+1. the certificate's digest, the bundle's sha256 recorded in it, and the model file's
+   weights digest (recomputed from the safetensors bytes) against both;
+2. that the abstract fixed point is closed: every initial state opens the entry call, and in
+   every call each point's successors (the recorded abstract post of its primitive, or the
+   exit summary of the call it makes) are points of the call, or exits where it returns; every
+   call's summary is exactly what its returning points produce;
+3. that V is the projection of the fixed point (every point's observations are a node of V,
+   every node is some point's) with one recorded reference label per node;
+4. that the recorded coverage queries are exactly those the fixed point needs, and that cvc5
+   gives each its expected answer (other obligations' queries are re-solved likewise);
+5. that the model, evaluated in float64 from the weights file, takes the reference label on
+   every node of V, and that the certificate's counts and minimum margin are what it finds.
+
+Anything else is refused with a one-line reason. Usage: `python -m verifier.independent
+CERT.json...` (or run this file); exit 0 when every certificate passes, 1 otherwise.
+What it trusts: the task's Z3 semantics as written in the templates (they state what the
+primitives do) and the reference labels (that they are the reference program's actions is the
+obligation `reference-correctness`, not this re-check).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+import json
+import struct
+import sys
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BUNDLE_FORMAT = "npi-verify-bundle/1"
+BUNDLE_SUFFIX = ".bundle.json.gz"  # beside the certificate: x.json -> x.bundle.json.gz
+WEIGHTS_DIGEST = "npi-verify-weights/1"
+MARGIN_TOLERANCE = 1e-4  # float64 vs the certificate's float32 minimum margin
+QUERY_LIMIT_MS = 60_000  # cvc5's budget per query
+
+
+class Refused(Exception):
+    """The certificate does not re-check; the message says why in one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+def canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def read_certificate(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise Refused(f"cannot read certificate: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("digest"), str):
+        raise Refused("not an npi-verify certificate")
+    body = {k: v for k, v in data.items() if k != "digest"}
+    if hashlib.sha256(canonical(body).encode()).hexdigest() != data["digest"]:
+        raise Refused("certificate edited: its digest does not match its content")
+    if data.get("verdict") != "certified":
+        raise Refused(f"the certificate's verdict is {data.get('verdict')!r}, not certified")
+    return data
+
+
+def read_bundle(path: Path, certificate: dict[str, Any]) -> dict[str, Any]:
+    record = certificate.get("bundle")
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        reason = record.get("unavailable") if isinstance(record, dict) else None
+        raise Refused(f"the certificate has no proof bundle{': ' + reason if reason else ''}")
+    stem = path.name[:-5] if path.name.endswith(".json") else path.name
+    name = stem + BUNDLE_SUFFIX
+    try:
+        raw = (path.parent / name).read_bytes()
+    except OSError as error:
+        raise Refused(f"cannot read bundle {name}: {error.strerror or error}") from None
+    if hashlib.sha256(raw).hexdigest() != record["sha256"]:
+        raise Refused(f"bundle {name} was edited: its sha256 does not match the certificate's")
+    try:
+        bundle = json.loads(gzip.decompress(raw))
+    except (OSError, EOFError, ValueError, zlib.error) as error:
+        raise Refused(f"bundle {name} is not gzip-compressed JSON: {error}") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        raise Refused(f"bundle {name} is not an {BUNDLE_FORMAT} bundle")
+    for name in ("task", "formulation"):
+        if bundle.get(name) != certificate.get(name):
+            raise Refused(f"the bundle's {name} {bundle.get(name)!r} is not the certificate's")
+    return bundle
+
+
+def read_weights(path: Path, certificate: dict[str, Any], bundle: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The model's tensors, after checking their digest against the certificate and bundle."""
+    from safetensors.numpy import load
+
+    named = certificate.get("model", {}).get("path")
+    if not isinstance(named, str):
+        raise Refused("the certificate names no model file")
+    try:
+        raw = (path.parent / named).read_bytes()
+    except OSError as error:
+        raise Refused(f"cannot read model {named}: {error.strerror or error}") from None
+    try:
+        (length,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + length])
+        metadata = header.pop("__metadata__")
+        config = json.loads(metadata["config"])
+        tensors = load(raw)
+    except Exception as error:  # noqa: BLE001 (struct, JSON and safetensors errors alike)
+        raise Refused(f"model {named} is not an npi-verify safetensors file ({error})") from None
+    digest = hashlib.sha256(f"{WEIGHTS_DIGEST}\n{canonical(config)}\n".encode())
+    start = 8 + length
+    for name in sorted(header):
+        entry = header[name]
+        digest.update((canonical([name, entry["dtype"], entry["shape"]]) + "\n").encode())
+        first, last = entry["data_offsets"]
+        digest.update(raw[start + first : start + last])
+    found = digest.hexdigest()
+    if found != certificate["model"].get("weights_sha256"):
+        raise Refused(f"model {named} has other weights than the certified ones (weights "
+                      f"digest {found[:12]}, certificate {str(certificate['model'].get('weights_sha256'))[:12]})")
+    if found != bundle["model"]["weights_sha256"] or config != bundle["model"]["config"]:
+        raise Refused("the bundle is for other weights than the certificate")
+    weights = {name: np.asarray(array, dtype=np.float64) for name, array in tensors.items()}
+    if not all(np.isfinite(array).all() for array in weights.values()):
+        raise Refused(f"model {named} holds non-finite weights")
+    return weights
+
+
+class Bundle:
+    """The bundle's tables, indexed for the checks."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        """Raises KeyError, TypeError, ValueError or IndexError where the bundle is malformed."""
+        self.entry, self.nop = str(data["entry"]), str(data["nop"])
+        self.programs = {p[0]: (bool(p[1]), tuple(p[2])) for p in data["programs"]}
+        self.program_names = [p[0] for p in data["programs"]]
+        abstraction = data["abstraction"]
+        self.size, self.width = int(abstraction["observation_size"]), int(abstraction["width"])
+        self.parts = [tuple(p["indices"]) for p in abstraction["parts"]]
+        if sorted(i for p in self.parts for i in p) != list(range(self.width)):
+            raise ValueError("the parts do not own each abstract component once")
+        self.routes = {(p, tuple(a)): int(k) for p, a, k in abstraction["routes"]}
+        self.states = [tuple(s) for s in data["states"]]
+        if any(len(s) != self.width for s in self.states):
+            raise ValueError("an abstract state of the wrong width")
+        self.initial = [{tuple(s) for s in found} for found in data["initial"]]
+        self.posts: dict[tuple, frozenset[tuple]] = {}
+        for k, state, program, args, successors in data["posts"]:
+            key = (int(k), tuple(state), program, tuple(args))
+            if key in self.posts:
+                raise ValueError(f"post {key} recorded twice")
+            self.posts[key] = frozenset(tuple(s) for s in successors)
+        self.nodes = data["vset"]
+        self.contexts = data["contexts"]
+        self.templates = data["templates"]
+        self.queries = data["queries"]
+        self.model_config = data["model"]["config"]
+
+
+def check_vset(b: Bundle) -> tuple[list[tuple[str, tuple]], list[int], dict]:
+    """V's nodes are a prefix forest with legal labels: returns each node's (program, args), its
+    depth, and the index of children by (parent, observation) and of roots by key."""
+    roots: list[tuple[str, tuple]] = []
+    depth: list[int] = []
+    index: dict[tuple, int] = {}
+    for n, node in enumerate(b.nodes):
+        parent, observation, (program, args, ret) = node[0], tuple(node[1]), node[2]
+        if parent == -1:
+            call = (node[3], tuple(node[4]))
+            key: tuple = (call, observation)
+            depth.append(1)
+        elif 0 <= parent < n:
+            call, key = roots[parent], (parent, observation)
+            depth.append(depth[parent] + 1)
+        else:
+            raise Refused(f"V node {n} names parent {parent}, not an earlier node")
+        if key in index:
+            raise Refused(f"V holds the call-local state of node {n} twice")
+        index[key] = n
+        roots.append(call)
+        if program not in b.programs or not isinstance(ret, bool):
+            raise Refused(f"V node {n} is labelled with an unknown program {program!r}")
+        ranges = b.programs[program][1]
+        if len(args) != len(ranges) or any(not 0 <= a < r for a, r in zip(args, ranges)):
+            raise Refused(f"V node {n}'s label {program}{args} has illegal arguments")
+    return roots, depth, index
+
+
+def joint_post(b: Bundle, state: tuple, program: str, args: tuple) -> frozenset[tuple]:
+    part = b.routes.get((program, args))
+    if part is None:
+        raise Refused(f"no part is recorded for primitive {program}{list(args)}")
+    where = b.parts[part]
+    local = tuple(state[i] for i in where)
+    found = b.posts.get((part, local, program, args))
+    if found is None:
+        raise Refused(f"the fixed point lacks the transition of {program}{list(args)} from "
+                      f"abstract state {list(state)}")
+    joint = set()
+    for after in found:
+        moved = list(state)
+        for i, value in zip(where, after, strict=True):
+            moved[i] = value
+        joint.add(tuple(moved))
+    return frozenset(joint)
+
+
+def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
+    """The fixed point is closed and V is its projection; returns the number of points."""
+    contexts: dict[tuple, tuple[set, frozenset]] = {}
+    referenced = set()
+    for program, args, entry, points, exits in b.contexts:
+        key = (program, tuple(args), b.states[entry])
+        if key in contexts:
+            raise Refused(f"call {program}{args} is recorded twice for one entry state")
+        seen = set()
+        for state, node in points:
+            if not (0 <= node < len(b.nodes)) or calls[node] != key[:2]:
+                raise Refused(f"a point of call {program}{args} names V node {node} of another call")
+            if tuple(b.nodes[node][1]) != b.states[state][: b.size]:
+                raise Refused(f"V node {node}'s observation is not its point's abstract state's")
+            seen.add((node, b.states[state]))
+            referenced.add(node)
+        contexts[key] = (seen, frozenset(b.states[s] for s in exits))
+    if len(referenced) != len(b.nodes):
+        raise Refused(f"V is not the projection of the fixed point: {len(b.nodes) - len(referenced)} "
+                      "nodes are no call-local state of it")
+    joint_initial = set()
+    for choice in itertools.product(*(sorted(s) for s in b.initial)):
+        state = [0] * b.width
+        for where, local in zip(b.parts, choice, strict=True):
+            for i, value in zip(where, local, strict=True):
+                state[i] = value
+        joint_initial.add(tuple(state))
+    points = 0
+    for initial in sorted(joint_initial):
+        if (b.entry, (), initial) not in contexts:
+            raise Refused(f"the fixed point has no {b.entry} call from initial state {list(initial)}")
+    for (program, args, entry), (seen, exits) in contexts.items():
+        root = index.get(((program, args), entry[: b.size]))
+        if (root, entry) not in seen:
+            raise Refused(f"call {program}{list(args)} from {list(entry)} lacks its first point")
+        produced: set[tuple] = set()
+        for node, state in seen:
+            points += 1
+            label_program, label_args, ret = b.nodes[node][2]
+            label_args = tuple(label_args)
+            if b.programs[label_program][0]:
+                after = frozenset([state]) if label_program == b.nop else joint_post(
+                    b, state, label_program, label_args)
+            else:
+                callee = contexts.get((label_program, label_args, state))
+                if callee is None:
+                    raise Refused(f"the fixed point lacks the call {label_program}{list(label_args)}"
+                                  f" from abstract state {list(state)}")
+                after = callee[1]
+            if ret:
+                produced |= after
+                continue
+            for successor in after:
+                child = index.get((node, successor[: b.size]))
+                if child is None or (child, successor) not in seen:
+                    raise Refused(f"the fixed point is not closed: in call {program}{list(args)}, "
+                                  f"V node {node} has successor {list(successor)} outside it")
+        if produced != exits:
+            raise Refused(f"the summary of call {program}{list(args)} from {list(entry)} is not "
+                          "what its returning points produce")
+    return points
+
+
+def literal(value: int) -> str:
+    return str(value) if value >= 0 else f"(- {-value})"
+
+
+def equal(names: Sequence[str], values: Sequence[int]) -> str:
+    terms = [f"(= {n} {literal(v)})" for n, v in zip(names, values, strict=True)]
+    return terms[0] if len(terms) == 1 else f"(and {' '.join(terms)})"
+
+
+def coverage_queries(b: Bundle) -> dict[tuple[int, str], str]:
+    """The coverage queries the fixed point needs: (template, assertions) -> expected answer."""
+    templates: dict[tuple, int] = {}
+    for t, template in enumerate(b.templates):
+        args = None if template["args"] is None else tuple(template["args"])
+        templates[(template["part"], template["kind"], template["program"], args)] = t
+    needed: dict[tuple[int, str], str] = {}
+
+    def add(t: int, names: list[str], targets: list[str], state: tuple | None,
+            found: Iterable[tuple]) -> None:
+        fixed = "" if state is None else f"(assert {equal(names, state)})\n"
+        found = sorted(found)
+        needed[(t, fixed + "".join(f"(assert (not {equal(targets, f)}))\n" for f in found))] = "unsat"
+        for f in found:
+            needed[(t, fixed + f"(assert {equal(targets, f)})\n")] = "sat"
+
+    for part, found in enumerate(b.initial):
+        t = templates.get((part, "initial", None, None))
+        if t is None:
+            raise Refused(f"the bundle has no initial-condition template for part {part}")
+        add(t, b.templates[t]["vars"], b.templates[t]["vars"], None, found)
+    for (part, state, program, args), found in sorted(b.posts.items()):
+        t = templates.get((part, "post", program, args))
+        if t is None:
+            raise Refused(f"the bundle has no template for primitive {program}{list(args)}")
+        add(t, b.templates[t]["vars"], b.templates[t]["next_vars"], state, found)
+    return needed
+
+
+def check_queries(b: Bundle) -> int:
+    """The recorded queries are the needed ones, and cvc5 gives each its expected answer."""
+    if not isinstance(b.queries, dict) or "coverage" not in b.queries:
+        raise Refused("the bundle records no coverage queries")
+    needed = coverage_queries(b)
+    recorded: dict[tuple[int, str], str] = {}
+    for t, expect, text in b.queries["coverage"]:
+        recorded[(t, text)] = expect
+    for key, expect in needed.items():
+        if key not in recorded:
+            raise Refused(f"coverage query missing: {describe(b, key, expect)}")
+        if recorded[key] != expect:
+            raise Refused(f"coverage query {describe(b, key, expect)} records the expected answer "
+                          f"{recorded[key]}, but the fixed point needs {expect}")
+    extra = set(recorded) - set(needed)
+    if extra:
+        raise Refused(f"{len(extra)} recorded coverage queries are not queries of the fixed point")
+    every = [(t, text, expect, name) for name, queries in sorted(b.queries.items())
+             for t, expect, text in queries]
+    return solve_all(b, every)
+
+
+def describe(b: Bundle, key: tuple[int, str], expect: str) -> str:
+    template = b.templates[key[0]]
+    what = ("initial states" if template["kind"] == "initial"
+            else f"post of {template['program']}{template['args']}")
+    first = key[1].splitlines()[0] if key[1] else ""
+    return f"{what} ({expect}) {first}"
+
+
+def solve_all(b: Bundle, queries: list[tuple[int, str, str, str]]) -> int:
+    """Re-solve every query with cvc5: one incremental solver per template."""
+    try:
+        import cvc5
+    except ImportError:
+        raise Refused("cvc5 is not installed (pip install 'npi-verify[independent]')") from None
+    by_template: dict[int, list[tuple[str, str, str]]] = {}
+    for t, text, expect, obligation in queries:
+        if not (isinstance(t, int) and 0 <= t < len(b.templates)) or expect not in ("sat", "unsat"):
+            raise Refused(f"a {obligation} query names template {t} or expects {expect!r}")
+        by_template.setdefault(t, []).append((text, expect, obligation))
+    for t, group in sorted(by_template.items()):
+        solver = cvc5.Solver()
+        solver.setOption("incremental", "true")
+        solver.setOption("tlimit-per", str(QUERY_LIMIT_MS))
+        solver.setOption("arrays-exp", "true")  # constant arrays
+        solver.setLogic("ALL")
+        symbols = cvc5.SymbolManager(solver.getTermManager())
+        parser = cvc5.InputParser(solver, symbols)
+
+        def run(text: str, name: str) -> None:
+            parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, name)
+            while not (command := parser.nextCommand()).isNull():
+                command.invoke(solver, symbols)
+
+        try:
+            run(b.templates[t]["smt2"], f"template{t}")
+        except RuntimeError as error:
+            raise Refused(f"cvc5 cannot read template {t}: {str(error).splitlines()[0]}") from None
+        for text, expect, obligation in group:
+            if "(push" in text or "(pop" in text or "(reset" in text:
+                raise Refused(f"a {obligation} query changes the solver's scopes")
+            solver.push()
+            try:
+                run(text, "query")
+            except RuntimeError as error:
+                raise Refused(f"cvc5 cannot read a {obligation} query: "
+                              f"{str(error).splitlines()[0]}") from None
+            try:
+                result = solver.checkSat()
+            except RuntimeError as error:
+                raise Refused(f"cvc5 cannot solve a {obligation} query: "
+                              f"{str(error).splitlines()[0]}") from None
+            solver.pop()
+            answer = "sat" if result.isSat() else "unsat" if result.isUnsat() else "unknown"
+            if answer != expect:
+                raise Refused(f"cvc5 answers {answer} to a {obligation} query that expects "
+                              f"{expect}: {describe(b, (t, text), expect)}")
+    return len(queries)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def check_model(b: Bundle, w: dict[str, np.ndarray], calls: list, depth: list[int]) -> float:
+    """The NPI's decision on every node of V, in float64, against the labels; returns the
+    smallest decision margin (return logit from 0, best program and argument over the next)."""
+    config = b.model_config
+    sizes, names = list(config["observation_sizes"]), list(config["program_names"])
+    if names != b.program_names or config.get("numeric_slots"):
+        raise Refused("the model's programs are not the bundle's, or it reads numbers")
+    arg_size, layers, d = int(config["arg_size"]), int(config["layers"]), int(config["d_hidden"])
+    slots = (w["encoder.0.weight"].shape[1] - sum(sizes)) // arg_size
+    ids = {name: k for k, name in enumerate(names)}
+    legal = np.zeros((len(names), slots), dtype=np.int64)  # values legal per program and slot
+    for k, name in enumerate(names):
+        legal[k, : len(b.programs[name][1])] = b.programs[name][1]
+    n = len(b.nodes)
+    observations = np.array([node[1] for node in b.nodes], dtype=np.int64).reshape(n, -1)
+    if observations.shape[1] != len(sizes) or (observations < 0).any() or (
+            observations >= np.array(sizes)).any():
+        raise Refused("an observation of V is out of the model's ranges")
+    arguments = np.array([list(calls[node][1]) + [0] * (slots - len(calls[node][1]))
+                          for node in range(n)], dtype=np.int64).reshape(n, slots)
+    # per node: the one-hot column of each observation and argument, then the call's program
+    features = np.concatenate([np.cumsum([0] + sizes[:-1]) + observations,
+                               sum(sizes) + arg_size * np.arange(slots) + arguments,
+                               np.array([[ids[call[0]]] for call in calls]).reshape(n, 1)], axis=1)
+    labels = np.array([[ids[p], r, *a, *[0] * (slots - len(a))] for _, _, (p, a, r), *_ in b.nodes],
+                      dtype=np.int64).reshape(n, 2 + slots)  # program, return, arguments
+    if any(depth[node] != depth[b.nodes[node][0]] + 1 for node in range(n) if b.nodes[node][0] >= 0):
+        raise Refused("V's depths are inconsistent")
+    levels: dict[int, list[int]] = {}
+    for node in range(n):
+        levels.setdefault(depth[node], []).append(node)
+    position = np.zeros(n, dtype=np.int64)  # each node's row in its level's arrays
+    state = np.zeros((0, 2, layers, d))  # (nodes of the previous level, h/c, layers, d_hidden)
+    smallest = float("inf")
+    for level in sorted(levels):
+        rows = np.array(levels[level])
+        position[rows] = np.arange(len(rows))
+        new_state = np.zeros((len(rows), 2, layers, d))
+        for start in range(0, len(rows), 4096):  # bounded memory on wide levels
+            chunk = slice(start, start + 4096)
+            smallest = min(smallest, _decide(b, w, names, calls, rows[chunk], features, labels,
+                                             legal, state, position, new_state[chunk], level))
+        state = new_state
+    return smallest
+
+
+def _decide(b: Bundle, w: dict[str, np.ndarray], names: list[str], calls: list, rows: np.ndarray,
+            features: np.ndarray, labels: np.ndarray, legal: np.ndarray, state: np.ndarray,
+            position: np.ndarray, new_state: np.ndarray, level: int) -> float:
+    """One LSTM step for `rows` (children of the previous level), checked against the labels."""
+    x = np.zeros((len(rows), w["encoder.0.weight"].shape[1]))
+    np.put_along_axis(x, features[rows, :-1], 1.0, axis=1)
+    s = np.maximum(x @ w["encoder.0.weight"].T + w["encoder.0.bias"], 0.0)
+    s = s @ w["encoder.2.weight"].T + w["encoder.2.bias"]
+    inputs = np.concatenate([s, w["program_embedding.weight"][features[rows, -1]]], axis=1)
+    parents = np.array([b.nodes[r][0] for r in rows])
+    previous = state[position[np.maximum(parents, 0)]] if len(state) else np.zeros_like(new_state)
+    previous = np.where((parents >= 0)[:, None, None, None], previous, 0.0)
+    for k in range(new_state.shape[2]):
+        gates = (inputs @ w[f"lstm.weight_ih_l{k}"].T + w[f"lstm.bias_ih_l{k}"]
+                 + previous[:, 0, k] @ w[f"lstm.weight_hh_l{k}"].T + w[f"lstm.bias_hh_l{k}"])
+        i, f, g, o = np.split(gates, 4, axis=1)  # torch's gate order
+        c = sigmoid(f) * previous[:, 1, k] + sigmoid(i) * np.tanh(g)
+        inputs = sigmoid(o) * np.tanh(c)
+        new_state[:, 0, k], new_state[:, 1, k] = inputs, c
+    end = (inputs @ w["end_head.weight"].T + w["end_head.bias"])[:, 0]
+    logits = (inputs @ w["key_head.weight"].T + w["key_head.bias"]) @ w["program_keys"].T
+    chosen = logits.argmax(axis=1)
+    top = np.sort(logits, axis=1)
+    margin = np.minimum(np.abs(end), top[:, -1] - top[:, -2] if logits.shape[1] > 1 else np.inf)
+    wrong = (chosen != labels[rows, 0]) | ((end >= 0) != labels[rows, 1].astype(bool))
+    chosen_args = np.zeros((len(rows), legal.shape[1]), dtype=np.int64)
+    for slot in range(legal.shape[1]):  # each argument: the best legal value for the program
+        values = inputs @ w[f"arg_heads.{slot}.weight"].T + w[f"arg_heads.{slot}.bias"]
+        allowed = legal[chosen, slot]
+        values = np.where(np.arange(values.shape[1]) < allowed[:, None], values, -np.inf)
+        chosen_args[:, slot] = values.argmax(axis=1)
+        wrong |= (allowed > 0) & (chosen_args[:, slot] != labels[rows, 2 + slot])
+        top = np.sort(values, axis=1)
+        with np.errstate(invalid="ignore"):  # -inf - -inf where fewer than 2 values are legal
+            margin = np.where(allowed >= 2, np.minimum(margin, top[:, -1] - top[:, -2]), margin)
+    if wrong.any():
+        r = int(np.flatnonzero(wrong)[0])
+        node = int(rows[r])
+        args = chosen_args[r, : int((legal[chosen[r]] > 0).sum())].tolist()
+        raise Refused(f"the model decides {[names[chosen[r]], args, bool(end[r] >= 0)]} at V node "
+                      f"{node} ({calls[node][0]}{list(calls[node][1])}, depth {level}); the "
+                      f"reference label is {b.nodes[node][2]}")
+    return float(margin.min()) if len(margin) else float("inf")
+
+
+def recheck(path: Path) -> str:
+    """Re-check one certificate and its bundle; a one-line summary, or Refused."""
+    started = time.perf_counter()
+    certificate = read_certificate(path)
+    try:
+        data = read_bundle(path, certificate)
+        weights = read_weights(path, certificate, data)
+        b = Bundle(data)
+        calls, depth, index = check_vset(b)
+        points = check_fixed_point(b, calls, index)
+        margin = check_model(b, weights, calls, depth)
+        queries = check_queries(b)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise Refused(f"the bundle or certificate is malformed ({type(error).__name__}: "
+                      f"{error})") from None
+    recorded = certificate.get("verification_set") or {}
+    if recorded.get("call_local_states") != len(b.nodes):
+        raise Refused(f"the certificate counts {recorded.get('call_local_states')} call-local "
+                      f"states, V has {len(b.nodes)}")
+    per_program: dict[str, int] = {}
+    for program, _ in calls:
+        per_program[program] = per_program.get(program, 0) + 1
+    if recorded.get("per_program") != dict(sorted(per_program.items())):
+        raise Refused("the certificate's states per program are not V's")
+    claimed = certificate.get("min_margin")
+    if not isinstance(claimed, (int, float)) or not abs(claimed - margin) <= MARGIN_TOLERANCE:
+        raise Refused(f"the certificate's minimum margin {claimed} is not the {margin:.6f} "
+                      "re-computed in float64")
+    return (f"re-checked independently: {len(b.nodes)} states of V, {points} points of the "
+            f"fixed point, {queries} queries re-solved by cvc5, minimum margin {margin:.6f} in "
+            f"float64 ({time.perf_counter() - started:.1f} s)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if not paths:
+        print("usage: python -m verifier.independent CERT.json...", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in paths:
+        try:
+            print(f"{name}: {recheck(Path(name))}")
+        except Refused as error:
+            failed += 1
+            print(f"{name}: refused: {error}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
