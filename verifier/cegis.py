@@ -17,6 +17,7 @@ before it): training from scratch on the final dataset gives another model in ge
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable
@@ -94,6 +95,8 @@ class Round:
         text = (f"round {self.number}: {self.traces} traces, {self.steps} updates "
                 f"({trained}, {self.train_seconds:.1f} s); {self.verdict.label}: "
                 f"{self.disagreements} of {self.states} states disagree, minimum margin {margin}")
+        if self.counterexample is not None:
+            text += f"; counterexample {json.dumps(self.counterexample)}"
         if self.added:
             text += f"; adding {len(self.added)} trace{'s' if len(self.added) > 1 else ''}"
         return text
@@ -148,9 +151,11 @@ def train_until_certified(
     progress: Callable[[str], None] | None = None,
     use_cache: bool = True,
     start_inputs: list[Any] | None = None,
+    vset: VerificationSet | None = None,
 ) -> LoopResult:
     """Run the loop (see the module's docstring), starting from `start_inputs` where given,
-    else from the first `loop.start` inputs of V's witness cover. Raises VerifierError for a
+    else from the first `loop.start` inputs of V's witness cover; `vset` is V where it was
+    built already for this task and formulation (else it comes from the V cache). Raises VerifierError for a
     task checked symbolically (numeric observations) and UnboundedCall where V is infinite."""
     loop.validate()
     task.routines(formulation)
@@ -160,7 +165,8 @@ def train_until_certified(
             "inputs for its states: counterexample-guided training needs a task whose V "
             "lists them")
     say = progress or (lambda text: None)
-    vset, _ = load_or_build(task, formulation, say, use_cache)
+    if vset is None:
+        vset, _ = load_or_build(task, formulation, say, use_cache)
     if start_inputs is None:
         cover = vset.witness_cover()
         if loop.start > len(cover):
