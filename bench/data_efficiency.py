@@ -146,8 +146,9 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         f"Each run is `npi-verify train --task T --until-certified --seed S` (start: {args.start} "
         f"trace(s), the first input(s) of the witness cover of V; at most {args.max_rounds} rounds; at most "
         f"{args.per_round} input(s) added per refuted round; at most {args.max_steps} updates "
-        "per round), recursive formulation, seeds "
-        f"{seeds[0]}..{seeds[-1]} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''} per task). "
+        "per round), recursive formulation, one run per seed; the *certified* column counts "
+        "the seeds run for each task (seeds 0, 1, ... in order; "
+        f"{len(seeds)} seeds asked for: {', '.join(map(str, seeds))}). "
         "*Traces* counts the training set of the certified model (median and range over the "
         "certified seeds). *Training* is the wall-clock time of all rounds' training of one run "
         "(median and largest over the seeds); certifying is timed apart. C17's training sets are "
@@ -185,6 +186,23 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
     for name in tasks:
         s = summarize([r for r in runs if r.task == name])
         lines.append(f"| `{name}` | {s['scratch_certified']}/{s['certified']} |")
+    lines += [
+        "",
+        "## Reading the table",
+        "",
+        "- A run that is not certified ends *refuted* (the rounds ran out) or *inconclusive*: "
+        "the model disagrees with the reference only on states of V that no input was found to "
+        "reach (V over-approximates the reachable states there, as for quicksort, see "
+        "docs/verification.md), or a decision is a near tie. No trace can show such a state, "
+        "so the loop stops there (exit 3); those seeds are left out of the trace counts.",
+        "- After a refuted round the loop adds the counterexample's input, then the inputs "
+        "that reach the most disagreeing states not reached yet (from the smallest witness of "
+        "each disagreeing state, the inputs searched for V and V's witness cover). Adding the "
+        "smallest witness of *every* disagreeing state instead would add hundreds of traces "
+        "per round on addition, whose first model disagrees on about a thousand states.",
+        "- Times are wall-clock on the shared machine named below, with other work running; "
+        "training runs on one thread.",
+    ]
     lines += ["", "## Every run", "",
               "| task | seed | verdict | traces | rounds | training s | certifying s | "
               "from scratch |", "|---|---|---|---|---|---|---|---|"]
@@ -196,7 +214,9 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         lines += [f"- `{name}`: {why}" for name, why in skipped.items()]
     lines += ["", f"Measured on {platform.machine()} with {os.cpu_count()} cores (load average "
               f"{load} at the start, the machine shared with other work), Python "
-              f"{platform.python_version()}; the whole run took {seconds / 60:.1f} min.", ""]
+              f"{platform.python_version()}; the run took {seconds / 60:.1f} min (the longest of the "
+              "processes run side by side, where the runs were split with --json and --merge).",
+              ""]
     return "\n".join(lines)
 
 

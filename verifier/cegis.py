@@ -1,11 +1,12 @@
 """Counterexample-guided training: from a few reference traces to a certified model.
 
 The loop (issue 14): train on N reference traces (by default the first input of the witness
-cover of V), certify; if the model is refuted, add the reference trace of the counterexample
-input and of the smallest witness of each disagreeing state (at most `per_round` new inputs,
-the counterexample first, then smallest first), train on from the current weights on all
-traces so far, and certify again; stop when certified, when no input can be added (the
-verdict is inconclusive or uncertifiable: no witness shows the failure), or when the budget of
+cover of V), certify; if the model is refuted, add the reference traces of at most
+`per_round` inputs: the counterexample's input, then inputs that reach the most disagreeing
+states not reached yet (from the smallest witness of each disagreeing state, the inputs
+searched for V and V's witness cover); train on from the current weights on all traces so
+far, and certify again. Stop when certified, when no input can show the failure (the verdict
+is inconclusive or uncertifiable), when nothing new can be learned, or when the budget of
 rounds runs out.
 
 Every round trains deterministically (one thread, fixed seed) and certifies on one thread, so
@@ -155,8 +156,9 @@ def train_until_certified(
 ) -> LoopResult:
     """Run the loop (see the module's docstring), starting from `start_inputs` where given,
     else from the first `loop.start` inputs of V's witness cover; `vset` is V where it was
-    built already for this task and formulation (else it comes from the V cache). Raises VerifierError for a
-    task checked symbolically (numeric observations) and UnboundedCall where V is infinite."""
+    built already for this task and formulation (else it comes from the V cache). Raises
+    VerifierError for a task checked symbolically (numeric observations) and UnboundedCall
+    where V is infinite."""
     loop.validate()
     task.routines(formulation)
     if task.numeric_slots:
@@ -188,15 +190,7 @@ def train_until_certified(
         outcome = _certify(task, formulation, model, vset)
         last = number == loop.max_rounds
         added = [] if last else inputs_to_add(task, vset, outcome, inputs, loop.per_round)
-        done = Round(
-            number, len(traces), report.steps, report.accuracy, report.converged,
-            outcome.verdict, outcome.check.checked if outcome.check else 0,
-            len(outcome.check.disagreements) if outcome.check else 0,
-            _finite(outcome.check.min_margin) if outcome.check else None,
-            task.input_to_json(outcome.counterexample.input) if outcome.counterexample else None,
-            tuple(task.input_to_json(v) for v in added), report.seconds,
-            outcome.seconds,
-        )
+        done = _round(task, number, len(traces), report, outcome, added)
         rounds.append(done)
         if on_round:
             on_round(done)
@@ -206,6 +200,19 @@ def train_until_certified(
         traces += [_trace(task, formulation, v) for v in added]
     assert model is not None  # at least one round ran
     return LoopResult(task, formulation, model, outcome, inputs, rounds, report, loop)
+
+
+def _round(task: Task, number: int, traces: int, report: TrainReport, outcome: Outcome,
+           added: list[Any]) -> Round:
+    check = outcome.check
+    example = outcome.counterexample
+    return Round(
+        number, traces, report.steps, report.accuracy, report.converged, outcome.verdict,
+        check.checked if check else 0, len(check.disagreements) if check else 0,
+        _finite(check.min_margin) if check else None,
+        task.input_to_json(example.input) if example else None,
+        tuple(task.input_to_json(v) for v in added), report.seconds, outcome.seconds,
+    )
 
 
 def inputs_to_add(
