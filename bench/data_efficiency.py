@@ -47,7 +47,7 @@ from verifier.tasks import TASKS, Task  # noqa: E402
 from verifier.tasks.base import RECURSIVE  # noqa: E402
 from verifier.training import train  # noqa: E402
 from verifier.vcache import load_or_build  # noqa: E402
-from verifier.verify import Subject, Verdict, certify_subject  # noqa: E402
+from verifier.verify import Subject, certify_subject  # noqa: E402
 
 # C17's training sets (docs: /work/shared/docs/paper-notes.md, section 4).
 C17 = {

@@ -180,13 +180,14 @@ def train_until_certified(
     model: NPI | None = None
     rounds: list[Round] = []
     for number in range(1, loop.max_rounds + 1):
+        head = f"round {number}/{loop.max_rounds}: {len(traces)} traces"
         model, report = train(
             task, traces, model_config, train_config, start=model,
-            progress=lambda step, loss, acc: say(
-                f"round {number}/{loop.max_rounds}: {len(traces)} traces, step {step}/"
-                f"{train_config.max_steps}, loss {loss:.4f}, training accuracy {acc:.2%}"),
+            progress=lambda step, loss, acc, head=head: say(
+                f"{head}, step {step}/{train_config.max_steps}, loss {loss:.4f}, "
+                f"training accuracy {acc:.2%}"),
         )
-        say(f"round {number}/{loop.max_rounds}: certifying")
+        say(f"{head}: certifying")
         outcome = _certify(task, formulation, model, vset)
         last = number == loop.max_rounds
         added = [] if last else inputs_to_add(task, vset, outcome, inputs, loop.per_round)
