@@ -188,7 +188,7 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
             met = s["traces_median"] is not None and s["traces_median"] <= most
             every = s["certified"] == s["seeds"]
             goal = f"≤ {most}: " + ("met" if met and every else "not met" if every else
-                                   f"not met ({s['seeds'] - s['certified']} seeds uncertified)")
+                                   f"not met ({s['seeds'] - s['certified']} of {s['seeds']} seeds not certified)")
         lines.append(
             f"| {name} | {s['certified']}/{s['seeds']} | {_num(s['traces_median'])} | "
             f"{_range(s['traces_min'], s['traces_max'])} | "
