@@ -36,3 +36,23 @@ def test_unique_calls_drop_repeats() -> None:
     once = unique_calls([trace])
     assert unique_calls([trace, trace]) == once
     assert len(once) < len(trace)
+
+
+def test_training_goes_on_from_given_weights_and_leaves_them_unchanged() -> None:
+    from verifier.config import NPIConfig, TrainConfig
+    from verifier.training import train
+
+    task = TASKS["bubblesort"]
+    config = NPIConfig.for_task(task, d_hidden=16, d_state=16, d_program=8)
+    small = [run_reference(task, "recursive", [0]).steps]
+    first, report = train(task, small, config, TrainConfig(seed=0))
+    assert report.converged
+    kept = {k: v.clone() for k, v in first.state_dict().items()}
+    again, report = train(task, small, config, TrainConfig(seed=7), start=first)
+    assert report.steps == 0 and report.converged  # the weights already decode every step
+    assert all(torch.equal(kept[k], v) for k, v in again.state_dict().items())
+    more = small + [run_reference(task, "recursive", [2, 1]).steps]
+    moved, report = train(task, more, config, TrainConfig(seed=0), start=first)
+    assert report.converged and report.steps > 0
+    assert all(torch.equal(kept[k], v) for k, v in first.state_dict().items())  # a copy moved
+    assert not all(torch.equal(kept[k], v) for k, v in moved.state_dict().items())

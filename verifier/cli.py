@@ -413,6 +413,17 @@ def dataset(
               help="Budget of optimizer updates.")
 @click.option("--hidden", type=int, default=NPIConfig.d_hidden, show_default=True,
               help="LSTM units per layer.")
+@click.option("--until-certified", is_flag=True,
+              help="Counterexample-guided: train, certify, add the traces of failing inputs, "
+                   "repeat until certified; also writes MODEL.traces.jsonl and MODEL.cert.json.")
+@click.option("--start", type=int, default=None,
+              help="With --until-certified: first inputs of V's witness cover to start from "
+                   "[default: 1].")
+@click.option("--max-rounds", type=int, default=None,
+              help="With --until-certified: rounds of training and certifying [default: 10].")
+@click.option("--per-round", type=int, default=None,
+              help="With --until-certified: inputs added at most after a refuted round "
+                   "[default: 5].")
 @click.option("-o", "--output", "path", type=click.Path(path_type=Path), required=True,
               help="Checkpoint file to write; its folder must exist.")
 def train(
@@ -425,13 +436,21 @@ def train(
     seed: int,
     max_steps: int,
     hidden: int,
+    until_certified: bool,
+    start: int | None,
+    max_rounds: int | None,
+    per_round: int | None,
     path: Path,
 ) -> None:
     """Train an NPI on reference traces until every training step is right.
 
     Exits 0 when the model is right on every step of its training set, 1 when the step
     budget ran out first (the model is written either way). The same command and seed give
-    a byte-identical file."""
+    a byte-identical file.
+
+    With --until-certified: exits 0 certified, 1 still refuted when the rounds ran out, 3
+    inconclusive or uncertifiable (no input shows the failure); the model, its last
+    certificate and its training set are written in every case. --max-steps is per round."""
     from verifier.checkpoint import save_checkpoint
     from verifier.traces import Sampling, sampled_training_set, training_set_from_file
     from verifier.training import provenance, steps_from_records
@@ -441,6 +460,16 @@ def train(
     check_output_file(path)
     if not 1 <= hidden <= 4096 or max_steps < 0:
         raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
+    loop_options = (start, max_rounds, per_round)
+    if until_certified:
+        if data_path is not None or count is not None or max_size is not None or cover:
+            raise VerifierError("--until-certified picks its own traces: give no --data, "
+                                "--count, --max-size or --cover")
+        _train_until_certified(task, formulation or RECURSIVE, seed, max_steps, hidden, path,
+                               *loop_options)
+        return
+    if any(option is not None for option in loop_options):
+        raise VerifierError("--start, --max-rounds and --per-round need --until-certified")
     if data_path is not None:
         if count is not None or max_size is not None:
             raise VerifierError("give either --data or --count/--max-size, not both")
@@ -473,6 +502,37 @@ def train(
     )
     if not report.converged:
         raise SystemExit(1)
+
+
+def _train_until_certified(
+    task: Task, formulation: str, seed: int, max_steps: int, hidden: int, path: Path,
+    start: int | None, max_rounds: int | None, per_round: int | None,
+) -> None:
+    """`train --until-certified`: the loop of verifier.cegis, its rounds logged on stderr."""
+    from verifier.cegis import LoopConfig, LoopFiles, train_until_certified, write_results
+
+    loop = LoopConfig.from_options(start=start, max_rounds=max_rounds, per_round=per_round)
+    files = LoopFiles.beside(path)
+    for output in (files.dataset, files.certificate):
+        check_output_file(output)
+    settings = TrainConfig(seed=seed, max_steps=max_steps)
+    with status() as line:
+        result = train_until_certified(
+            task, formulation, NPIConfig.for_task(task, d_hidden=hidden), settings, loop,
+            on_round=lambda done: line.bar.write(done.describe(), file=sys.stderr),
+            progress=line.text,
+        )
+    write_results(result, files, settings)
+    rounds = len(result.rounds)
+    click.echo(
+        f"{task.name} ({formulation}): {result.outcome.verdict.label} after {rounds} "
+        f"round{'s' if rounds > 1 else ''} on {len(result.inputs)} traces "
+        f"({result.total_steps} updates, {result.train_seconds:.1f} s of training) -> {path}; "
+        f"training set {files.dataset}, certificate {files.certificate}"
+    )
+    if result.outcome.counterexample is not None:
+        click.echo(f"  counterexample: {result.outcome.counterexample.describe(task)}")
+    raise SystemExit(result.outcome.verdict.exit_code)
 
 
 model_argument = click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))

@@ -8,6 +8,7 @@ right, or when the step budget runs out (reported, never hidden).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -155,15 +156,18 @@ def train(
     model_config: NPIConfig,
     train_config: TrainConfig,
     progress: Callable[[int, float, float], None] | None = None,
+    start: NPI | None = None,
 ) -> tuple[NPI, TrainReport]:
-    """Train a fresh NPI on the calls of `traces`; deterministic for a fixed seed on CPU.
+    """Train an NPI on the calls of `traces`: a fresh one, or a copy of `start` (its weights
+    go on training with a fresh optimizer; `start` itself is left unchanged). Deterministic
+    for a fixed seed on CPU.
 
     Runs on one thread: with more, the order of floating-point sums (and so the weights)
     can depend on the machine's core count."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(task, traces, model_config, train_config, progress)
+        return _train(task, traces, model_config, train_config, progress, start)
     finally:
         torch.set_num_threads(threads)
 
@@ -174,6 +178,7 @@ def _train(
     model_config: NPIConfig,
     train_config: TrainConfig,
     progress: Callable[[int, float, float], None] | None,
+    start: NPI | None,
 ) -> tuple[NPI, TrainReport]:
     torch.manual_seed(train_config.seed)
     generator = torch.Generator().manual_seed(train_config.seed)
@@ -181,7 +186,12 @@ def _train(
     if not calls:
         raise VerifierError("nothing to train on: the training set has no steps")
     data = call_batch(model_config, calls)
-    model = NPI(model_config)
+    if start is None:
+        model = NPI(model_config)
+    elif start.config != model_config:
+        raise ValueError("the model to continue training has another config")  # a caller's bug
+    else:
+        model = copy.deepcopy(start)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
     started = time.perf_counter()
     accuracy, step = step_accuracy(model, task, data), 0
