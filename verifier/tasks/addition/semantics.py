@@ -18,12 +18,13 @@ fixed point and the cross-check apply.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import z3
 
 from verifier.errors import VerifierError
-from verifier.smt import SymEnv, array_at, bit
+from verifier.smt import ArrayView, SymEnv, Vocabulary, array_at
 from verifier.smt.product import Part, ProductSemantics
 from verifier.tasks.addition.task import BLANK, CARRY, IN1, IN2, OUT, RIGHT, ROWS, Pad
 from verifier.tasks.base import Args, Task
@@ -49,9 +50,8 @@ class _Row(Part):
 
 
 class OperandRow(_Row):
-    """Digits in [L, S]; pointer p. Predicates say where p lies relative to the digits."""
-
-    hidden_names = ("p==S", "p==L", "p<L", "p>S")
+    """Digits in [L, S]; pointer p. No declared predicates: the discovered ones say where p
+    lies relative to the digits."""
 
     def fresh(self, tag: str) -> SymEnv:
         ints = {name: z3.Int(f"{tag}_{name}") for name in ("p", "L", "S")}
@@ -76,9 +76,9 @@ class OperandRow(_Row):
     def observation(self, env: SymEnv) -> list[z3.ArithRef]:
         return [self._read(env, env["p"])]
 
-    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
-        p = env["p"]
-        return [bit(p == env["S"]), bit(p == env["L"]), bit(p < env["L"]), bit(p > env["S"])]
+    def vocabulary(self, env: SymEnv) -> Vocabulary:
+        read = functools.partial(self._read, env)
+        return Vocabulary(pointers={"p": env["p"]}, arrays=(ArrayView("D", read, env["L"], env["S"]),))
 
     def encode(self, pad: Pad) -> SymEnv:
         cells = pad.cells[self.row]
@@ -91,19 +91,12 @@ class OperandRow(_Row):
 
 
 class WrittenRow(_Row):
-    """Cells written so far, inside [W, R]; pointer p.
+    """Cells written so far, inside [W, R]; pointer p. No declared predicates: the
+    discovered ones describe the neighbours of p that the reference program moves to (cells
+    are compared with the carry digit 1 and the blank)."""
 
-    The predicates describe the neighbours of p that the reference program moves to: whether
-    the left one was never written; for the carry row, which moves back right after writing,
-    also whether the left one is the leftmost written one holding 1, and whether the right
-    one is blank or 1."""
-
-    def __init__(self, task: Task, row: int, moves_right: bool) -> None:
+    def __init__(self, task: Task, row: int) -> None:
         super().__init__(task, row)
-        self.moves_right = moves_right
-        self.hidden_names = ("p-1<W",) + (
-            ("p-1==W and cell[p-1]==1", "cell[p+1]==_", "cell[p+1]==1") if moves_right else ()
-        )
 
     def fresh(self, tag: str) -> SymEnv:
         ints = {name: z3.Int(f"{tag}_{name}") for name in ("p", "S", "W", "R")}
@@ -136,17 +129,10 @@ class WrittenRow(_Row):
     def observation(self, env: SymEnv) -> list[z3.ArithRef]:
         return [self._read(env, env["p"])]
 
-    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
-        p, w = env["p"], env["W"]
-        predicates = [bit(p - 1 < w)]
-        if self.moves_right:
-            right = self._read(env, p + 1)
-            predicates += [
-                bit(z3.And(p - 1 == w, self._read(env, p - 1) == 1)),
-                bit(right == BLANK),
-                bit(right == 1),
-            ]
-        return predicates
+    def vocabulary(self, env: SymEnv) -> Vocabulary:
+        read = functools.partial(self._read, env)
+        return Vocabulary(pointers={"p": env["p"]}, arrays=(ArrayView("C", read, env["W"], env["R"]),),
+                          constants=(1, BLANK))
 
     def encode(self, pad: Pad) -> SymEnv:
         cells = pad.cells[self.row]
@@ -167,8 +153,8 @@ class AdditionSemantics(ProductSemantics):
         rows = (
             OperandRow(task, IN1),
             OperandRow(task, IN2),
-            WrittenRow(task, CARRY, moves_right=True),
-            WrittenRow(task, OUT, moves_right=False),
+            WrittenRow(task, CARRY),
+            WrittenRow(task, OUT),
         )
         super().__init__(task, rows)
 
