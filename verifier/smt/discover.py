@@ -89,9 +89,9 @@ def _template_terms(vocabulary: Vocabulary) -> list[tuple[str, str, Any]]:
             out += [(f"ptr {q}-{p}", f"{q}-{p}=={d}", bit(qt - pt == d)) for d in DIFFERENCES]
     for p, pt in pointers:
         family = f"ptr {p} vs bounds"
-        out += [(family, f"{p}==1", bit(pt == 1)), (family, f"{p}<1", bit(pt < 1))]
-        if n is not None:
-            out += [(family, f"{p}==n", bit(pt == n)), (family, f"{p}>n", bit(pt > n)),
+        if n is not None:  # without a size, positions are relative to the arrays' ends only
+            out += [(family, f"{p}==1", bit(pt == 1)), (family, f"{p}<1", bit(pt < 1)),
+                    (family, f"{p}==n", bit(pt == n)), (family, f"{p}>n", bit(pt > n)),
                     (family, f"{p}==n+1", bit(pt == n + 1)),
                     (family, f"1<={p}<=n", bit(z3.And(pt >= 1, pt <= n)))]
         for array in vocabulary.arrays:
