@@ -375,7 +375,10 @@ def discover(task: Any, formulation: str = "recursive",
             added = [c for c in members if c not in chosen]
             if not added:
                 continue
-            trial = evaluate(chosen + added, 20 * current.posts + 1000)
+            # A trial that asks for more than twice the posts of the best one so far is not
+            # finished (counted, not timed, so every run skips the same ones).
+            budget = 20 * current.posts + 1000 if best is None else 2 * best[2].posts + 1000
+            trial = evaluate(chosen + added, budget)
             if trial is None:
                 continue
             trial_score = (len(trial.states), trial.projected(names))

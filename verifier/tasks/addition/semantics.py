@@ -10,6 +10,14 @@ observations do not depend on absolute column numbers, so the pad is the product
   and rightmost written columns W and R; a column never written reads blank (a WRITE that
   widens [W, R] fills the columns it skips with blank, as a lambda term).
 
+Predicates are declared (hints), not discovered. The vocabulary below expresses them: the
+14 templates `p==D.last`, `p==D.first`, `p<D.first`, `p>D.last` (each operand row),
+`p>C.first`, `p==C.first+1`, `C[p-1]==1`, `C[p+1]==10`, `C[p+1]==1` (carry) and `p>C.first`
+(output) give the same exact V (77,056 states). But `verifier.smt.discover` cannot reach them
+from the observation: the rows multiply, so every coarser abstraction it would start from
+(no predicates, every pointer template, one row unrefined) has a joint fixed point too large
+to compute in minutes.
+
 Quantifier-free: instead of saying "blank outside [L, S]", a read is the array cell inside the
 interval and blank outside it. Semantics are given for the primitives the reference program
 executes (pointer moves on every row, WRITE on the written rows), which is what the abstract
@@ -24,7 +32,7 @@ from typing import Any
 import z3
 
 from verifier.errors import VerifierError
-from verifier.smt import ArrayView, SymEnv, Vocabulary, array_at
+from verifier.smt import ArrayView, Predicate, SymEnv, Vocabulary, array_at, bit
 from verifier.smt.product import Part, ProductSemantics
 from verifier.tasks.addition.task import BLANK, CARRY, IN1, IN2, OUT, RIGHT, ROWS, Pad
 from verifier.tasks.base import Args, Task
@@ -50,8 +58,15 @@ class _Row(Part):
 
 
 class OperandRow(_Row):
-    """Digits in [L, S]; pointer p. No declared predicates: the discovered ones say where p
-    lies relative to the digits."""
+    """Digits in [L, S]; pointer p. Predicates say where p lies relative to the digits."""
+
+    def hints(self) -> tuple[Predicate, ...]:
+        return (
+            Predicate("p==S", lambda env: bit(env["p"] == env["S"])),
+            Predicate("p==L", lambda env: bit(env["p"] == env["L"])),
+            Predicate("p<L", lambda env: bit(env["p"] < env["L"])),
+            Predicate("p>S", lambda env: bit(env["p"] > env["S"])),
+        )
 
     def fresh(self, tag: str) -> SymEnv:
         ints = {name: z3.Int(f"{tag}_{name}") for name in ("p", "L", "S")}
@@ -91,12 +106,28 @@ class OperandRow(_Row):
 
 
 class WrittenRow(_Row):
-    """Cells written so far, inside [W, R]; pointer p. No declared predicates: the
-    discovered ones describe the neighbours of p that the reference program moves to (cells
-    are compared with the carry digit 1 and the blank)."""
+    """Cells written so far, inside [W, R]; pointer p.
 
-    def __init__(self, task: Task, row: int) -> None:
+    The predicates describe the neighbours of p that the reference program moves to: whether
+    the left one was never written; for the carry row, which moves back right after writing,
+    also whether the left one is the leftmost written one holding 1, and whether the right
+    one is blank or 1."""
+
+    def __init__(self, task: Task, row: int, moves_right: bool) -> None:
         super().__init__(task, row)
+        self.moves_right = moves_right
+
+    def hints(self) -> tuple[Predicate, ...]:
+        left_unwritten = Predicate("p-1<W", lambda env: bit(env["p"] - 1 < env["W"]))
+        if not self.moves_right:
+            return (left_unwritten,)
+        return (
+            left_unwritten,
+            Predicate("p-1==W and cell[p-1]==1", lambda env: bit(z3.And(
+                env["p"] - 1 == env["W"], self._read(env, env["p"] - 1) == 1))),
+            Predicate("cell[p+1]==_", lambda env: bit(self._read(env, env["p"] + 1) == BLANK)),
+            Predicate("cell[p+1]==1", lambda env: bit(self._read(env, env["p"] + 1) == 1)),
+        )
 
     def fresh(self, tag: str) -> SymEnv:
         ints = {name: z3.Int(f"{tag}_{name}") for name in ("p", "S", "W", "R")}
@@ -153,8 +184,8 @@ class AdditionSemantics(ProductSemantics):
         rows = (
             OperandRow(task, IN1),
             OperandRow(task, IN2),
-            WrittenRow(task, CARRY),
-            WrittenRow(task, OUT),
+            WrittenRow(task, CARRY, moves_right=True),
+            WrittenRow(task, OUT, moves_right=False),
         )
         super().__init__(task, rows)
 

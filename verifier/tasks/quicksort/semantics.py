@@ -21,12 +21,12 @@ _NULL = {PIVOT: "piv_null", J: "j_null"}
 
 
 class QuickSortSemantics(Semantics):
-    """Hidden predicates: the stack has at least two frames; p_lo, p_hi equal the top frame;
-    pivot and j are null; pivot == j; the Lomuto invariant at the pivot (pivot == j or
-    A[pivot] > A[hi]); p_lo <= pivot <= j <= p_hi, and its form between COMPSWAP's pivot
-    move and the loop's j move (p_lo <= pivot <= j+1, j < p_hi); pivot == p_lo;
-    1 <= p_lo and p_hi <= n; and, universally over the stack, every frame's bounds lie in
-    1..n (so the frame a POP uncovers is in range too).
+    """Declared predicates (hints), the ones no template expresses: the Lomuto invariant at
+    the pivot (pivot == j or A[pivot] > A[hi]); p_lo <= pivot <= j <= p_hi, and its form
+    between COMPSWAP's pivot move and the loop's j move (p_lo <= pivot <= j+1, j < p_hi);
+    and, universally over the stack, every frame's bounds lie in 1..n (so the frame a POP
+    uncovers is in range too). The others (stack depth, the pointers against the top frame,
+    the null flags, pointer equalities and ranges) are discovered from the vocabulary.
 
     V still over-approximates (7 unreachable states, all in QUICKSORT): a call's summary maps
     its entry state to its exit states without relating them, so after the first recursive
@@ -131,18 +131,10 @@ class QuickSortSemantics(Semantics):
             return bit(z3.And(plo <= piv, piv <= j + 1, j < phi))
 
         return (
-            Predicate("sp>=2", lambda env: bit(env["sp"] >= 2)),
-            Predicate("bounds==top", lambda env: bit(z3.Or(env["sp"] == 0, z3.And(
-                env["plo"] == env["LO"][env["sp"]], env["phi"] == env["HI"][env["sp"]])))),
-            Predicate("pivot null", lambda env: bit(env["piv_null"])),
-            Predicate("j null", lambda env: bit(env["j_null"])),
-            Predicate("pivot==j", lambda env: bit(env["piv"] == env["j"])),
             Predicate("pivot==j or A[pivot]>A[hi]", lambda env: bit(z3.Or(
                 env["piv"] == env["j"], env["A"][env["piv"]] > env["A"][env["phi"]]))),
             Predicate("lo<=pivot<=j<=hi", chain),
             Predicate("lo<=pivot<=j+1 and j<hi", chain_moving),
-            Predicate("pivot==lo", lambda env: bit(env["piv"] == env["plo"])),
-            Predicate("1<=lo and hi<=n", lambda env: bit(z3.And(1 <= env["plo"], env["phi"] <= env["n"]))),
             Predicate("every frame's lo >= 1 and hi <= n", in_range),
         )
 
