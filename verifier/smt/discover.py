@@ -7,38 +7,50 @@ flags, constants). From the vocabulary `candidates` builds generic templates, ea
 `Predicate` whose name says what it is:
 
 - pointer differences `q-p==d` for d in -2..2;
-- a pointer against 1, n and n+1 (`p==1`, `p<1`, `p==n`, `p>n`, `p==n+1`, `1<=p<=n`) and
-  against the ends of each array (`p==A.first`, `p<A.first`, `p>A.last`, ...);
+- a pointer against 1, n and n+1 (`p==1`, `p<1`, `p==n`, `p>n`, `p==n+1`, `1<=p<=n`; only
+  where the environment has a size) and against the ends of each array (`p==A.first-1`,
+  `p==A.first`, `p==A.first+1`, `p<A.first`, `p>A.first`, the same for `A.last`);
 - cells at or next to pointers and array ends: neighbours in order (`A[x]<=A[x+1]`, read as
-  true where x or x+1 lies outside the array), two pointers' cells in order, a cell next to a
-  pointer equal to a declared constant;
-- flags; stack emptiness and depth (`S.depth==0`, `==1`, `>=2`); top-frame facts (a pointer
+  true where x or x+1 lies outside the array), two pointers' cells in order, a cell at or
+  next to a pointer equal to a declared constant;
+- flags; stack depth (`S.depth==0`, `==1`, `>=2`); top- and bottom-frame facts (a pointer
   equal to a field of the top or bottom frame, top fields in order).
+
+Templates come in families (every difference of one pointer pair, one pointer against the
+bounds, the cells around one pointer, ...), because members often only help together: bubble
+sort needs i2-i1 == 0, 1 and 2 at once, and no one of them shrinks the fixed point alone.
 
 `discover` starts from the observation plus the hints, computes the abstract fixed point and
 the concrete states, and while some abstract call-local state has no concrete witness adds
-the candidate that shrinks the fixed point most (fewest call-local states, then fewest
-abstract states projected onto the predicates chosen so far, which refining can only shrink;
-ties go to the first candidate, so the result is the same on every run). It stops when the
-fixed point equals the concrete set or no candidate helps, then drops, last first, every
-discovered predicate without which the fixed point stays the same set: each one kept adds
-states back when dropped.
+the family that shrinks the fixed point most (fewest call-local states, then fewest abstract
+states projected onto the predicates chosen so far, which refining can only shrink; ties go
+to the first family, and a trial that asks for more than twice the abstract posts of the
+best one so far is abandoned, counted in posts, not seconds, so every run makes the same
+choices). It stops when the fixed point equals the concrete set or no family helps, then
+drops, last first, every discovered predicate without which the fixed point stays the same
+set: each one kept adds states back when dropped. Where the fixed point of the hints alone is
+too large to explore (more than START_BUDGET posts), it starts from every pointer and value
+template instead; for a product of independent parts (addition's rows) even that multiplies
+out of reach, which is why addition declares its predicates.
 
 Soundness does not depend on the search. Any predicate is a term of the environment, so the
 abstraction over-approximates whatever predicates it holds: V is the abstract fixed point,
 the concrete runs only witness its states, and V is exact when the two are equal. Discovery
 only chooses which terms to track.
 
-Why discovery does not run inside every `build_vset`: each candidate costs one abstract fixed
-point (bubble sort 0.1 s, toposort 4 s, addition 9 s) and a search tries tens of candidates
-per round, so it takes from seconds to tens of minutes, while V is built in seconds. Its
-result is stored instead: `predicates.json` in the package of the task's semantics, keyed by
-task name, lists the discovered predicates' names (templates are rebuilt from the vocabulary
-by name), with the fixed point's and the concrete set's sizes it reached. `semantics_for`
-loads it; `python -m verifier.smt.discover --task T --write` regenerates it; a test rebuilds
-the candidate list and checks every stored name still names one, and a slow test re-runs the
-search and checks the stored list is what it finds, minimal and sufficient. The file is part
-of the task's definition digest, so V's cache key changes when it does.
+Why discovery does not run inside every `build_vset`: each trial costs one abstract fixed
+point (bubble sort 0.1 s, quicksort 1.3 s, toposort 4 s, addition 9 s on an idle machine,
+more with coarser abstractions) and a search tries every family per round: bubble sort's
+takes 12 to 30 s (50 fixed points), bubble sort with values and quicksort many minutes, while
+V itself is built in 1 to 2 s. Its result is stored instead: `predicates.json` in the
+package of the task's semantics, keyed by task name, lists the discovered predicates' names
+(templates are rebuilt from the vocabulary by name), with the sizes of the fixed point and
+the concrete set it reached. `semantics_for` loads it (a name no template has is a
+PluginError); `python bench/discover_predicates.py --task T --write` regenerates it, and
+without `--write` checks it. Tests check that every discovered predicate of bubble sort is
+needed (V grows back without it) and, marked slow, that the search finds exactly the stored
+list on every task. The file is part of the task's definition digest, so V's cache key
+changes when it does.
 """
 
 from __future__ import annotations

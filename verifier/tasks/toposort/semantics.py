@@ -29,7 +29,9 @@ from typing import Any
 import networkx as nx
 import z3
 
-from verifier.smt import Predicate, Semantics, SymEnv, Term, Universal, array_at, bit, distinct
+from verifier.smt import (
+    Predicate, Semantics, StackView, SymEnv, Term, Universal, Vocabulary, array_at, bit, distinct,
+)
 from verifier.tasks.base import Args, Task
 from verifier.tasks.toposort.task import (
     ACTIVE_NEIGHB, ACTIVE_STACK, ACTIVE_START, BLACK, CHILD_ACTIVE, CHILD_SAVE, COLOR_CURR,
@@ -44,8 +46,7 @@ _INT_ARRAY = z3.ArraySort(z3.IntSort(), z3.IntSort())
 
 
 _HINTS = (
-        "p_stack==2", "active==top", "p_stack>=1 and stack[0]==null",
-        "stack empty or stack[1]==p_start", "active==p_start", "active a vertex", "active grey",
+        "active==top", "p_stack>=1 and stack[0]==null", "active grey",
         "save==active (a vertex)", "active (a vertex) stored at p_stack", "stack[p_stack]==null",
         "stack empty or top grey", "top null",
         # universal
@@ -211,12 +212,8 @@ class TopoSortSemantics(Semantics):
 
         empty, vertex_active = p_stack <= 1, self._vertex(env, active)
         return [
-            bit(p_stack == 2),
             bit(active == top),
             bit(z3.And(p_stack >= 1, stack[0] == 0)),
-            bit(z3.Or(empty, stack[1] == env["p_start"])),
-            bit(active == env["p_start"]),
-            bit(vertex_active),
             bit(grey(active)),
             bit(z3.And(vertex_active, env["save"] == active)),
             bit(z3.And(vertex_active, stack[p_stack] == active, pos[active] == p_stack)),
@@ -232,6 +229,16 @@ class TopoSortSemantics(Semantics):
             Universal(("index",), null_above),
             Universal(("vertex",), colored),
         ]
+
+    def vocabulary(self, env: SymEnv) -> Vocabulary:
+        """The size, the active and start vertices and the stack pointer, and the stack as
+        frames 1..p_stack-1 of one field, the vertex stored there."""
+        stack = env["stack"]
+        return Vocabulary(
+            size=env["n"],
+            pointers={"active": env["active"], "p_start": env["p_start"], "p_stack": env["p_stack"]},
+            stacks=(StackView("stack", env["p_stack"] - 1, {"v": lambda k: stack[k]}),),
+        )
 
     def instance_terms(
         self, envs: list[SymEnv], witnesses: dict[str, list[z3.ArithRef]]
