@@ -61,12 +61,15 @@ def test_bubblesort_is_exact_with_zero_declared_predicates() -> None:
     assert len(found.actions) == 49
 
 
-def test_every_discovered_bubblesort_predicate_is_needed() -> None:
+@pytest.mark.parametrize("task_name", ["bubblesort", "quicksort"])
+def test_every_discovered_predicate_is_needed(task_name: str) -> None:
     """Minimality: dropping any one discovered predicate lets V grow back."""
-    names = _stored("bubblesort")
-    full = _fixed_point("bubblesort", names)
+    names = _stored(task_name)
+    assert names
+    full = _fixed_point(task_name, names)
+    assert full == frozenset(abstract_states(TASKS[task_name], domain_for(semantics_for(TASKS[task_name]))).actions)
     for k in range(len(names)):
-        fewer = _fixed_point("bubblesort", names[:k] + names[k + 1:])
+        fewer = _fixed_point(task_name, names[:k] + names[k + 1:])
         assert fewer > full, names[k]
 
 
