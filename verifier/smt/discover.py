@@ -40,9 +40,10 @@ only chooses which terms to track.
 
 Why discovery does not run inside every `build_vset`: each trial costs one abstract fixed
 point (bubble sort 0.1 s, quicksort 1.3 s, toposort 4 s, addition 9 s on an idle machine,
-more with coarser abstractions) and a search tries every family per round: bubble sort's
-takes 12 to 30 s (50 fixed points), bubble sort with values and quicksort many minutes, while
-V itself is built in 1 to 2 s. Its result is stored instead: `predicates.json` in the
+more with coarser abstractions) and a search tries every family per round. Measured on a
+busy 2-core machine: bubble sort's search takes 12 to 30 s (50 fixed points), quicksort's 80
+to 100 s (16), toposort's 27 minutes (42, each with its 16 universal hints); bubble sort with
+the value encoder had not finished after 40 minutes (four rounds). V itself is built in 1 to 10 s. Its result is stored instead: `predicates.json` in the
 package of the task's semantics, keyed by task name, lists the discovered predicates' names
 (templates are rebuilt from the vocabulary by name), with the sizes of the fixed point and
 the concrete set it reached. `semantics_for` loads it (a name no template has is a

@@ -57,6 +57,11 @@ _HINTS = (
 
 
 class TopoSortSemantics(Semantics):
+    """Declares the 16 predicates above (hints); three more are discovered from templates
+    over the vocabulary (predicates.json): active == p_start, the stack's bottom vertex is
+    p_start, and the stack holds one vertex. They replace four declared ones (the last also
+    made `active a vertex`, which the search found V does not need)."""
+
     def __init__(self, task: Task) -> None:
         self.task = task
         self._last: tuple[SymEnv, list[Term]] | None = None
