@@ -33,7 +33,7 @@ def main() -> int:
     for name in names:
         task = TASKS[name]
         started = time.perf_counter()
-        found = discover(task, progress=lambda text: print(f"  {name}: {text}", flush=True))
+        found = discover(task, progress=lambda text, name=name: print(f"  {name}: {text}", flush=True))
         seconds = time.perf_counter() - started
         print(f"{name}: {len(found.hints)} declared, {len(found.discovered)} discovered "
               f"{list(found.discovered)}; abstract {found.abstract_states}, concrete "

@@ -9,8 +9,7 @@ import pytest
 
 from verifier.errors import PluginError
 from verifier.reach import abstract_states, concrete_states, domain_for
-from verifier.smt import Predicate, Semantics, bit, semantics_for
-from verifier.smt import discover
+from verifier.smt import Predicate, Semantics, bit, discover, semantics_for
 from verifier.tasks import TASKS
 from verifier.tasks.bubblesort.task import BubbleSort
 

@@ -123,7 +123,8 @@ def _template_terms(vocabulary: Vocabulary) -> list[tuple[str, str, Any]]:
         def inside(i: Any, first: Any = first, last: Any = last) -> z3.BoolRef:
             return z3.And(i >= first, i <= last)
 
-        def ordered(family: str, left: str, right: str, x: Any) -> tuple[str, str, Any]:
+        def ordered(family: str, left: str, right: str, x: Any, read: Any = read,
+                    a: str = a) -> tuple[str, str, Any]:
             holds = z3.Or(z3.Not(inside(x)), z3.Not(inside(x + 1)), read(x) <= read(x + 1))
             return (family, f"{a}[{left}]<={a}[{right}]", bit(holds))
 

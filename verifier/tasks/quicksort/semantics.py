@@ -9,7 +9,7 @@ import z3
 from verifier.smt import (
     Predicate, Semantics, StackView, SymEnv, Universal, Vocabulary, array_of, bit,
     distinct,
-)
+)  # fmt: skip
 from verifier.tasks.base import Args, Task
 from verifier.tasks.quicksort.task import (
     HI, J, J_NULL, LO, MOVABLE, PIVOT, PIVOT_LO, POP, PUSH_CALL1, PUSH_CALL2, RIGHT,

@@ -31,7 +31,7 @@ import z3
 
 from verifier.smt import (
     Predicate, Semantics, StackView, SymEnv, Term, Universal, Vocabulary, array_at, bit, distinct,
-)
+)  # fmt: skip
 from verifier.tasks.base import Args, Task
 from verifier.tasks.toposort.task import (
     ACTIVE_NEIGHB, ACTIVE_STACK, ACTIVE_START, BLACK, CHILD_ACTIVE, CHILD_SAVE, COLOR_CURR,
