@@ -117,10 +117,12 @@ def test_a_bad_hint_is_a_plugin_error(hints: tuple, message: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task_name", SYMBOLIC)
+@pytest.mark.parametrize("task_name", ["bubblesort", "quicksort"])
 def test_discovery_finds_exactly_the_stored_predicates(task_name: str) -> None:
     """The stored list is what the search finds now (so it is minimal and as exact as the
-    templates allow), and the search gives the same list, in the same order, every run."""
+    templates allow), and the search gives the same list, in the same order, every run.
+    (Toposort's search takes about half an hour: `python bench/discover_predicates.py --task
+    toposort` checks it.)"""
     task = TASKS[task_name]
     found = discover.discover(task)
     assert list(found.discovered) == _stored(task_name)
