@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 from verifier.certificate import recheck  # noqa: E402
 from verifier.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 from verifier.evaluation import run_model  # noqa: E402
+from verifier.smt import semantics_for  # noqa: E402
+from verifier.smt.discover import origins  # noqa: E402
 from verifier.npi import NPIPolicy  # noqa: E402
 from verifier.tasks import TASKS  # noqa: E402
 from verifier.tasks.base import NON_RECURSIVE  # noqa: E402
@@ -120,19 +122,22 @@ def render(rows: list[dict], loops: dict[str, str], gate: dict[str, float]) -> s
         "instantiated at the terms the semantics names, so every query is quantifier-free and "
         "the posts stay over-approximations.",
         "",
-        "| task | verdict | abstract | concrete | exact | unwitnessed | witness cover (ours) "
+        "| task | verdict | abstract | concrete | exact | unwitnessed | predicates declared / discovered "
+        "| witness cover (ours) "
         "| paper's verification set | Z3 queries | Z3 s | certify s (cold) | certify s (warm V cache) "
         "| model on cover, one by one, s | certify / model on cover |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         v = r["vset"]
         abstract = v.abstract
         cover_size = sum(v.task.input_size(x) for x in r["cover"])
+        split = origins(semantics_for(v.task), v.predicates)
         lines.append(
             f"| {r['task']} | {r['verdict']} | "
             f"{len(abstract.actions) if abstract else '–'} | {len(v.concrete.actions)} | "
             f"{'yes' if v.exact else 'no'} | {len(v.unwitnessed) if abstract else '–'} | "
+            f"{len(split['declared'])} / {len(split['discovered'])} | "
             f"{len(r['cover'])} inputs (total size {cover_size}) | {paper_set(r['task'])} | "
             f"{abstract.stats.queries if abstract else '–'} | "
             f"{f'{abstract.stats.seconds:.2f}' if abstract else '–'} | {r['certify']:.1f} | "
@@ -151,10 +156,13 @@ def render(rows: list[dict], loops: dict[str, str], gate: dict[str, float]) -> s
         lines += [f"### {r['task']}", ""]
         lines.append("|V| per program: " + ", ".join(f"{p} {n}" for p, n in v.per_program().items()))
         lines.append("")
-        lines.append(
-            "Hidden predicates: " + ("; ".join(f"`{p}`" for p in v.predicates) if v.predicates
-                                     else "none (no Z3 semantics yet: coverage tested, not proved)")
-        )
+        split = origins(semantics_for(v.task), v.predicates)
+        for label in ("declared", "discovered"):
+            lines.append(f"Hidden predicates, {label}: "
+                         + ("; ".join(f"`{p}`" for p in split[label]) if split[label] else "none"))
+            lines.append("")
+        if v.abstract is None:
+            lines.append("No Z3 semantics yet: coverage tested, not proved.")
         lines.append("")
         saturated = "stopped growing" if v.concrete.saturated else "was STILL GROWING when the search stopped"
         lines.append(f"Concrete states by input size: {v.concrete.counts_by_size} (the set "
@@ -164,8 +172,9 @@ def render(rows: list[dict], loops: dict[str, str], gate: dict[str, float]) -> s
     lines += [
         "## What is not done",
         "",
-        "- Hidden predicates are declared per task (per row kind for addition), not chosen "
-        "from templates automatically. Toposort's universal predicates are instantiated at "
+        "- Hidden predicates are discovered from generic templates where the templates "
+        "express them (`verifier.smt.discover`, stored in each task package's predicates.json); "
+        "the rest are declared as hints. Toposort's universal predicates are instantiated at "
         "terms its semantics names (`TopoSortSemantics.instance_terms`); a poor choice there "
         "costs precision, never soundness.",
         "- `bubblesort-values` and `quicksort` are certified on over-approximated V (the "

@@ -36,6 +36,9 @@ def test_vset_json(invoke: Invoke, certified: Path) -> None:
     state = data["states"][0]
     assert set(state) == {"program", "args", "observations", "action", "witnessed"}
     assert set(state["action"]) == {"program", "args", "return"}
+    # Bubble sort declares no predicate: every one of V's is discovered from templates.
+    assert data["predicates"] == {"declared": [], "discovered": list(vset_of("bubblesort").predicates)}
+    assert len(data["predicates"]["discovered"]) == 7
 
 
 def test_vset_of_a_looping_formulation_exits_3(invoke: Invoke) -> None:

@@ -715,6 +715,8 @@ def vset(
     unbounded (non-recursive formulations; `--json` then prints {"task", "formulation",
     "bounded": false, "program", "reason"})."""
     from verifier.errors import UnboundedCall
+    from verifier.smt import semantics_for
+    from verifier.smt.discover import origins
     from verifier.vcache import load_or_build
 
     task = get_task(task_name)
@@ -743,6 +745,7 @@ def vset(
             "coverage_proved": result.coverage_proved,
             "unwitnessed": len(result.unwitnessed),
             "concrete_states": len(result.concrete.actions),
+            "predicates": origins(semantics_for(task), result.predicates),
             "witness_inputs": [task.input_to_json(v) for v in result.witness_cover()],
             **cache.evidence(),
         })
@@ -756,6 +759,9 @@ def vset(
                    f"Z3 queries ({stats.unknown} unknown) in {stats.seconds:.2f} s")
     click.echo(f"concrete runs: {len(result.concrete.actions)} states from "
                f"{result.concrete.inputs_run} inputs, by size {result.concrete.counts_by_size}")
+    split = origins(semantics_for(task), result.predicates)
+    click.echo(f"hidden predicates: {len(split['declared'])} declared, "
+               f"{len(split['discovered'])} discovered")
     coverage = "proved for all sizes" if result.coverage_proved else "NOT proved (tested only)"
     click.echo(f"coverage {coverage}; exact: {result.exact}; unwitnessed: {len(result.unwitnessed)}")
     for program, args, observations in sorted(result.unwitnessed)[:UNWITNESSED_SHOWN]:

@@ -49,6 +49,7 @@ CORE_MODULES = (
     "verifier.runtime",
     "verifier.smt",
     "verifier.smt.product",
+    "verifier.smt.discover",
     "verifier.tasks.registry",
     "verifier.tasks.base",
     "verifier.traces",

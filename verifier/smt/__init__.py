@@ -3,8 +3,10 @@
 This package is the only code that imports z3. A task's `Semantics` describes an environment
 of unbounded size with Z3 terms (the size `n` and array contents are unconstrained), its
 initial states, its primitives, and an abstraction: the observation components followed by
-hidden predicates, each a small integer-valued term. `AbstractDomain` asks Z3 which abstract
-states can follow which under each primitive, for environments of every size.
+hidden predicates (`Predicate` values: a name and the 0/1 term it gives on an environment).
+The predicates are the task's declared hints followed by the ones `verifier.smt.discover` found
+from generic templates over the vocabulary the semantics declares. `AbstractDomain` asks Z3
+which abstract states can follow which under each primitive, for environments of every size.
 """
 
 from __future__ import annotations
@@ -50,12 +52,60 @@ class Universal:
 Term = z3.ArithRef | Universal
 
 
+@dataclass(frozen=True)
+class Predicate:
+    """A hidden predicate: its name and, for a symbolic environment, its term (0 or 1, or a
+    `Universal`). Name and term travel together, so they cannot drift apart."""
+
+    name: str
+    term: Callable[[SymEnv], Term]
+
+
+@dataclass(frozen=True)
+class ArrayView:
+    """An array of the vocabulary: `read(i)` is its cell at index i; `first` and `last` are
+    the ends of the part that holds data (the templates compare cells at and next to them)."""
+
+    name: str
+    read: Callable[[Any], z3.ArithRef]
+    first: z3.ArithRef
+    last: z3.ArithRef
+
+
+@dataclass(frozen=True)
+class StackView:
+    """A stack of frames: `depth` frames, numbered 1..depth from the bottom; `fields` gives
+    each named field of frame k (say a frame's lo and hi bounds)."""
+
+    name: str
+    depth: z3.ArithRef
+    fields: Mapping[str, Callable[[Any], z3.ArithRef]]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What predicate templates are built from (`verifier.smt.discover`): the size (None where
+    the environment has none), named pointers, arrays, stacks, boolean flags, and the constants
+    that cells are compared with."""
+
+    size: z3.ArithRef | None = None
+    pointers: Mapping[str, z3.ArithRef] = field(default_factory=dict)
+    arrays: tuple[ArrayView, ...] = ()
+    stacks: tuple[StackView, ...] = ()
+    flags: Mapping[str, z3.BoolRef] = field(default_factory=dict)
+    constants: tuple[int, ...] = ()
+
+
 class Semantics(ABC):
-    """A task's environment and primitives in Z3, plus its abstraction."""
+    """A task's environment and primitives in Z3, plus its abstraction.
+
+    The abstraction is the observation followed by `predicates`: the task's `hints()` (declared
+    by hand, for facts no template expresses) and the predicates discovered from templates over
+    `vocabulary(env)`, which `semantics_for` loads from the task package's `predicates.json`."""
 
     task: Task
-    hidden_names: tuple[str, ...]
     version = 1  # bump when the encoding or the predicates change (part of V's cache key)
+    discovered: tuple[Predicate, ...] = ()
 
     @abstractmethod
     def fresh(self, tag: str) -> SymEnv:
@@ -77,9 +127,31 @@ class Semantics(ABC):
     def observation(self, env: SymEnv) -> list[z3.ArithRef]:
         """The task's observation, component by component, exactly as `Task.observe`."""
 
-    @abstractmethod
+    def hints(self) -> tuple[Predicate, ...]:
+        """Declared predicates: the ones no template of `verifier.smt.discover` finds."""
+        return ()
+
+    def vocabulary(self, env: SymEnv) -> Vocabulary:
+        """The size, pointers, arrays and stacks of `env` that predicate templates use."""
+        return Vocabulary()
+
+    @property
+    def predicates(self) -> tuple[Predicate, ...]:
+        """The hidden predicates: declared hints, then discovered ones."""
+        return self.hints() + self.discovered
+
+    @property
+    def hidden_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.predicates)
+
+    @property
+    def declared_names(self) -> tuple[str, ...]:
+        """The names of the declared predicates (hints); the others were discovered."""
+        return tuple(p.name for p in self.hints())
+
     def hidden(self, env: SymEnv) -> list[Term]:
-        """Hidden predicates, each 0 or 1, that make the abstraction precise."""
+        """The hidden predicates' terms on `env`, in order."""
+        return [p.term(env) for p in self.predicates]
 
     @abstractmethod
     def encode(self, env: Any) -> SymEnv:
@@ -285,15 +357,35 @@ def _checked_semantics(task: Task) -> Semantics:
     try:
         env = semantics.fresh("check")
         observed = semantics.observation(env)
-        hidden = semantics.hidden(env)
+        hints = list(semantics.hints()) + [h for part in getattr(semantics, "parts", ())
+                                          for h in part.hints()]
     except Exception as error:
         raise PluginError(f"{where}: its semantics raised {describe_error(error)}") from None
     if len(observed) != len(task.observation_names):
         raise PluginError(f"{where}: its semantics observe {len(observed)} components, the "
                           f"task {len(task.observation_names)}")
-    if len(hidden) != len(semantics.hidden_names):
-        raise PluginError(f"{where}: its semantics have {len(hidden)} hidden predicates but "
-                          f"{len(semantics.hidden_names)} hidden_names")
+    bad = [h for h in hints if not isinstance(h, Predicate) or not isinstance(h.name, str)
+           or not h.name or not callable(h.term)]
+    if bad:
+        raise PluginError(f"{where}: hints() must return verifier.smt.Predicate values "
+                          f"(a name and a function of the env), got {bad[0]!r}")
+    from verifier.smt.discover import load
+
+    try:
+        load(semantics)
+        terms = semantics.hidden(env)
+    except PluginError as error:
+        raise PluginError(f"{where}: {error}") from None
+    except Exception as error:
+        raise PluginError(f"{where}: its predicates raised {describe_error(error)}") from None
+    names = semantics.hidden_names
+    if len(set(names)) != len(names):
+        repeated = next(n for n in names if names.count(n) > 1)
+        raise PluginError(f"{where}: two hidden predicates are named {repeated!r}")
+    for name, term in zip(names, terms, strict=True):
+        if not isinstance(term, Universal) and not (isinstance(term, z3.ArithRef) and term.is_int()):
+            raise PluginError(f"{where}: predicate {name!r} must give an integer (0/1) Z3 term "
+                              f"or a Universal, got {type(term).__name__}")
     return semantics
 
 

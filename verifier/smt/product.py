@@ -2,7 +2,8 @@
 
 Some environments are a product: the scratch pad of addition is four rows, each with its own
 cells and pointer, and every primitive touches exactly one row. Each part is then a small
-`Semantics` of its own (its observation components and hidden predicates), the initial
+`Semantics` of its own (its observation components and hidden predicates: its hints and the
+predicates discovered from its vocabulary, `verifier.smt.discover`), the initial
 condition is a conjunction over the parts, and a primitive's post changes one part's abstract
 state and leaves the others as they were. `ProductDomain` asks Z3 only about the part a
 primitive touches, so the number of queries grows with the sum of the parts' abstract states,
@@ -12,14 +13,16 @@ prefixed by the part), and `route` sends each primitive to exactly one part.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import z3
 
-from verifier.smt import Abstract, AbstractDomain, Semantics, SolverStats, SymEnv
+from verifier.smt import Abstract, AbstractDomain, Predicate, Semantics, SolverStats, SymEnv, Term
 from verifier.tasks.base import Args, Task
 
 
@@ -51,7 +54,23 @@ class ProductSemantics(Semantics):
         self.parts = parts
         owned = sorted(c for part in parts for c in part.components)
         assert owned == list(range(len(task.observation_names))), "parts must own each component once"
-        self.hidden_names = tuple(f"{p.name}: {h}" for p in parts for h in p.hidden_names)
+
+    @property
+    def predicates(self) -> tuple[Predicate, ...]:
+        """Each part's predicates (hints, then discovered), named `part: predicate`, as
+        functions of the joint environment."""
+        return tuple(
+            Predicate(f"{part.name}: {p.name}", functools.partial(self._on_part, k, p.term))
+            for k, part in enumerate(self.parts)
+            for p in part.predicates
+        )
+
+    @property
+    def declared_names(self) -> tuple[str, ...]:
+        return tuple(f"{part.name}: {p.name}" for part in self.parts for p in part.hints())
+
+    def _on_part(self, k: int, term: Callable[[SymEnv], Term], env: SymEnv) -> Term:
+        return term(self._split(env, k))
 
     @abstractmethod
     def route(self, program: str, args: Args) -> int:
@@ -85,9 +104,6 @@ class ProductSemantics(Semantics):
             for component, term in zip(part.components, part.observation(self._split(env, k))):
                 terms[component] = term
         return terms
-
-    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
-        return [h for k, p in enumerate(self.parts) for h in p.hidden(self._split(env, k))]
 
     def encode(self, env: Any) -> SymEnv:
         return self._join([p.encode(env) for p in self.parts])

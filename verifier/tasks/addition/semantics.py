@@ -10,6 +10,14 @@ observations do not depend on absolute column numbers, so the pad is the product
   and rightmost written columns W and R; a column never written reads blank (a WRITE that
   widens [W, R] fills the columns it skips with blank, as a lambda term).
 
+Predicates are declared (hints), not discovered. The vocabulary below expresses them: the
+14 templates `p==D.last`, `p==D.first`, `p<D.first`, `p>D.last` (each operand row),
+`p>C.first`, `p==C.first+1`, `C[p-1]==1`, `C[p+1]==10`, `C[p+1]==1` (carry) and `p>C.first`
+(output) give the same exact V (77,056 states). But `verifier.smt.discover` cannot reach them
+from the observation: the rows multiply, so every coarser abstraction it would start from
+(no predicates, every pointer template, one row unrefined) has a joint fixed point too large
+to compute in minutes.
+
 Quantifier-free: instead of saying "blank outside [L, S]", a read is the array cell inside the
 interval and blank outside it. Semantics are given for the primitives the reference program
 executes (pointer moves on every row, WRITE on the written rows), which is what the abstract
@@ -18,12 +26,13 @@ fixed point and the cross-check apply.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import z3
 
 from verifier.errors import VerifierError
-from verifier.smt import SymEnv, array_at, bit
+from verifier.smt import ArrayView, Predicate, SymEnv, Vocabulary, array_at, bit
 from verifier.smt.product import Part, ProductSemantics
 from verifier.tasks.addition.task import BLANK, CARRY, IN1, IN2, OUT, RIGHT, ROWS, Pad
 from verifier.tasks.base import Args, Task
@@ -51,7 +60,13 @@ class _Row(Part):
 class OperandRow(_Row):
     """Digits in [L, S]; pointer p. Predicates say where p lies relative to the digits."""
 
-    hidden_names = ("p==S", "p==L", "p<L", "p>S")
+    def hints(self) -> tuple[Predicate, ...]:
+        return (
+            Predicate("p==S", lambda env: bit(env["p"] == env["S"])),
+            Predicate("p==L", lambda env: bit(env["p"] == env["L"])),
+            Predicate("p<L", lambda env: bit(env["p"] < env["L"])),
+            Predicate("p>S", lambda env: bit(env["p"] > env["S"])),
+        )
 
     def fresh(self, tag: str) -> SymEnv:
         ints = {name: z3.Int(f"{tag}_{name}") for name in ("p", "L", "S")}
@@ -76,9 +91,9 @@ class OperandRow(_Row):
     def observation(self, env: SymEnv) -> list[z3.ArithRef]:
         return [self._read(env, env["p"])]
 
-    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
-        p = env["p"]
-        return [bit(p == env["S"]), bit(p == env["L"]), bit(p < env["L"]), bit(p > env["S"])]
+    def vocabulary(self, env: SymEnv) -> Vocabulary:
+        read = functools.partial(self._read, env)
+        return Vocabulary(pointers={"p": env["p"]}, arrays=(ArrayView("D", read, env["L"], env["S"]),))
 
     def encode(self, pad: Pad) -> SymEnv:
         cells = pad.cells[self.row]
@@ -101,8 +116,17 @@ class WrittenRow(_Row):
     def __init__(self, task: Task, row: int, moves_right: bool) -> None:
         super().__init__(task, row)
         self.moves_right = moves_right
-        self.hidden_names = ("p-1<W",) + (
-            ("p-1==W and cell[p-1]==1", "cell[p+1]==_", "cell[p+1]==1") if moves_right else ()
+
+    def hints(self) -> tuple[Predicate, ...]:
+        left_unwritten = Predicate("p-1<W", lambda env: bit(env["p"] - 1 < env["W"]))
+        if not self.moves_right:
+            return (left_unwritten,)
+        return (
+            left_unwritten,
+            Predicate("p-1==W and cell[p-1]==1", lambda env: bit(z3.And(
+                env["p"] - 1 == env["W"], self._read(env, env["p"] - 1) == 1))),
+            Predicate("cell[p+1]==_", lambda env: bit(self._read(env, env["p"] + 1) == BLANK)),
+            Predicate("cell[p+1]==1", lambda env: bit(self._read(env, env["p"] + 1) == 1)),
         )
 
     def fresh(self, tag: str) -> SymEnv:
@@ -136,17 +160,10 @@ class WrittenRow(_Row):
     def observation(self, env: SymEnv) -> list[z3.ArithRef]:
         return [self._read(env, env["p"])]
 
-    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
-        p, w = env["p"], env["W"]
-        predicates = [bit(p - 1 < w)]
-        if self.moves_right:
-            right = self._read(env, p + 1)
-            predicates += [
-                bit(z3.And(p - 1 == w, self._read(env, p - 1) == 1)),
-                bit(right == BLANK),
-                bit(right == 1),
-            ]
-        return predicates
+    def vocabulary(self, env: SymEnv) -> Vocabulary:
+        read = functools.partial(self._read, env)
+        return Vocabulary(pointers={"p": env["p"]}, arrays=(ArrayView("C", read, env["W"], env["R"]),),
+                          constants=(1, BLANK))
 
     def encode(self, pad: Pad) -> SymEnv:
         cells = pad.cells[self.row]

@@ -22,13 +22,16 @@ quantifier-free. With these terms the fixed point is exact (83 states, each witn
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
 import z3
 
-from verifier.smt import Semantics, SymEnv, Term, Universal, array_at, bit, distinct
+from verifier.smt import (
+    Predicate, Semantics, StackView, SymEnv, Term, Universal, Vocabulary, array_at, bit, distinct,
+)  # fmt: skip
 from verifier.tasks.base import Args, Task
 from verifier.tasks.toposort.task import (
     ACTIVE_NEIGHB, ACTIVE_STACK, ACTIVE_START, BLACK, CHILD_ACTIVE, CHILD_SAVE, COLOR_CURR,
@@ -42,20 +45,36 @@ _POINTER = {P_RESULT: "p_result", P_STACK: "p_stack", P_START: "p_start"}
 _INT_ARRAY = z3.ArraySort(z3.IntSort(), z3.IntSort())
 
 
-class TopoSortSemantics(Semantics):
-    hidden_names = (
-        "p_stack==2", "active==top", "p_stack>=1 and stack[0]==null",
-        "stack empty or stack[1]==p_start", "active==p_start", "active a vertex", "active grey",
+_HINTS = (
+        "active==top", "p_stack>=1 and stack[0]==null", "active grey",
         "save==active (a vertex)", "active (a vertex) stored at p_stack", "stack[p_stack]==null",
         "stack empty or top grey", "top null",
         # universal
         "greys on stack", "greys but active on stack", "greys but active's child on stack",
         "ranks rise up the stack", "stack below top grey", "stack ranks below active",
         "stack null above p_stack", "vertices white, grey or black",
-    )  # fmt: skip
+)  # fmt: skip
+
+
+class TopoSortSemantics(Semantics):
+    """Declares the 16 predicates above (hints); three more are discovered from templates
+    over the vocabulary (predicates.json): active == p_start, the stack's bottom vertex is
+    p_start, and the stack holds one vertex. They replace four declared ones (the last also
+    made `active a vertex`, which the search found V does not need)."""
 
     def __init__(self, task: Task) -> None:
         self.task = task
+        self._last: tuple[SymEnv, list[Term]] | None = None
+
+    def hints(self) -> tuple[Predicate, ...]:
+        return tuple(Predicate(name, functools.partial(self._hint, k)) for k, name in enumerate(_HINTS))
+
+    def _hint(self, k: int, env: SymEnv) -> Term:
+        """Hint k on `env`: an abstraction asks for every hint of one env in a row, and their
+        terms share sub-terms, so the last env's terms are built together and kept."""
+        if self._last is None or self._last[0] is not env:
+            self._last = (env, self._hint_terms(env))
+        return self._last[1][k]
 
     def fresh(self, tag: str) -> SymEnv:
         env: SymEnv = {name: z3.Int(f"{tag}_{name}") for name in _INTS}
@@ -148,7 +167,7 @@ class TopoSortSemantics(Semantics):
             bit(env["p_stack"] == 1),
         ]
 
-    def hidden(self, env: SymEnv) -> list[Term]:
+    def _hint_terms(self, env: SymEnv) -> list[Term]:
         stack, pos, r, color = env["stack"], env["pos"], env["r"], env["color"]
         active, p_stack = env["active"], env["p_stack"]
         top = stack[p_stack - 1]
@@ -198,12 +217,8 @@ class TopoSortSemantics(Semantics):
 
         empty, vertex_active = p_stack <= 1, self._vertex(env, active)
         return [
-            bit(p_stack == 2),
             bit(active == top),
             bit(z3.And(p_stack >= 1, stack[0] == 0)),
-            bit(z3.Or(empty, stack[1] == env["p_start"])),
-            bit(active == env["p_start"]),
-            bit(vertex_active),
             bit(grey(active)),
             bit(z3.And(vertex_active, env["save"] == active)),
             bit(z3.And(vertex_active, stack[p_stack] == active, pos[active] == p_stack)),
@@ -219,6 +234,17 @@ class TopoSortSemantics(Semantics):
             Universal(("index",), null_above),
             Universal(("vertex",), colored),
         ]
+
+    def vocabulary(self, env: SymEnv) -> Vocabulary:
+        """The size, the active and start vertices, and the stack as frames 1..p_stack-1 of
+        one field, the vertex stored there. Kept small: each trial of the search is a fixed
+        point with the universal hints (4 s on an idle machine)."""
+        stack = env["stack"]
+        return Vocabulary(
+            size=env["n"],
+            pointers={"active": env["active"], "p_start": env["p_start"]},
+            stacks=(StackView("stack", env["p_stack"] - 1, {"v": lambda k: stack[k]}),),
+        )
 
     def instance_terms(
         self, envs: list[SymEnv], witnesses: dict[str, list[z3.ArithRef]]
