@@ -121,8 +121,6 @@ class ReverseSemantics(Semantics):
     """The same environment in Z3, for arrays of every size: size n, array A (1-based),
     pointers i and j. Each method mirrors the task's method of the same job."""
 
-    hidden_names = ()  # no hidden predicates: the observation alone makes V exact
-
     def __init__(self, task: Reverse) -> None:
         self.task = task
 
@@ -150,8 +148,7 @@ class ReverseSemantics(Semantics):
     def observation(self, env: SymEnv) -> list[z3.ArithRef]:  # observe
         return [bit(env["i"] < env["j"])]
 
-    def hidden(self, env: SymEnv) -> list[z3.ArithRef]:
-        return []
+    # No hints(): the observation alone makes V exact (section 7 of the tutorial).
 
     def encode(self, env: Array) -> SymEnv:  # a concrete environment, for the cross-check
         return {"n": z3.IntVal(len(env.values)), "i": z3.IntVal(env.i), "j": z3.IntVal(env.j),
