@@ -142,8 +142,9 @@ def test_product_posts_equal_the_joint_posts() -> None:
 def test_v_contains_every_state_of_large_random_runs(task_name: str, vsets: dict) -> None:
     task, v = TASKS[task_name], vsets[task_name]
     rng = random.Random(99)
+    low = task.large_test_size // 2  # 20 to 60 for most tasks; fewer disks for Hanoi's 2^n
     for _ in range(6):
-        value = task.sample_input(rng, rng.randint(20, 60))
+        value = task.sample_input(rng, rng.randint(low, 3 * low))
         for call in split_calls(run_reference(task, "recursive", value).steps):
             for k, step in enumerate(call):
                 key = (step.program, step.args, tuple(s.observation for s in call[: k + 1]))
