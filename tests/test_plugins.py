@@ -201,3 +201,31 @@ def test_a_broken_entry_point_is_one_line_naming_the_plugin(tmp_path: Path) -> N
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert done.stderr.startswith("npi-verify: error: plug-in reverse: cannot import "
                                   "reverse_plugin.missing: ModuleNotFoundError")
+
+
+def test_a_task_whose_primitives_take_no_arguments_is_certified(tmp_path: Path) -> None:
+    """Every primitive argument-free: the model has no argument decision to check (certify's
+    margin computation took the top two of a single value before, and crashed)."""
+    text = EXAMPLE.read_text()
+    for old, new in [
+        ('call("MOVE", I, RIGHT)', 'call("MOVEI")'), ('call("MOVE", J, LEFT)', 'call("MOVEJ")'),
+        ('Program("MOVE", True, (("I", "J"), ("RIGHT", "LEFT"))),',
+         'Program("MOVEI", True),\n        Program("MOVEJ", True),'),
+        ('if program == "MOVE":', 'if program in ("MOVEI", "MOVEJ"):'),
+        ("pointer, direction = args", "pointer, direction = (I, RIGHT) if program == 'MOVEI' else (J, LEFT)"),
+        ('name = "i" if args[0] == I else "j"', 'name = "i" if program == "MOVEI" else "j"'),
+        ("(1 if args[1] == RIGHT else -1)", '(1 if program == "MOVEI" else -1)'),
+    ]:
+        assert old in text, old
+        text = text.replace(old, new)
+    module = tmp_path / "no_arguments.py"
+    module.write_text(text)
+    data, model, proof = tmp_path / "d.jsonl", tmp_path / "m.pt", tmp_path / "p.json"
+    assert invoke("--task-module", str(module), "dataset", "--task", "reverse", "--count", "10",
+                  "--max-size", "4", "--seed", "0", "-o", str(data))[0] == 0
+    assert invoke("--task-module", str(module), "train", "--task", "reverse", "--data",
+                  str(data), "--seed", "0", "-o", str(model))[0] == 0
+    code, out, err = invoke("--task-module", str(module), "certify", str(model), "-o", str(proof))
+    assert code == 0 and "certified" in out, err
+    code, out, err = invoke("check", "--independent", str(proof))
+    assert code == 0 and "re-checked independently" in out, err

@@ -159,6 +159,8 @@ def _margins(
         legal = arg_mask[chosen, slot].sum(dim=1)
         values = masked[:, slot]
         best = values.max(dim=1).values
+        if values.shape[1] < 2:  # no argument takes two values: no argument decision at all
+            continue
         second = values.topk(2, dim=1).values[:, 1]
         gap = torch.where(legal >= 2, best - second, torch.full_like(best, float("inf")))
         margin = torch.where(used, torch.minimum(margin, gap), margin)

@@ -478,6 +478,8 @@ def _decide(b: Bundle, w: dict[str, np.ndarray], names: list[str], calls: list, 
         values = np.where(np.arange(values.shape[1]) < allowed[:, None], values, -np.inf)
         chosen_args[:, slot] = values.argmax(axis=1)
         wrong |= (allowed > 0) & (chosen_args[:, slot] != labels[rows, 2 + slot])
+        if values.shape[1] < 2:  # no argument takes two values: nothing to decide
+            continue
         top = np.sort(values, axis=1)
         with np.errstate(invalid="ignore"):  # -inf - -inf where fewer than 2 values are legal
             margin = np.where(allowed >= 2, np.minimum(margin, top[:, -1] - top[:, -2]), margin)
