@@ -100,7 +100,10 @@ def test_example_task_traced_verified_trained_certified_and_checked(tmp_path: Pa
     appendix.mkdir()
     code, _, err = invoke("--task-module", module, "appendix", str(proof), "-o", str(appendix))
     assert code == 0, err
-    assert "reverse" in (appendix / "appendix.md").read_text()
+    text = (appendix / "appendix.md").read_text()
+    assert "reverse" in text  # and its commands reproduce it: they load the task module
+    assert f"npi-verify --task-module {module} certify" in text
+    assert f"npi-verify --task-module {module} appendix" in text
 
 
 def test_check_refuses_an_unknown_or_changed_task_definition(tmp_path: Path) -> None:
@@ -146,6 +149,9 @@ BROKEN = {
     "semantics-disagree": ([('after[name] = env[name] + (1 if', 'after[name] = env[name] + (2 if')],
                            ["vset", "--task", "reverse"],
                            "its Z3 semantics disagree with its Python environment"),
+    "observation-out-of-range": ([("return (int(env.i < env.j),)", "return (2 * int(env.i < env.j),)"),
+                                  ('return [bit(env["i"] < env["j"])]', 'return [2 * bit(env["i"] < env["j"])]')],
+                                 ["vset", "--task", "reverse"], "outside its declared values 0..1"),
     "semantics-shape": ([('return [bit(env["i"] < env["j"])]',
                           'return [bit(env["i"] < env["j"]), bit(env["i"] < 2)]')],
                         ["vset", "--task", "reverse"], "its semantics observe 2 components"),

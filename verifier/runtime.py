@@ -264,15 +264,25 @@ def reference_action(
     routine = routines[program](args, observations[0])
     try:
         action = next(routine)
-        for observation in observations[1:]:
-            if action.ret:
-                raise ValueError(f"{program} returned before observation {observation}")
+        for k, observation in enumerate(observations[1:], start=1):
+            if action.ret:  # it went on from here the first time: a function of more than this
+                raise ReferenceBug(
+                    f"the reference program reads more than its call's arguments and "
+                    f"observations: replayed on the same observations, {program} returned "
+                    f"after {k} steps where it had gone on before"
+                )
             action = routine.send(observation)
-    except ValueError:
+    except ReferenceBug:
         raise
-    except Exception as error:  # the routine's own bug, or it ended without returning
+    except StopIteration:
+        raise ReferenceBug(f"routine {program} ended without returning after the observations "
+                           f"{list(observations)}") from None
+    except Exception as error:  # the routine's own bug
         raise ReferenceBug(f"routine {program} raised {describe_error(error)} on the "
                            f"observations {list(observations)}") from error
+    if not isinstance(action, Action):
+        raise ReferenceBug(f"routine {program} yielded {action!r}, not an Action (use call() "
+                           "or RETURN)")
     return action
 
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from verifier import __version__
-from verifier.errors import BadFile, VerifierError
+from verifier.errors import BadFile, PluginError, VerifierError
 from verifier.runtime import Execution, StateKey, Step, call_local_steps, run_reference
 from verifier.tasks import Task, get_task
 from verifier.tasks.base import NOP, RECURSIVE, Action
+from verifier.tasks.registry import origin_of
 
 DATASET_FORMAT = "npi-verify-traces/1"
 
@@ -226,7 +227,12 @@ def check_against_reference(dataset: Dataset, path: Path) -> None:
             value = task.parse_input(record["input"])
         except VerifierError as error:
             raise BadFile(f"{where}: {error}") from None
-        expected = trace_record(task, formulation, run_reference(task, formulation, value))
+        run = run_reference(task, formulation, value)
+        problems = filter(None, (task.observation_problem(s.observation) for s in run.steps))
+        if (problem := next(problems, None)) is not None:
+            raise PluginError(f"{origin_of(task)}: task {task.name!r}: {problem} (input "
+                              f"{record['input']}, {where})")
+        expected = trace_record(task, formulation, run)
         difference = _first_difference(task, record, expected)
         if difference is not None:
             raise BadFile(f"{where}: trace disagrees with the {formulation} reference program: "

@@ -89,8 +89,7 @@ def test_formulations_emit_identical_primitive_actions(task_name: str, data: st.
     value = data.draw(TASKS[task_name].strategy(large=False))
     task = TASKS[task_name]
     sequences = {f: _primitive_actions(task_name, f, value) for f in task.formulations}
-    reference = sequences[RECURSIVE]
-    assert reference
+    reference = sequences[RECURSIVE]  # may be empty (reversing one element moves nothing)
     for formulation, sequence in sequences.items():
         assert sequence == reference, formulation
 

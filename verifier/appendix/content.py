@@ -340,15 +340,27 @@ def trace_blocks(models: list[CertifiedModel], figures: dict[str, Any]) -> list[
 
 # -- reproduce ------------------------------------------------------------------------------
 
+TASK_MODULE_ORIGIN = "task module "  # how verifier.tasks.registry names a --task-module task
+
+
+def task_module_options(models: list[CertifiedModel]) -> list[str]:
+    """`--task-module PATH` for each task of `models` that a single file defines, in order."""
+    paths = dict.fromkeys(
+        m.data["task_definition"]["origin"][len(TASK_MODULE_ORIGIN):] for m in models
+        if m.data["task_definition"]["origin"].startswith(TASK_MODULE_ORIGIN)
+    )
+    return [part for path in paths for part in ("--task-module", path)]
+
 def reproduce(
     models: list[CertifiedModel], experiments: list[Experiment], command: list[str]
 ) -> list[Block]:
+    loads = task_module_options(models)  # plug-in tasks defined in files need them everywhere
     lines = [
-        shlex.join(["npi-verify", "certify", str(m.model_path), "--task", m.data["task"],
+        shlex.join(["npi-verify", *loads, "certify", str(m.model_path), "--task", m.data["task"],
                     "-o", str(m.path)])
         for m in models
     ]
-    lines.append(shlex.join(command))
+    lines.append(shlex.join([*command[:1], *loads, *command[1:]]))
     blocks: list[Block] = [
         p("The certificates were written by the first commands below (certify times differ "
           "from run to run; the verdict and V do not) and this appendix by the last:"),

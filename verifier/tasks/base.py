@@ -237,6 +237,19 @@ class Task(ABC):
     def check(self, value: Any, output: Any) -> bool:
         """Independent correctness check of `output` for input `value`."""
 
+    def observation_problem(self, observation: Observation) -> str | None:
+        """What is wrong with an observation `observe` returned (not a tuple of one integer per
+        component, or a finite component outside its declared values), or None."""
+        if not isinstance(observation, tuple) or len(observation) != len(self.observation_names):
+            return f"observe returned {observation!r}, not a tuple of {len(self.observation_names)}"
+        for k, (value, values) in enumerate(zip(observation, self.observation_values)):
+            if not strict_int(value):
+                return f"observe returned {observation!r}: component {k} is not an integer"
+            if k not in self.numeric_slots and not 0 <= value < len(values):
+                return (f"observe returned {observation!r}: {self.observation_names[k]}={value} "
+                        f"is outside its declared values 0..{len(values) - 1}")
+        return None
+
     # -- display --------------------------------------------------------------------------
     def format_observation(self, observation: Observation) -> str:
         return " ".join(

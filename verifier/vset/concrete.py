@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.errors import ReferenceBug
+from verifier.errors import PluginError, ReferenceBug
 from verifier.runtime import StateKey, call_local_steps, run_reference
 from verifier.tasks.base import RECURSIVE, Action, Task
 from verifier.tasks.registry import origin_of
@@ -38,6 +38,9 @@ class ConcreteStates:
         self.wrong += run.halted and not task.check(value, task.output(run.env))
         for key, step in call_local_steps(run.steps):
             keys.add(key)
+            if key not in self.actions and (problem := task.observation_problem(step.observation)):
+                raise PluginError(f"{origin_of(task)}: task {task.name!r}: {problem} (input "
+                                  f"{task.input_to_json(value)})")
             if key not in self.actions:
                 self.actions[key] = step.action
                 self.witness[key] = value
