@@ -92,3 +92,23 @@ def test_illegal_action_is_refused() -> None:
         execute(task, Scripted(lambda p, a, h: Action("PTR", (0,))), [[1]])
     with pytest.raises(PolicyError):
         execute(task, Scripted(lambda p, a, h: Action("PTR", (3, 1))), [[1]])
+
+
+def test_a_budget_running_out_inside_a_routine_stays_a_budget_error() -> None:
+    """A --timeout expiring while a reference routine runs is exit 4, not turned into the
+    broken-routine error (exit 2) that a routine's own exceptions become."""
+    from verifier.budget import BudgetExceeded
+    from verifier.runtime import ReferencePolicy, reference_action
+
+    task = TASKS["bubblesort"]
+
+    def expire(args, obs):
+        raise BudgetExceeded("time budget of 1 s ran out")
+        yield  # a generator, like every routine
+
+    policy = ReferencePolicy(task, "recursive")
+    policy.routines = {**policy.routines, "BUBBLESORT": expire}
+    with pytest.raises(BudgetExceeded):
+        execute(task, policy, [[2, 1]])
+    with pytest.raises(BudgetExceeded):
+        reference_action({"BUBBLESORT": expire}, "BUBBLESORT", (), [(1, 1, 1, 0)])

@@ -968,8 +968,10 @@ def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], out: Path,
         command += ["--results", str(path)]
     command += ["-o", str(out)] + (["--compile"] if compile_pdf else [])
     written = write_appendix(list(paths), list(results), out, command)
-    click.echo(f"wrote the appendix of {written.certificates} certificates"
-               f" and {written.experiments} result tables to {out}/appendix.tex and appendix.md")
+    certificates = "certificate" if written.certificates == 1 else "certificates"
+    tables = "result table" if written.experiments == 1 else "result tables"
+    click.echo(f"wrote the appendix of {written.certificates} {certificates}"
+               f" and {written.experiments} {tables} to {out}/appendix.tex and appendix.md")
     if compile_pdf:
         click.echo(f"compiled {typeset(out)}")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from verifier.errors import PolicyError, ReferenceBug
+from verifier.errors import PolicyError, ReferenceBug, VerifierError
 from verifier.tasks.base import NOP, Action, Args, Observation, Program, Routines, Task
 from verifier.tasks.registry import describe_error, origin_of
 
@@ -242,6 +242,8 @@ class ReferencePolicy:
                     f"{origin_of(self.task)}: task {self.task.name!r}, {self.formulation}: "
                     f"routine {query.program} ended without returning ({error!r})"
                 ) from error
+            except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+                raise
             except Exception as error:  # the routine's own bug
                 raise ReferenceBug(
                     f"{origin_of(self.task)}: task {self.task.name!r}, {self.formulation}: "
@@ -272,11 +274,11 @@ def reference_action(
                     f"after {k} steps where it had gone on before"
                 )
             action = routine.send(observation)
-    except ReferenceBug:
-        raise
     except StopIteration:
         raise ReferenceBug(f"routine {program} ended without returning after the observations "
                            f"{list(observations)}") from None
+    except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+        raise
     except Exception as error:  # the routine's own bug
         raise ReferenceBug(f"routine {program} raised {describe_error(error)} on the "
                            f"observations {list(observations)}") from error

@@ -22,7 +22,7 @@ from typing import Any
 
 import z3
 
-from verifier.errors import PluginError, UndecidedPost
+from verifier.errors import PluginError, UndecidedPost, VerifierError
 from verifier.tasks.base import Args, Task
 
 Abstract = tuple[int, ...]
@@ -349,6 +349,8 @@ def _checked_semantics(task: Task) -> Semantics:
     where = f"{origin_of(task)}: task {task.name!r}"
     try:
         semantics = task.semantics()
+    except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+        raise
     except Exception as error:
         raise PluginError(f"{where}: semantics() raised {describe_error(error)}") from None
     if not isinstance(semantics, Semantics):
@@ -359,6 +361,8 @@ def _checked_semantics(task: Task) -> Semantics:
         observed = semantics.observation(env)
         hints = list(semantics.hints()) + [h for part in getattr(semantics, "parts", ())
                                           for h in part.hints()]
+    except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+        raise
     except Exception as error:
         raise PluginError(f"{where}: its semantics raised {describe_error(error)}") from None
     if len(observed) != len(task.observation_names):
@@ -376,6 +380,8 @@ def _checked_semantics(task: Task) -> Semantics:
         terms = semantics.hidden(env)
     except PluginError as error:
         raise PluginError(f"{where}: {error}") from None
+    except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+        raise
     except Exception as error:
         raise PluginError(f"{where}: its predicates raised {describe_error(error)}") from None
     names = semantics.hidden_names

@@ -30,7 +30,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
-from verifier.errors import PluginError, UnknownName
+from verifier.errors import PluginError, UnknownName, VerifierError
 from verifier.tasks.base import FORMULATIONS, NOP, Program, Task
 
 ENTRY_POINT_GROUP = "npi_verify.tasks"
@@ -128,6 +128,8 @@ class _Registry(Mapping[str, Task]):
             return importlib.import_module(module)
         except PluginError:
             raise
+        except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+            raise
         except Exception as error:  # a plug-in's own bug: name it, never a traceback
             raise PluginError(f"{origin}: cannot import {module}: {describe_error(error)}") from None
         finally:
@@ -138,6 +140,8 @@ class _Registry(Mapping[str, Task]):
         self._loading = origin
         try:
             loaded = point.load()
+        except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+            raise
         except Exception as error:
             raise PluginError(f"{origin}: cannot import {point.value}: {describe_error(error)}") from None
         finally:
@@ -175,6 +179,8 @@ class _Registry(Mapping[str, Task]):
         except PluginError:
             del sys.modules[name]
             raise
+        except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+            raise
         except Exception as error:
             del sys.modules[name]
             raise PluginError(f"{origin}: cannot import it: {describe_error(error)}") from None
@@ -204,6 +210,8 @@ def register(cls: T) -> T:
                           f"{', '.join(missing)}")
     try:
         task = cls()
+    except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+        raise
     except Exception as error:
         raise PluginError(f"{where}: cannot create task {cls.__name__}: {describe_error(error)}") from None
     TASKS.add(task)
@@ -308,6 +316,8 @@ def validate(task: Task, origin: str) -> None:
     for formulation in task.formulations:
         try:
             routines = task._routines(formulation)
+        except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+            raise
         except Exception as error:
             fail(f"_routines({formulation!r}) raised {describe_error(error)}")
         if not isinstance(routines, Mapping):
