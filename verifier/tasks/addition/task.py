@@ -118,11 +118,11 @@ class Addition(Task):
     observation_values = (DIGITS + ("_",),) * 4
     input_example = "[123, 4567]"
 
-
     def semantics(self) -> Semantics:
         from verifier.tasks.addition.semantics import AdditionSemantics
 
         return AdditionSemantics(self)
+
     def _routines(self, formulation: str) -> Routines:
         add = _add if formulation == RECURSIVE else _add_loop
         assert formulation in (RECURSIVE, NON_RECURSIVE)

@@ -191,11 +191,11 @@ class BubbleSort(SortingTask):
     input_example = "[3, 1, 2]"
     reader: Reader = staticmethod(_read_comparison)
 
-
     def semantics(self) -> Semantics:
         from verifier.tasks.bubblesort.semantics import BubbleSortSemantics
 
         return BubbleSortSemantics(self, values=False)
+
     def _routines(self, formulation: str) -> Routines:
         return _routines(self.reader, formulation)
 
@@ -237,11 +237,11 @@ class BubbleSortValues(BubbleSort):
     input_example = "[3, 1, 2]"
     reader: Reader = staticmethod(_read_values)
 
-
     def semantics(self) -> Semantics:
         from verifier.tasks.bubblesort.semantics import BubbleSortSemantics
 
         return BubbleSortSemantics(self, values=True)
+
     def parse_input(self, data: Any) -> list[int]:
         values = super().parse_input(data)
         for position, item in enumerate(values):

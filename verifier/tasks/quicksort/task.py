@@ -145,11 +145,11 @@ class QuickSort(SortingTask):
     observation_values = (BITS,) * 4
     input_example = "[8, 2, 1, 2, 0]"
 
-
     def semantics(self) -> Semantics:
         from verifier.tasks.quicksort.semantics import QuickSortSemantics
 
         return QuickSortSemantics(self)
+
     def _routines(self, formulation: str) -> Routines:
         assert formulation in (RECURSIVE, NON_RECURSIVE)
         recursive = formulation == RECURSIVE

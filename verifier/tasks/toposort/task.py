@@ -203,11 +203,11 @@ class TopoSort(Task):
     observation_values = (COLORS, COLORS, ("0", "1"))
     input_example = '{"vertices": 5, "edges": [[1, 2], [1, 5], [2, 4], [2, 5], [3, 5]]}'
 
-
     def semantics(self) -> Semantics:
         from verifier.tasks.toposort.semantics import TopoSortSemantics
 
         return TopoSortSemantics(self)
+
     def _routines(self, formulation: str) -> Routines:
         assert formulation in (RECURSIVE, NON_RECURSIVE)
         recursive = formulation == RECURSIVE
