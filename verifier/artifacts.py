@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verifier.errors import BadFile
+from verifier.errors import BadFile, VerifierError
 from verifier.tasks import TASKS, Task
 
 KINDS = ("traces", "models", "proofs")
@@ -92,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", help="only this task's files")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     options = parser.parse_args(argv)
-    artifacts = every_artifact(options.kind, options.task)
+    try:
+        artifacts = every_artifact(options.kind, options.task)
+    except VerifierError as error:  # a malformed artifacts.toml, a broken task definition
+        print(f"python -m verifier.artifacts: error: {error}", file=sys.stderr)
+        return error.exit_code
     if not artifacts:
         print(f"no {options.kind} listed" + (f" for task {options.task}" if options.task else ""),
               file=sys.stderr)

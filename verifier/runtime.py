@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 from verifier.errors import PolicyError, ReferenceBug, VerifierError
 from verifier.tasks.base import NOP, Action, Args, Observation, Program, Routines, Task
-from verifier.tasks.registry import describe_error, origin_of
+from verifier.tasks.registry import describe_error, task_label
 
 SEMANTICS = "npi-runtime/1"
 # A call-local state: the program called, its arguments, and the observations of this call so
@@ -226,6 +226,7 @@ class ReferencePolicy:
         self.task = task
         self.formulation = formulation
         self.routines = task.routines(formulation)
+        self.label = task_label(task, formulation)  # names the task in a routine's errors
 
     def step(self, queries: Sequence[Query]) -> list[tuple[Action, Any]]:
         answers = []
@@ -237,26 +238,27 @@ class ReferencePolicy:
                     action = next(routine)
                 else:
                     action = routine.send(query.observation)
-            except (KeyError, StopIteration) as error:
-                raise ReferenceBug(
-                    f"{origin_of(self.task)}: task {self.task.name!r}, {self.formulation}: "
-                    f"routine {query.program} ended without returning ({error!r})"
-                ) from error
-            except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+            except VerifierError:  # ours (a --timeout budget running out): pass it on
                 raise
-            except Exception as error:  # the routine's own bug
-                raise ReferenceBug(
-                    f"{origin_of(self.task)}: task {self.task.name!r}, {self.formulation}: "
-                    f"routine {query.program} raised {describe_error(error)}"
-                ) from error
+            except Exception as error:
+                failure = routine_failure(query.program, error)
+                raise ReferenceBug(f"{self.label}: {failure}") from error
             if not isinstance(action, Action):
-                raise ReferenceBug(
-                    f"{origin_of(self.task)}: task {self.task.name!r}, {self.formulation}: "
-                    f"routine {query.program} yielded {action!r}, not an Action (use call() "
-                    "or RETURN)"
-                )
+                raise ReferenceBug(f"{self.label}: {not_an_action(query.program, action)}")
             answers.append((action, routine))
         return answers
+
+
+def routine_failure(program: str, error: Exception, after: str = "") -> ReferenceBug:
+    """What an exception out of a routine means (`after` says where in the call it came)."""
+    if isinstance(error, StopIteration):
+        return ReferenceBug(f"routine {program} ended without returning{after}")
+    return ReferenceBug(f"routine {program} raised {describe_error(error)}{after}")
+
+
+def not_an_action(program: str, action: Any) -> ReferenceBug:
+    return ReferenceBug(f"routine {program} yielded {action!r}, not an Action (use call() or "
+                        "RETURN)")
 
 
 def reference_action(
@@ -274,17 +276,13 @@ def reference_action(
                     f"after {k} steps where it had gone on before"
                 )
             action = routine.send(observation)
-    except StopIteration:
-        raise ReferenceBug(f"routine {program} ended without returning after the observations "
-                           f"{list(observations)}") from None
-    except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
+    except VerifierError:  # ours (a --timeout budget running out), or the ReferenceBug above
         raise
-    except Exception as error:  # the routine's own bug
-        raise ReferenceBug(f"routine {program} raised {describe_error(error)} on the "
-                           f"observations {list(observations)}") from error
+    except Exception as error:
+        where = f" after the observations {list(observations)}"
+        raise routine_failure(program, error, where) from error
     if not isinstance(action, Action):
-        raise ReferenceBug(f"routine {program} yielded {action!r}, not an Action (use call() "
-                           "or RETURN)")
+        raise not_an_action(program, action)
     return action
 
 

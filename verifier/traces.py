@@ -21,7 +21,7 @@ from verifier.errors import BadFile, PluginError, VerifierError
 from verifier.runtime import Execution, StateKey, Step, call_local_steps, run_reference
 from verifier.tasks import Task, get_task
 from verifier.tasks.base import NOP, RECURSIVE, Action
-from verifier.tasks.registry import origin_of
+from verifier.tasks.registry import task_label
 
 DATASET_FORMAT = "npi-verify-traces/1"
 
@@ -230,7 +230,7 @@ def check_against_reference(dataset: Dataset, path: Path) -> None:
         run = run_reference(task, formulation, value)
         problems = filter(None, (task.observation_problem(s.observation) for s in run.steps))
         if (problem := next(problems, None)) is not None:
-            raise PluginError(f"{origin_of(task)}: task {task.name!r}: {problem} (input "
+            raise PluginError(f"{task_label(task)}: {problem} (input "
                               f"{record['input']}, {where})")
         expected = trace_record(task, formulation, run)
         difference = _first_difference(task, record, expected)

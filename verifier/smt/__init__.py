@@ -344,9 +344,9 @@ def semantics_for(task: Task) -> Semantics | None:
 
 
 def _checked_semantics(task: Task) -> Semantics:
-    from verifier.tasks.registry import describe_error, origin_of
+    from verifier.tasks.registry import describe_error, task_label
 
-    where = f"{origin_of(task)}: task {task.name!r}"
+    where = task_label(task)
     try:
         semantics = task.semantics()
     except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on

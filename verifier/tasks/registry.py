@@ -239,6 +239,13 @@ def origin_of(task: Task) -> str:
     return TASKS.origin(task)
 
 
+def task_label(task: Task, formulation: str | None = None) -> str:
+    """How an error about a task's definition names it: where it came from, its name, and the
+    formulation concerned (`task module t.py: task 'reverse', recursive`)."""
+    label = f"{origin_of(task)}: task {task.name!r}"
+    return f"{label}, {formulation}" if formulation else label
+
+
 def definition_of(task: Task) -> Definition:
     """The task's module and the digest of the source that defines it: every .py and .json
     file of the package holding its class (or the single file of a task module), plus the

@@ -14,7 +14,7 @@ from verifier.errors import PluginError, UnboundedCall
 from verifier.runtime import run_reference, split_calls
 from verifier.smt import semantics_for
 from verifier.tasks.base import RECURSIVE, Task
-from verifier.tasks.registry import origin_of
+from verifier.tasks.registry import task_label
 from verifier.vset.concrete import concrete_states
 from verifier.vset.crosscheck import CROSS_CHECK_STEPS, CrossCheckElsewhere
 from verifier.vset.fixpoint import abstract_states, domain_for
@@ -50,7 +50,7 @@ def build_vset(
         cross = pending.result()
         if cross.mismatches:  # the task's two halves describe different environments
             raise PluginError(
-                f"{origin_of(task)}: task {task.name!r}: its Z3 semantics disagree with its "
+                f"{task_label(task)}: its Z3 semantics disagree with its "
                 f"Python environment ({len(cross.mismatches)} mismatches in {cross.steps} "
                 f"replayed steps), e.g. {cross.mismatches[0]}"
             )
@@ -67,7 +67,7 @@ def build_vset(
         missing = set(concrete.actions) - set(abstract.actions)
         if missing:  # the over-approximation must contain every concrete state
             raise PluginError(
-                f"{origin_of(task)}: task {task.name!r}: its Z3 semantics disagree with its "
+                f"{task_label(task)}: its Z3 semantics disagree with its "
                 f"Python environment: the abstract "
                 f"fixed point misses {len(missing)} concrete states, e.g. {min(missing)}"
             )

@@ -11,7 +11,7 @@ from typing import Any
 from verifier.errors import PluginError, ReferenceBug
 from verifier.runtime import StateKey, call_local_steps, run_reference
 from verifier.tasks.base import RECURSIVE, Action, Task
-from verifier.tasks.registry import origin_of
+from verifier.tasks.registry import task_label
 
 EXHAUSTIVE_LIMIT = 20_000  # inputs per size enumerated exhaustively, else sampled
 SAMPLES_PER_SIZE = 1_000  # random inputs per size where enumeration is too large
@@ -39,14 +39,14 @@ class ConcreteStates:
         for key, step in call_local_steps(run.steps):
             keys.add(key)
             if key not in self.actions and (problem := task.observation_problem(step.observation)):
-                raise PluginError(f"{origin_of(task)}: task {task.name!r}: {problem} (input "
+                raise PluginError(f"{task_label(task)}: {problem} (input "
                                   f"{task.input_to_json(value)})")
             if key not in self.actions:
                 self.actions[key] = step.action
                 self.witness[key] = value
             elif self.actions[key] != step.action:  # not a function of the call-local state
                 raise ReferenceBug(
-                    f"{origin_of(task)}: task {task.name!r}, {formulation}: the reference "
+                    f"{task_label(task, formulation)}: the reference "
                     f"program reads more than its call's arguments and observations: after "
                     f"{key[0]}{list(key[1])} observed {list(key[2])} it does "
                     f"{task.format_action(self.actions[key])} on input "

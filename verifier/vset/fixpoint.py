@@ -15,7 +15,7 @@ from verifier.runtime import StateKey, reference_action
 from verifier.smt import Abstract, AbstractDomain, SolverStats
 from verifier.smt.product import ProductDomain, ProductSemantics
 from verifier.tasks.base import NOP, RECURSIVE, Action, Args, Observation, Routines, Task
-from verifier.tasks.registry import origin_of
+from verifier.tasks.registry import task_label
 
 MAX_CALL_STEPS = 64  # an abstract call longer than this loops (a non-recursive formulation)
 
@@ -120,7 +120,7 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
             try:
                 action = actions[key] = reference_action(routines, program, args, observed)
             except ReferenceBug as error:
-                raise ReferenceBug(f"{origin_of(task)}: task {task.name!r}, {formulation}: "
+                raise ReferenceBug(f"{task_label(task, formulation)}: "
                                    f"{error}") from None
         if action.program in primitive:
             after = (current,) if action.program == NOP else domain.post(current, action.program, action.args)
