@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,9 @@ from verifier.check import NOISE_MARGIN, CheckResult, Disagreement, check_model
 from verifier.checkpoint import Checkpoint
 from verifier.errors import UnboundedCall
 from verifier.evaluation import correct, limits_after
+from verifier.induction import ARGUMENT, CORRECTNESS, TERMINATION, Induction, prove
 from verifier.npi import NPIPolicy
+from verifier.smt import semantics_for
 from verifier.runtime import (
     SEMANTICS,
     Execution,
@@ -110,6 +113,7 @@ class Outcome:
     obligations: list[Obligation] = field(default_factory=list)
     counterexample: Counterexample | None = None
     seconds: float = 0.0
+    induction: Induction | None = None  # the lemmas of the whole proof, where attempted
     cache: CacheInfo | None = None  # what the V cache did (None: V was given)
 
 
@@ -247,6 +251,8 @@ def counterexample_at(
 
 def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -> list[Obligation]:
     task = vset.task
+    proof = _induction(task, vset.formulation, vset)
+    outcome.induction = proof if isinstance(proof, Induction) else None
     abstract = vset.abstract
     coverage: dict[str, Any] = {
         "concrete_states": len(vset.concrete.actions),
@@ -296,7 +302,7 @@ def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -
         }),
         Obligation("coverage", status, coverage),
         Obligation("agreement", CHECKED if result.agrees else FAILED, agreement),
-        *_reference_obligations(task, vset.formulation, vset),
+        *_reference_obligations(task, vset.formulation, vset, proof),
     ]
 
 
@@ -306,22 +312,66 @@ def _state_json(key: StateKey, action: Action) -> dict[str, Any]:
             "observations": [list(o) for o in observations], "action": action.to_json()}
 
 
-def _reference_obligations(task: Task, formulation: str, vset: VerificationSet) -> list[Obligation]:
-    """Termination and correctness of the reference program, tested on every small input run
-    for V and on random inputs far beyond the training sizes (not proved for all sizes)."""
+def _reference_obligations(
+    task: Task, formulation: str, vset: VerificationSet, proof: Induction | str
+) -> list[Obligation]:
+    """Termination and correctness of the reference program: proved for every size from the
+    task's contracts over V (`verifier.induction`) where coverage is proved and every lemma
+    goes through, tested otherwise (on every small input run for V and on random inputs far
+    beyond the training sizes), the certificate then naming the lemmas that did not."""
     large = vset.large_reference_runs()
     non_halting = vset.concrete.non_halting + large.non_halting
     wrong = vset.concrete.wrong + large.wrong
     small = vset.concrete.per_input
-    evidence = {
+    tests = {
         "inputs": len(small) + large.inputs,
         "small_inputs": len(small),
         "random_inputs": large.inputs,
         "random_input_size": large.size,
     }
     return [
-        Obligation("termination", TESTED if non_halting == 0 else FAILED,
-                   {**evidence, "non_halting": non_halting}),
-        Obligation("reference-correctness", TESTED if wrong == 0 else FAILED,
-                   {**evidence, "wrong_outputs": wrong, "oracle": "the task's independent check"}),
+        _reference_obligation(TERMINATION, proof, non_halting,
+                              {**tests, "non_halting": non_halting}),
+        _reference_obligation(CORRECTNESS, proof, wrong, {
+            **tests, "wrong_outputs": wrong, "oracle": "the task's independent check"}),
     ]
+
+
+def _induction(task: Task, formulation: str, vset: VerificationSet) -> Induction | str:
+    """The lemmas over V, or why they were not attempted."""
+    if not vset.coverage_proved:
+        return "V's coverage is not proved, so V's paths need not cover every call"
+    semantics = semantics_for(task)
+    assert semantics is not None  # coverage is proved only with Z3 semantics
+    return prove(task, formulation, semantics, vset.states)
+
+
+def _reference_obligation(
+    name: str, proof: Induction | str, failures: int, tests: dict[str, Any]
+) -> Obligation:
+    """`failed` when a test fails, `proved` when every lemma is, else `tested`, naming the
+    lemmas that are not proved (refuted, unknown, or missing) and why."""
+    if failures:
+        return Obligation(name, FAILED, tests)
+    if isinstance(proof, str):
+        return Obligation(name, TESTED, {**tests, "proof": {"attempted": False, "why": proof}})
+    lemmas = proof.of(name)
+    record: dict[str, Any] = {
+        "lemmas": len(lemmas),
+        "kinds": dict(sorted(Counter(lemma.kind for lemma in lemmas).items())),
+        "routines": proof.routines,
+        "paths": proof.paths,
+        "z3_seconds": round(proof.seconds, 3),
+        "contracts": proof.contracts,
+    }
+    if name == CORRECTNESS:
+        record["specification"] = proof.specification
+    if name == TERMINATION:
+        record.update(recursive_call_sites=proof.recursive_sites, argument=ARGUMENT)
+    if proof.proved(name):
+        return Obligation(name, PROVED, {**tests, "proof": record})
+    unproved = [lemma.to_json() for lemma in lemmas if lemma.status != PROVED]
+    if not lemmas:
+        unproved = [{"lemma": name, "why": "the task declares nothing to prove it from"}]
+    record.update(not_proved=len(unproved), lemmas_not_proved=unproved[:LISTED_UNWITNESSED])
+    return Obligation(name, TESTED, {**tests, "proof": record})

@@ -23,6 +23,7 @@ from typing import Any
 import z3
 
 from verifier.errors import PluginError, UndecidedPost, VerifierError
+from verifier.smt.contracts import Contract, Specification
 from verifier.tasks.base import Args, Task
 
 Abstract = tuple[int, ...]
@@ -156,6 +157,17 @@ class Semantics(ABC):
     @abstractmethod
     def encode(self, env: Any) -> SymEnv:
         """A concrete Python environment as Z3 constants (for the cross-check)."""
+
+    def contract(self, formulation: str, program: str, args: Args) -> Contract | None:
+        """The contract of routine `program(*args)` of the reference program written in
+        `formulation` (`verifier.smt.contracts`): None where the task declares none
+        (precondition and postcondition true, no ranking function)."""
+        return None
+
+    def specification(self) -> Specification | None:
+        """What the entry routine's result must satisfy; None where the task declares nothing
+        (reference correctness then stays tested)."""
+        return None
 
     def axioms(self, env: SymEnv) -> list[Universal]:
         """Universal facts true of every environment of the task (used by instances only)."""

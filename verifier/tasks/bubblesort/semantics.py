@@ -7,7 +7,8 @@ from typing import Any
 import z3
 
 from verifier.smt import ArrayView, Predicate, Semantics, SymEnv, Vocabulary, array_of, bit
-from verifier.tasks.base import Args, Task
+from verifier.smt.contracts import Contract, Permutation, Specification
+from verifier.tasks.base import RECURSIVE, Args, Task
 from verifier.tasks.bubblesort.task import I1, I2, I3, OUT_OF_RANGE, RIGHT, Row
 
 POINTER_NAMES = ("i1", "i2", "i3")
@@ -100,3 +101,106 @@ class BubbleSortSemantics(Semantics):
         for k, name in zip((I1, I2, I3), POINTER_NAMES):
             symbolic[name] = z3.IntVal(env.pointers[k])
         return symbolic
+
+    def contract(self, formulation: str, program: str, args: Args) -> Contract | None:
+        """The recursive program's contracts. A pass with i3 = k starts from an array whose
+        last k cells are in place (`settled(A, n, k)`: every pair x < y with y among the last k
+        cells is in order) and ends with the last k + 1 in place; BSTEP carries the maximum of
+        A[1..i1] at i1, and once past the boundary b = n - i3 that cell holds the maximum of
+        A[1..b]."""
+        if formulation != RECURSIVE:
+            return None
+        return _CONTRACTS.get(program)
+
+    def specification(self) -> Specification:
+        return Specification(
+            holds=lambda initial, final: settled(final["A"], final["n"], final["n"]),
+            text="the array is sorted and a permutation of the input",
+            permutation=Permutation("A", lambda env: z3.IntVal(1), lambda env: env["n"], _swapped),
+        )
+
+
+def settled(a: z3.ArrayRef, n: z3.ArithRef, k: z3.ArithRef) -> z3.BoolRef:
+    """The last k cells of A[1..n] are sorted and hold the k largest values: every pair
+    x < y with y > n - k is in order (k = n: A[1..n] is sorted)."""
+    x, y = z3.Ints("x y")
+    return z3.ForAll([x, y], z3.Implies(z3.And(1 <= x, x < y, y <= n, y > n - k), a[x] <= a[y]))
+
+
+def _carry(env: SymEnv) -> z3.BoolRef:
+    """BSTEP's invariant besides the pointers: A[i1] is the maximum of A[1..i1]; the last i3
+    cells are settled; once i1 has reached the boundary b = n - i3, A[b] is the maximum of
+    A[1..b]."""
+    a, n, i1, i3 = env["A"], env["n"], env["i1"], env["i3"]
+    x = z3.Int("x")
+    b = n - i3
+    return z3.And(
+        z3.ForAll([x], z3.Implies(z3.And(1 <= x, x <= i1), a[x] <= a[i1])),
+        settled(a, n, i3),
+        z3.Implies(i1 >= b, z3.ForAll([x], z3.Implies(z3.And(1 <= x, x <= b), a[x] <= a[b]))),
+    )
+
+
+def _swapped(env: SymEnv, program: str, args: Args) -> tuple[z3.ArithRef, z3.ArithRef] | None:
+    return (env[POINTER_NAMES[args[0]]], env[POINTER_NAMES[args[1]]]) if program == "SWAP" else None
+
+
+def _pass_pre(env: SymEnv) -> z3.BoolRef:
+    return z3.And(env["i3"] >= 0, env["i3"] < env["n"], settled(env["A"], env["n"], env["i3"]))
+
+
+def _pass_post(entry: SymEnv, exit: SymEnv) -> z3.BoolRef:
+    return z3.And(exit["i1"] == exit["n"], exit["i2"] == exit["n"] + 1,
+                  settled(exit["A"], exit["n"], exit["i3"] + 1))
+
+
+def _compswap_post(entry: SymEnv, exit: SymEnv) -> z3.BoolRef:
+    a, n, i1, i2 = entry["A"], entry["n"], entry["i1"], entry["i2"]
+    inside = z3.And(1 <= i1, i1 <= n, 1 <= i2, i2 <= n)
+    swapped = z3.Store(z3.Store(a, i1, a[i2]), i2, a[i1])
+    return exit["A"] == z3.If(z3.And(inside, a[i1] > a[i2]), swapped, a)
+
+
+_CONTRACTS = {
+    "BUBBLESORT": Contract(
+        pre=lambda e: z3.And(e["i1"] == 1, e["i2"] == 1, e["i3"] >= 0, e["i3"] <= e["n"],
+                             settled(e["A"], e["n"], e["i3"])),
+        post=lambda entry, exit: settled(exit["A"], exit["n"], exit["n"]),
+        rank=lambda e: e["n"] - e["i3"],
+        text="pre: i1 = i2 = 1, 0 <= i3 <= n, the last i3 cells settled; post: A sorted; rank n - i3",
+    ),
+    "BUBBLE": Contract(
+        pre=lambda e: z3.And(e["i1"] == 1, e["i2"] == 1, _pass_pre(e)),
+        post=_pass_post,
+        text="pre: i1 = i2 = 1, 0 <= i3 < n, the last i3 cells settled; "
+             "post: i1 = n, i2 = n + 1, the last i3 + 1 cells settled",
+    ),
+    "BSTEP": Contract(
+        pre=lambda e: z3.And(1 <= e["i1"], e["i1"] <= e["n"], e["i2"] == e["i1"] + 1,
+                             _pass_pre(e), _carry(e)),
+        post=_pass_post,
+        rank=lambda e: e["n"] - e["i1"],
+        text="pre: 1 <= i1 <= n, i2 = i1 + 1, 0 <= i3 < n, A[i1] = max A[1..i1], the last i3 "
+             "cells settled, A[n - i3] = max A[1..n - i3] once i1 >= n - i3; post as BUBBLE; "
+             "rank n - i1",
+    ),
+    "COMPSWAP": Contract(
+        post=_compswap_post,
+        text="post: A[i1], A[i2] exchanged if both in range and out of order, else unchanged",
+    ),
+    "RSHIFT": Contract(
+        post=lambda entry, exit: z3.And(exit["i1"] == entry["i1"] + 1, exit["i2"] == entry["i2"] + 1),
+        text="post: i1 and i2 one to the right",
+    ),
+    "RESET": Contract(
+        pre=lambda e: z3.And(1 <= e["i1"], e["i1"] <= e["n"], e["i2"] == e["i1"] + 1),
+        post=lambda entry, exit: z3.And(exit["i1"] == 1, exit["i2"] == 1),
+        text="pre: 1 <= i1 <= n, i2 = i1 + 1; post: i1 = i2 = 1",
+    ),
+    "LSHIFT": Contract(
+        pre=lambda e: z3.And(0 <= e["i1"], e["i1"] <= e["n"], e["i2"] == e["i1"] + 1),
+        post=lambda entry, exit: z3.And(exit["i1"] == 0, exit["i2"] == 1),
+        rank=lambda e: e["i1"],
+        text="pre: 0 <= i1 <= n, i2 = i1 + 1; post: i1 = 0, i2 = 1; rank i1",
+    ),
+}
