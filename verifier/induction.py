@@ -260,7 +260,6 @@ class _Prover:
                 after, more = self._step(envs[k], action, f"{tag}_{k + 1}")
                 envs.append(after)
                 facts += more
-        facts.append(self._path_condition(envs, path.alternatives))
         where = f"{_label(routine)} after {_actions(self.task, path.actions)}"
         if kind == "post":
             goal = contract.post(entry, envs[-1]) if contract.post is not None else z3.BoolVal(True)
@@ -278,7 +277,14 @@ class _Prover:
                 goal = z3.And(contract.rank(entry) >= 0, callee.rank(at) < contract.rank(entry))
                 name = f"{where}: ranking decreases"
         obligation = TERMINATION if kind == "rank" else CORRECTNESS
-        self._solve(obligation, kind, name, facts, goal, entry)
+        # First with each step's observation in the set seen at that step (implied by the path
+        # condition, much smaller where observations carry values); where that does not prove
+        # the lemma, with the exact disjunction of the observation sequences.
+        stepwise = self._stepwise_condition(envs, path.alternatives)
+        if self._solve(obligation, kind, name, facts + [stepwise], goal, entry, final=False):
+            return
+        exact = self._path_condition(envs, path.alternatives)
+        self._solve(obligation, kind, name, facts + [exact], goal, entry)
 
     def _step(self, env: SymEnv, action: Action, tag: str) -> tuple[SymEnv, list[z3.BoolRef]]:
         """The environment after `action` and the facts that define it."""
@@ -296,7 +302,22 @@ class _Prover:
             facts.append(contract.post(env, after))
         return after, facts
 
-    def _path_condition(self, envs: Sequence[SymEnv], alternatives: Iterable[tuple[Observation, ...]]) -> z3.BoolRef:
+    def _stepwise_condition(
+        self, envs: Sequence[SymEnv], alternatives: Sequence[tuple[Observation, ...]]
+    ) -> z3.BoolRef:
+        """Each step's observation is one of those seen at that step on some path."""
+        steps = len(alternatives[0])
+        seen = [sorted({observed[k] for observed in alternatives}) for k in range(steps)]
+        return z3.And([
+            z3.Or([z3.And([term == value for term, value in
+                           zip(self.sem.observation(envs[k]), observation, strict=True)])
+                   for observation in seen[k]])
+            for k in range(steps)
+        ])
+
+    def _path_condition(
+        self, envs: Sequence[SymEnv], alternatives: Iterable[tuple[Observation, ...]]
+    ) -> z3.BoolRef:
         seen = [self.sem.observation(env) for env in envs]
         return z3.Or([
             z3.And([term == value for k, observation in enumerate(observed)
@@ -354,11 +375,15 @@ class _Prover:
         self.lemmas.append(Lemma(obligation, kind, name, status, detail, ""))
 
     def _solve(self, obligation: str, kind: str, name: str, facts: list[z3.BoolRef],
-               goal: z3.BoolRef, entry: SymEnv) -> None:
+               goal: z3.BoolRef, entry: SymEnv, final: bool = True) -> bool:
+        """Record the lemma `facts -> goal` with the solver's answer; whether it is proved.
+        With `final` false, record it only if it is proved (a first, cheaper attempt)."""
         solver = _solver()
         solver.add(*facts)
         solver.add(z3.Not(goal))
         answer = solver.check()
+        if answer != z3.unsat and not final:
+            return False
         if answer == z3.unsat:
             status, detail = PROVED, ""
         elif answer == z3.sat:
@@ -367,6 +392,7 @@ class _Prover:
             status, detail = UNKNOWN, f"the solver answered unknown ({solver.reason_unknown()})"
         smt2 = _benchmark(facts, goal)
         self.lemmas.append(Lemma(obligation, kind, name, status, detail, smt2))
+        return status == PROVED
 
 
 def _solver() -> z3.Solver:
