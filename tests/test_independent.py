@@ -76,7 +76,7 @@ def refusal(certificate: Path) -> str:
 
 def test_certified_bundle_rechecks(certified: Path) -> None:
     summary = independent.recheck(certified)
-    assert "49 states of V" in summary and "77 queries re-solved by cvc5" in summary
+    assert "49 states of V" in summary and "77 queries and 31 lemmas re-solved by cvc5" in summary
     recorded = json.loads(certified.read_text())["bundle"]
     assert recorded["sha256"] == hashlib.sha256(bundle_path(certified).read_bytes()).hexdigest()
 
@@ -115,8 +115,8 @@ def test_bundle_is_deterministic(certified: Path) -> None:
     checkpoint = load_checkpoint(MODEL)
     outcome = certify(checkpoint)
     assert outcome.vset is not None
-    first = build_bundle(checkpoint, outcome.vset)
-    assert build_bundle(checkpoint, outcome.vset) == first
+    first = build_bundle(checkpoint, outcome.vset, outcome.induction)
+    assert build_bundle(checkpoint, outcome.vset, outcome.induction) == first
     assert first == bundle_path(certified).read_bytes()
 
 
@@ -252,3 +252,56 @@ def test_certificate_without_bundle_is_refused(certified: Path, tmp_path: Path) 
 def test_malformed_bundle_is_refused(certified: Path, tmp_path: Path) -> None:
     copy = tamper(certified, tmp_path, lambda b: b["contexts"][0].__setitem__(2, 10**6))
     assert refusal(copy).startswith("the bundle or certificate is malformed (IndexError")
+
+
+def _lemma_index(bundle: dict[str, Any], kind: str) -> int:
+    return next(k for k, lemma in enumerate(bundle["lemmas"]) if lemma["kind"] == kind)
+
+
+@pytest.mark.parametrize("kind", ["rank", "post", "pre", "specification"])
+def test_dropped_lemma_of_a_proved_obligation_is_refused(
+    certified: Path, tmp_path: Path, kind: str
+) -> None:
+    copy = tamper(certified, tmp_path, lambda b: b["lemmas"].pop(_lemma_index(b, kind)))
+    message = refusal(copy)
+    assert "is proved, but its " + kind + " lemma at" in message and message.endswith("missing")
+
+
+def test_lemma_recorded_as_refuted_is_refused(certified: Path, tmp_path: Path) -> None:
+    def refute(bundle: dict[str, Any]) -> None:
+        bundle["lemmas"][_lemma_index(bundle, "rank")]["status"] = "refuted"
+
+    assert "termination is proved, but its rank lemma" in refusal(tamper(certified, tmp_path, refute))
+
+
+def test_lemma_cvc5_does_not_prove_is_refused(certified: Path, tmp_path: Path) -> None:
+    def weaken(bundle: dict[str, Any]) -> None:  # drop every assertion but the last (not goal)
+        lemma = bundle["lemmas"][_lemma_index(bundle, "rank")]
+        head, _, _ = lemma["smt2"].partition("(assert")
+        lemma["smt2"] = head + "(assert" + lemma["smt2"].rsplit("(assert", 1)[1]
+
+    assert "cvc5 answers sat to the termination lemma recorded as proved" in refusal(
+        tamper(certified, tmp_path, weaken))
+
+
+def test_a_lemma_that_is_not_one_script_is_refused(certified: Path, tmp_path: Path) -> None:
+    def scoped(bundle: dict[str, Any]) -> None:
+        bundle["lemmas"][0]["smt2"] = "(push 1)\n" + bundle["lemmas"][0]["smt2"]
+
+    assert refusal(tamper(certified, tmp_path, scoped)) == (
+        "a lemma's query is not one script ending in (check-sat)")
+
+
+def test_unproved_claims_need_no_lemmas(certified: Path, tmp_path: Path) -> None:
+    """A certificate that claims less (tested) than the bundle shows still re-checks."""
+    copy = tamper(certified, tmp_path, lambda b: b["lemmas"].clear())
+    with pytest.raises(independent.Refused):
+        independent.recheck(copy)
+
+    def tested(data: dict[str, Any]) -> None:
+        for obligation in data["obligations"]:
+            if obligation["name"] in ("termination", "reference-correctness"):
+                obligation["status"] = "tested"
+
+    resign(copy, tested)
+    assert "re-checked independently" in independent.recheck(copy)

@@ -27,7 +27,12 @@ Its fields (format `npi-verify-bundle/1`):
   template's text, then the assertions, then `(check-sat)`. For `coverage`, per initial set and
   per post: the template with the state fixed and every found state blocked is `unsat`, and
   with each found state fixed is `sat`. `termination` and `reference-correctness` are empty
-  lists: those obligations have no solver queries yet.
+  lists: their queries are the lemmas';
+- `lemmas`: the lemmas of the whole proof (`verifier.induction`): `obligation`, `kind` (pre,
+  rank, post, entry, specification, permutation, ranking), `name`, `site` (for a path lemma:
+  `[program, args, actions]`, the routine and the action sequence `[program, args, return]`
+  that ends at the call or the return it is about), `status` (proved, refuted, unknown) and
+  `smt2`, its query as a whole SMT-LIB2 script whose answer `unsat` proves it.
 """
 
 from __future__ import annotations
@@ -35,20 +40,20 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import z3
 
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
+from verifier.induction import Induction, Lemma
 from verifier.vset.fixpoint import Domain, domain_for
 from verifier.vset.result import VerificationSet
 from verifier.smt import AbstractDomain, semantics_for
 from verifier.smt.product import ProductDomain
+from verifier.smt.script import smt2
 from verifier.tasks.base import NOP, Action, Args, Task
 
 BUNDLE_FORMAT = "npi-verify-bundle/1"
@@ -78,8 +83,11 @@ def bundle_unavailable(checkpoint: Checkpoint, vset: VerificationSet | None) -> 
     return None
 
 
-def build_bundle(checkpoint: Checkpoint, vset: VerificationSet) -> bytes:
-    """The bundle's bytes for a model and its V (see the module docstring)."""
+def build_bundle(
+    checkpoint: Checkpoint, vset: VerificationSet, induction: Induction | None = None
+) -> bytes:
+    """The bundle's bytes for a model, its V and the lemmas of its whole proof (see the
+    module docstring)."""
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
@@ -125,9 +133,19 @@ def build_bundle(checkpoint: Checkpoint, vset: VerificationSet) -> bytes:
         "contexts": contexts,
         "templates": templates,
         "queries": {"coverage": queries, **{name: [] for name in OBLIGATIONS[1:]}},
+        "lemmas": [] if induction is None else [_lemma(lemma) for lemma in induction.lemmas],
     }
     text = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return gzip.compress(text, compresslevel=6, mtime=0)
+
+
+def _lemma(lemma: Lemma) -> dict[str, Any]:
+    """A lemma of termination or reference correctness: where it is, what Z3 said, its query."""
+    site = None if lemma.routine is None else [
+        lemma.routine[0], list(lemma.routine[1]),
+        [[a.program, list(a.args), a.ret] for a in lemma.actions]]
+    return {"obligation": lemma.obligation, "kind": lemma.kind, "name": lemma.name,
+            "site": site, "status": lemma.status, "smt2": lemma.smt2}
 
 
 def _solver_record(
@@ -150,7 +168,7 @@ def _solver_record(
             names, next_names = [str(n) for n in now], [str(n) for n in after]
             templates.append({"part": k, "kind": "post", "program": program,
                               "args": list(args), "vars": names, "next_vars": next_names,
-                              "smt2": _smt2(solver.assertions())})
+                              "smt2": smt2(solver.assertions())})
             for (state, p, a), successors in sorted(part._posts.items()):
                 if (p, a) == (program, args):
                     routes.add((program, args, k))
@@ -266,55 +284,7 @@ def _initial_template(part: AbstractDomain) -> tuple[list[str], str]:
     sem = part.semantics
     env = sem.fresh("e")
     facts, (names,) = part._bind([env], [("abstract", sem.abstraction(env))])
-    return [str(n) for n in names], _smt2([sem.domain(env), sem.initial(env), *facts])
-
-
-_LET_NAME = re.compile(r"([$?]x)(\d+)")
-
-
-def _smt2(assertions: Sequence[z3.BoolRef]) -> str:
-    """SMT-LIB2 declarations and assertions, without the check: Z3's text with its let-names
-    (numbered by term ids, which differ between runs) renumbered in order of appearance."""
-    solver = z3.Solver()
-    solver.add(*assertions)
-    text = solver.to_smt2()
-    if "lambda" in text:  # SMT-LIB arrays are not functions: reduce Z3's array lambdas away
-        solver = z3.Solver()
-        solver.add(*_beta_reduced(assertions))
-        text = solver.to_smt2()
-    lines = [line for line in text.splitlines()
-             if line.strip() not in ("(check-sat)", "(set-info :status unknown)")
-             and not line.startswith(";")]
-    renamed: dict[str, str] = {}
-
-    def rename(match: re.Match[str]) -> str:
-        return renamed.setdefault(match.group(0), f"{match.group(1)}{len(renamed)}")
-
-    return _LET_NAME.sub(rename, "\n".join(lines)) + "\n"
-
-
-def _beta_reduced(assertions: Sequence[z3.BoolRef]) -> list[z3.BoolRef]:
-    """The assertions with every read `select(lambda x. body, i)` of an array written as a Z3
-    lambda replaced by `body[i/x]` (the same formula; other solvers read no array lambdas)."""
-    done: dict[int, z3.ExprRef] = {}
-
-    def walk(term: z3.ExprRef) -> z3.ExprRef:
-        key = term.get_id()
-        if key in done:
-            return done[key]
-        result = term
-        if z3.is_app(term) and term.num_args():
-            kids = [walk(kid) for kid in term.children()]
-            array = kids[0]
-            if (z3.is_select(term) and z3.is_quantifier(array) and array.is_lambda()
-                    and array.num_vars() == 1):
-                result = walk(z3.substitute_vars(array.body(), kids[1]))
-            else:
-                result = term.decl()(*kids)
-        done[key] = result
-        return result
-
-    return [walk(a) for a in assertions]
+    return [str(n) for n in names], smt2([sem.domain(env), sem.initial(env), *facts])
 
 
 def _literal(value: int) -> str:

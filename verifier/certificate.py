@@ -122,7 +122,7 @@ def _bundle(checkpoint: Checkpoint, outcome: Outcome) -> _Bundle:
         return _Bundle({"format": BUNDLE_FORMAT, "unavailable": reason}, None)
     assert outcome.vset is not None
     try:
-        data = build_bundle(checkpoint, outcome.vset)
+        data = build_bundle(checkpoint, outcome.vset, outcome.induction)
     except VerifierError as error:  # the fixed point cannot be recorded: say why, certify on
         return _Bundle({"format": BUNDLE_FORMAT, "unavailable": str(error)}, None)
     return _Bundle({"format": BUNDLE_FORMAT, "sha256": bundle_sha256(data)}, data)
@@ -310,6 +310,12 @@ def _recheck(path: Path, use_cache: bool) -> Recheck:
     if states != recorded:
         return Recheck(path, 1, f"re-check finds {states} call-local states, certificate "
                        f"{recorded}", "states-changed", **found)
+    claimed = {o.get("name"): o.get("status") for o in data.get("obligations") or []}
+    for obligation in outcome.obligations:  # a proof claimed must be a proof found again
+        if claimed.get(obligation.name) != obligation.status:
+            return Recheck(path, 1, f"re-check gives {obligation.name} {obligation.status}, "
+                           f"certificate says {claimed.get(obligation.name)}",
+                           "obligation-changed", **found)
     note = "" if same_file else f"same weights, different file ({named}); "
     if verdict != "certified":
         return Recheck(path, 3, f"{note}valid, but the verdict is {data['verdict']}: "

@@ -12,15 +12,20 @@ It imports nothing from npi-verify: only the standard library, numpy, safetensor
 3. that V is the projection of the fixed point (every point's observations are a node of V,
    every node is some point's) with one recorded reference label per node;
 4. that the recorded coverage queries are exactly those the fixed point needs, and that cvc5
-   gives each its expected answer (other obligations' queries are re-solved likewise);
+   gives each its expected answer; that where the certificate says termination or reference
+   correctness is proved, every lemma it rests on is recorded as proved (`pre` at each call
+   and `post` at each return of V's paths, `rank` at each call inside a cycle of the call
+   graph, `entry`, and for correctness `specification`), and cvc5 answers `unsat` to every
+   lemma recorded as proved;
 5. that the model, evaluated in float64 from the weights file, takes the reference label on
    every node of V, and that the certificate's counts and minimum margin are what it finds.
 
 Anything else is refused with a one-line reason. Usage: `python -m verifier.independent
 CERT.json...` (or run this file); exit 0 when every certificate passes, 1 otherwise.
-What it trusts: the task's Z3 semantics as written in the templates (they state what the
-primitives do) and the reference labels (that they are the reference program's actions is the
-obligation `reference-correctness`, not this re-check).
+What it trusts: the task's Z3 semantics as written in the templates and the lemmas (they
+state what the primitives do, and a lemma's script states its routine's contract along its
+path), and the reference labels (that they are the reference program's actions is what V's
+fixed point was computed from).
 """
 
 from __future__ import annotations
@@ -163,6 +168,7 @@ class Bundle:
         self.contexts = data["contexts"]
         self.templates = data["templates"]
         self.queries = data["queries"]
+        self.lemmas = data.get("lemmas", [])
         self.model_config = data["model"]["config"]
 
 
@@ -396,6 +402,97 @@ def solve_all(b: Bundle, queries: list[tuple[int, str, str, str]]) -> int:
     return len(queries)
 
 
+NEEDS = {"termination": ("rank", "pre", "post", "entry"),
+         "reference-correctness": ("pre", "post", "entry", "specification")}
+
+
+def needed_lemmas(b: Bundle, calls: list) -> dict[str, set[tuple]]:
+    """The lemmas V's paths need, by kind: `pre` at every call, `rank` at every call inside a
+    cycle of the call graph, `post` at every return, each keyed by its routine and the action
+    sequence that leads there; `entry` and `specification` once."""
+    sites: dict[str, set[tuple]] = {"pre": set(), "rank": set(), "post": set(),
+                                    "entry": {None}, "specification": {None}}
+    paths: list[tuple] = []
+    edges: dict[tuple, set[tuple]] = {}
+    calling = []
+    for n, (parent, _observation, (program, args, ret), *_root) in enumerate(b.nodes):
+        paths.append((paths[parent] if parent >= 0 else ()) + ((program, tuple(args), ret),))
+        site = (calls[n], paths[n])
+        if not b.programs[program][0]:
+            sites["pre"].add(site)
+            edges.setdefault(calls[n], set()).add((program, tuple(args)))
+            calling.append((site, (program, tuple(args))))
+        if ret:
+            sites["post"].add(site)
+
+    def reaches(start: tuple, goal: tuple) -> bool:
+        seen, work = set(), [start]
+        while work:
+            for callee in edges.get(work.pop(), ()):
+                if callee == goal:
+                    return True
+                if callee not in seen:
+                    seen.add(callee)
+                    work.append(callee)
+        return False
+
+    sites["rank"] = {site for site, callee in calling if reaches(callee, site[0])}
+    return sites
+
+
+def check_lemmas(b: Bundle, certificate: dict[str, Any], calls: list) -> int:
+    """A termination or reference-correctness claim of `proved` rests on every lemma it needs
+    being recorded as proved, and cvc5 answers `unsat` to each recorded proved lemma's query;
+    returns the number re-solved."""
+    recorded: dict[tuple, dict[str, Any]] = {}
+    for lemma in b.lemmas:
+        site = lemma["site"]
+        where = None if site is None else ((site[0], tuple(site[1])), tuple(
+            (p, tuple(a), r) for p, a, r in site[2]))
+        recorded[(lemma["kind"], where)] = lemma
+    needed = needed_lemmas(b, calls)
+    claims = {o.get("name"): o.get("status") for o in certificate.get("obligations", [])}
+    for obligation, kinds in NEEDS.items():
+        if claims.get(obligation) != "proved":
+            continue
+        for kind in kinds:
+            for where in sorted(needed[kind], key=repr):
+                lemma = recorded.get((kind, where))
+                if lemma is None or lemma["status"] != "proved":
+                    what = "missing" if lemma is None else lemma["status"]
+                    raise Refused(f"the certificate says {obligation} is proved, but its {kind} "
+                                  f"lemma at {where} is {what}")
+    proved = [lemma for lemma in b.lemmas if lemma["status"] == "proved"]
+    for lemma in proved:
+        answer = solve_script(lemma["smt2"])
+        if answer != "unsat":
+            raise Refused(f"cvc5 answers {answer} to the {lemma['obligation']} lemma recorded as "
+                          f"proved: {lemma['name']}")
+    return len(proved)
+
+
+def solve_script(text: str) -> str:
+    """cvc5's answer to a whole SMT-LIB2 script (declarations, assertions, one check-sat)."""
+    import cvc5
+    body, _, rest = text.rpartition("(check-sat)")
+    if not body or rest.strip() or any(c in body for c in ("(check-sat", "(push", "(pop", "(reset")):
+        raise Refused("a lemma's query is not one script ending in (check-sat)")
+    solver = cvc5.Solver()
+    solver.setOption("tlimit-per", str(QUERY_LIMIT_MS))
+    solver.setOption("arrays-exp", "true")
+    solver.setLogic("ALL")
+    symbols = cvc5.SymbolManager(solver.getTermManager())
+    parser = cvc5.InputParser(solver, symbols)
+    parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, body, "lemma")
+    try:
+        while not (command := parser.nextCommand()).isNull():
+            command.invoke(solver, symbols)
+        result = solver.checkSat()
+    except RuntimeError as error:
+        raise Refused(f"cvc5 cannot read or solve a lemma: {str(error).splitlines()[0]}") from None
+    return "sat" if result.isSat() else "unsat" if result.isUnsat() else "unknown"
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -505,6 +602,7 @@ def recheck(path: Path) -> str:
         points = check_fixed_point(b, calls, index)
         margin = check_model(b, weights, calls, depth)
         queries = check_queries(b)
+        lemmas = check_lemmas(b, certificate, calls)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise Refused(f"the bundle or certificate is malformed ({type(error).__name__}: "
                       f"{error})") from None
@@ -522,7 +620,7 @@ def recheck(path: Path) -> str:
         raise Refused(f"the certificate's minimum margin {claimed} is not the {margin:.6f} "
                       "re-computed in float64")
     return (f"re-checked independently: {len(b.nodes)} states of V, {points} points of the "
-            f"fixed point, {queries} queries re-solved by cvc5, minimum margin {margin:.6f} in "
+            f"fixed point, {queries} queries and {lemmas} lemmas re-solved by cvc5, minimum margin {margin:.6f} in "
             f"float64 ({time.perf_counter() - started:.1f} s)")
 
 

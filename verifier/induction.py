@@ -47,6 +47,8 @@ import z3
 from verifier.runtime import StateKey
 from verifier.smt import Semantics, SymEnv
 from verifier.smt.contracts import Contract
+from verifier.smt.instantiate import ground
+from verifier.smt.script import smt2
 from verifier.tasks.base import NOP, Action, Args, Observation, Task
 
 TERMINATION = "termination"
@@ -76,6 +78,8 @@ class Lemma:
     status: str
     detail: str
     smt2: str
+    routine: Routine | None = None  # the routine and action sequence of a path lemma
+    actions: tuple[Action, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"lemma": self.name, "kind": self.kind, "status": self.status, "why": self.detail}
@@ -224,8 +228,7 @@ class _Prover:
         sites = 0
         for path in call_paths:
             callee = (path.actions[-1].program, path.actions[-1].args)
-            if self._contract(callee).pre is not None:
-                self._path_lemma(path, "pre")
+            self._path_lemma(path, "pre")  # trivially true where the callee declares none
             if self.recursive(path.routine, callee):
                 sites += 1
                 if self._contract(path.routine).rank is not None and self._contract(callee).rank is not None:
@@ -269,8 +272,7 @@ class _Prover:
             callee = self._contract((action.program, action.args))
             at = envs[last]
             if kind == "pre":
-                assert callee.pre is not None
-                goal = callee.pre(at)
+                goal = callee.pre(at) if callee.pre is not None else z3.BoolVal(True)
                 name = f"{where}: precondition of {_label((action.program, action.args))}"
             else:
                 assert contract.rank is not None and callee.rank is not None
@@ -281,10 +283,11 @@ class _Prover:
         # condition, much smaller where observations carry values); where that does not prove
         # the lemma, with the exact disjunction of the observation sequences.
         stepwise = self._stepwise_condition(envs, path.alternatives)
-        if self._solve(obligation, kind, name, facts + [stepwise], goal, entry, final=False):
+        site = (routine, path.actions)
+        if self._solve(obligation, kind, name, facts, goal, entry, False, site, stepwise):
             return
         exact = self._path_condition(envs, path.alternatives)
-        self._solve(obligation, kind, name, facts + [exact], goal, entry)
+        self._solve(obligation, kind, name, facts, goal, entry, True, site, exact)
 
     def _step(self, env: SymEnv, action: Action, tag: str) -> tuple[SymEnv, list[z3.BoolRef]]:
         """The environment after `action` and the facts that define it."""
@@ -308,9 +311,9 @@ class _Prover:
         """Each step's observation is one of those seen at that step on some path."""
         steps = len(alternatives[0])
         seen = [sorted({observed[k] for observed in alternatives}) for k in range(steps)]
+        terms = [self.sem.observation(envs[k]) for k in range(steps)]
         return z3.And([
-            z3.Or([z3.And([term == value for term, value in
-                           zip(self.sem.observation(envs[k]), observation, strict=True)])
+            z3.Or([z3.And([term == value for term, value in zip(terms[k], observation, strict=True)])
                    for observation in seen[k]])
             for k in range(steps)
         ])
@@ -330,9 +333,9 @@ class _Prover:
         contract = self._contract(entry_routine)
         start = self.sem.fresh("init")
         facts = [self.sem.domain(start), self.sem.initial(start)]
-        if contract.pre is not None:
-            self._solve(CORRECTNESS, "entry", f"a valid input's initial environment satisfies the "
-                        f"precondition of {self.task.entry}", facts, contract.pre(start), start)
+        goal = contract.pre(start) if contract.pre is not None else z3.BoolVal(True)
+        self._solve(CORRECTNESS, "entry", f"a valid input's initial environment satisfies the "
+                    f"precondition of {self.task.entry}", facts, goal, start)
         spec = self.sem.specification()
         if spec is None:
             self._note(CORRECTNESS, "specification", "the task's specification", UNKNOWN,
@@ -375,13 +378,22 @@ class _Prover:
         self.lemmas.append(Lemma(obligation, kind, name, status, detail, ""))
 
     def _solve(self, obligation: str, kind: str, name: str, facts: list[z3.BoolRef],
-               goal: z3.BoolRef, entry: SymEnv, final: bool = True) -> bool:
-        """Record the lemma `facts -> goal` with the solver's answer; whether it is proved.
-        With `final` false, record it only if it is proved (a first, cheaper attempt)."""
-        solver = _solver()
-        solver.add(*facts)
-        solver.add(z3.Not(goal))
-        answer = solver.check()
+               goal: z3.BoolRef, entry: SymEnv, final: bool = True,
+               site: tuple[Routine, tuple[Action, ...]] | None = None,
+               condition: z3.BoolRef | None = None) -> bool:
+        """Record the lemma `facts and condition -> goal` with the solver's answer; whether it
+        is proved. With `final` false, record it only if it is proved (a first, cheaper
+        attempt). `condition` is a path condition: quantifier-free, left out of instantiation."""
+        grounded = ground(facts, goal)
+        extra = [] if condition is None else [condition]
+        answer = None
+        if grounded is not None:  # quantifier-free first (see verifier.smt.instantiate)
+            answer, solver = _check(grounded[0] + extra, grounded[1])
+            if answer == z3.unsat:
+                facts, goal = grounded[0], grounded[1]
+        facts = facts + extra
+        if answer != z3.unsat:
+            answer, solver = _check(facts, goal)
         if answer != z3.unsat and not final:
             return False
         if answer == z3.unsat:
@@ -391,8 +403,16 @@ class _Prover:
         else:
             status, detail = UNKNOWN, f"the solver answered unknown ({solver.reason_unknown()})"
         smt2 = _benchmark(facts, goal)
-        self.lemmas.append(Lemma(obligation, kind, name, status, detail, smt2))
+        routine, actions = site if site is not None else (None, ())
+        self.lemmas.append(Lemma(obligation, kind, name, status, detail, smt2, routine, actions))
         return status == PROVED
+
+
+def _check(facts: list[z3.BoolRef], goal: z3.BoolRef) -> tuple[z3.CheckSatResult, z3.Solver]:
+    solver = _solver()
+    solver.add(*facts)
+    solver.add(z3.Not(goal))
+    return solver.check(), solver
 
 
 def _solver() -> z3.Solver:
@@ -402,11 +422,8 @@ def _solver() -> z3.Solver:
 
 
 def _benchmark(facts: list[z3.BoolRef], goal: z3.BoolRef) -> str:
-    """The lemma's query as SMT-LIB2: declarations, assertions, (check-sat)."""
-    solver = z3.Solver()
-    solver.add(*facts)
-    solver.add(z3.Not(goal))
-    return solver.to_smt2()
+    """The lemma's query as one SMT-LIB2 script: declarations, assertions, (check-sat)."""
+    return smt2([*facts, z3.Not(goal)]) + "(check-sat)\n"
 
 
 def _describe_model(model: z3.ModelRef, env: SymEnv) -> str:
