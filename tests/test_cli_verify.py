@@ -276,3 +276,21 @@ def test_vset_names_the_unwitnessed_states_step_by_step(invoke: Invoke) -> None:
     code, out, _ = invoke("vset", "--task", "quicksort", "--json")
     report = json.loads(out)
     assert sum(not state["witnessed"] for state in report["states"]) == report["unwitnessed"] == 7
+
+
+def test_check_refuses_a_proof_claimed_but_not_found_again(
+    invoke: Invoke, certified: Path
+) -> None:
+    """A certificate whose obligation status is not what certifying again finds (here
+    termination re-signed as `tested`) fails with obligation-changed."""
+    data = json.loads(certified.read_text())
+    statuses = {o["name"]: o["status"] for o in data["obligations"]}
+    assert statuses["termination"] == statuses["reference-correctness"] == "proved"
+    for obligation in data["obligations"]:
+        if obligation["name"] == "termination":
+            obligation["status"] = "tested"
+    data["digest"] = digest_of(data)
+    path = certified.parent / "claims-less.json"
+    path.write_text(json.dumps(data))
+    code, out, _ = invoke("check", path)
+    assert code == 1 and "re-check gives termination proved, certificate says tested" in out

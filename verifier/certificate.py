@@ -217,6 +217,8 @@ FAILURES: dict[str, str] = {
     "verdict-changed": "certifying the model again gives another verdict (exit 1)",
     "states-changed": "certifying the model again finds another number of call-local states "
                       "(exit 1)",
+    "obligation-changed": "certifying the model again gives an obligation another status, e.g. "
+                          "termination no longer proved (exit 1)",
     "not-certified": "the certificate holds, but its verdict is not `certified` (exit 3)",
     "budget-exceeded": "the --timeout budget ran out before this re-check finished (exit 4)",
 }
