@@ -944,6 +944,57 @@ def _check_independently(selection: Any, paths: tuple[Path, ...], started: float
 
 
 @main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
+              help="Folder for cells/*.json and sweep.json; an interrupted sweep given the "
+                   "same folder resumes there.")
+@click.option("--jobs", type=int, default=None,
+              help="Local worker processes, one thread each [default: 1].")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="Run the cells as Ray tasks on the cluster at ADDRESS (`auto`: this "
+                   "machine's; `local`: a new 2-CPU instance). Needs npi-verify[ray].")
+def sweep(config_path: Path, out: Path, jobs: int | None, ray_address: str | None) -> None:
+    """Train and certify a grid of tasks x training-set sizes x seeds x hyper-parameters.
+
+    CONFIG is a TOML file (schema: verifier/sweep.py, README). Each cell's result is written
+    to OUT/cells/ as it ends; OUT/sweep.json holds the table, and a Markdown summary goes to
+    stdout. Exits 0 when every cell ran (whatever the verdicts), 1 when a cell ended in an
+    error (recorded in its cell file), 2 for a bad CONFIG or option."""
+    from verifier.executors import local_runner, ray_runner  # torch loads in the cells only
+    from verifier.paths import check_output_folder
+    from verifier.sweep import read_config, render_summary, run_sweep
+
+    config = read_config(config_path)
+    check_output_folder(out)
+    if ray_address is not None and jobs is not None:
+        raise VerifierError("--jobs is for local processes; with --ray the cluster's CPUs "
+                            "decide how many cells run at once")
+    runner = ray_runner(ray_address) if ray_address is not None else local_runner(jobs or 1)
+    total = len(config.cells())
+    counted = 0
+
+    def show(result: dict[str, Any], reused: bool) -> None:
+        nonlocal counted
+        counted += 1
+        cell = result["cell"]
+        what = result["verdict"] if result["status"] == "done" else f"error: {result['error']}"
+        timing = "" if reused or result["status"] != "done" else (
+            f" ({result['train_seconds']:.1f} s training, {result['certify_seconds']:.1f} s "
+            "certifying)")
+        click.echo(f"[{counted}/{total}] {cell['task']} traces={cell['traces']} "
+                   f"seed={cell['seed']}: {what}{' (reused)' if reused else ''}{timing}",
+                   err=True)
+
+    done = run_sweep(config, out, runner, on_cell=show)
+    click.echo(render_summary(done.table))
+    errors = sum(r["status"] != "done" for r in done.table["cells"])
+    click.echo(f"\n{total} cells ({done.ran} run, {done.reused} reused), {errors} errors "
+               f"-> {done.path}")
+    if errors:
+        raise SystemExit(1)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
               help="`evaluate --json` output or docs/results.json (file or folder); repeatable.")
