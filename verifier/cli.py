@@ -969,7 +969,7 @@ def sweep(config_path: Path, out: Path, jobs: int | None, ray_address: str | Non
     if ray_address is not None and jobs is not None:
         raise VerifierError("--jobs is for local processes; with --ray the cluster's CPUs "
                             "decide how many cells run at once")
-    runner = ray_runner(ray_address) if ray_address is not None else local_runner(jobs or 1)
+    runner = ray_runner(ray_address) if ray_address is not None else local_runner(1 if jobs is None else jobs)
     total = len(config.cells())
     counted = 0
 
