@@ -99,7 +99,8 @@ def main() -> None:
     """Train, run and formally verify recursive Neural Programmer-Interpreters.
 
     Exit codes: 0 success or certified; 1 refuted, wrong answer, model did not halt,
-    training budget exhausted or certificate no longer holds; 2 usage error or bad input;
+    training budget exhausted, certificate no longer holds or a sweep cell ended in an
+    error; 2 usage error or bad input;
     3 inconclusive or uncertifiable; 4 a --timeout budget ran out (nothing concluded);
     141 the reader of the output went away (a closed pipe)."""
 
@@ -998,12 +999,15 @@ def sweep(config_path: Path, out: Path, jobs: int | None, ray_address: str | Non
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
               help="`evaluate --json` output or docs/results.json (file or folder); repeatable.")
+@click.option("--sweep", "sweeps", multiple=True, type=click.Path(path_type=Path),
+              help="A sweep's OUT/sweep.json (`npi-verify sweep`): adds the table and figure "
+                   "of the fraction certified by training traces; repeatable.")
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
               help="Folder for appendix.tex, appendix.md, tables/, figures/.")
 @click.option("--compile", "compile_pdf", is_flag=True,
               help="Also typeset appendix.pdf (pdflatex, bibtex, pdflatex twice).")
-def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], out: Path,
-             compile_pdf: bool) -> None:
+def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], sweeps: tuple[Path, ...],
+             out: Path, compile_pdf: bool) -> None:
     """Research appendix from certificates (CERT_OR_DIR...), each verified first.
 
     Exits 0, or 2 when a certificate fails verification, an input is malformed, or the
@@ -1017,12 +1021,16 @@ def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], out: Path,
     command = ["npi-verify", "appendix", *map(str, paths)]
     for path in results:
         command += ["--results", str(path)]
+    for path in sweeps:
+        command += ["--sweep", str(path)]
     command += ["-o", str(out)] + (["--compile"] if compile_pdf else [])
-    written = write_appendix(list(paths), list(results), out, command)
+    written = write_appendix(list(paths), list(results), out, command, list(sweeps))
     certificates = "certificate" if written.certificates == 1 else "certificates"
     tables = "result table" if written.experiments == 1 else "result tables"
+    swept = "" if not sweeps else (
+        f", {written.sweeps} sweep table{'s' if written.sweeps != 1 else ''}")
     click.echo(f"wrote the appendix of {written.certificates} {certificates}"
-               f" and {written.experiments} {tables} to {out}/appendix.tex and appendix.md")
+               f" and {written.experiments} {tables}{swept} to {out}/appendix.tex and appendix.md")
     if compile_pdf:
         click.echo(f"compiled {typeset(out)}")
 
