@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import Invoke
-from verifier.executors import local_runner, ray_runner
+from verifier import __version__
 from verifier.errors import VerifierError
+from verifier.executors import local_runner, ray_runner
 from verifier.sweep import (
     CELL_FORMAT,
     SWEEP_FORMAT,
@@ -126,6 +127,40 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_cells(
     again = run_sweep(whole, out, runner)
     assert runner.ran == [] and again.reused == 4
     assert without_timings(again.table) == without_timings(done.table)
+
+
+def test_a_sweep_killed_mid_way_keeps_its_finished_cells(tmp_path: Path,
+                                                         shared_cache: None) -> None:
+    out = tmp_path / "out"
+    config = parse_config({"tasks": ["bubblesort"], "traces": [1], "seeds": [0, 1, 2],
+                           "inputs": {"max_size": 3}, "train": {"max_steps": 0}})
+
+    def killed_after_one(payloads: list[dict[str, Any]]) -> Any:
+        yield from local_runner(1)(payloads[:1])
+        raise KeyboardInterrupt  # Ctrl-C while the second cell runs
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, out, killed_after_one)
+    assert not (out / "sweep.json").exists()
+    [kept] = list((out / "cells").glob("*.json"))  # no temporary file is left either
+    assert kept == CellStore(out).path(config.cells()[0])
+    runner = Counting()
+    done = run_sweep(config, out, runner)
+    assert runner.ran == [c.to_json() for c in config.cells()[1:]] and done.reused == 1
+
+
+def test_a_worker_of_another_version_gives_an_error_cell(tmp_path: Path,
+                                                         shared_cache: None) -> None:
+    config = parse_config({"tasks": ["bubblesort"], "traces": [1], "seeds": [0],
+                           "inputs": {"max_size": 3}, "train": {"max_steps": 0}})
+
+    def old_worker(payloads: list[dict[str, Any]]) -> Any:
+        for result in local_runner(1)(payloads):
+            yield {**result, "npi_verify": "0.0.1"}
+
+    [cell] = run_sweep(config, tmp_path / "out", old_worker).table["cells"]
+    assert cell["status"] == "error" and cell["verdict"] is None
+    assert cell["error"] == "the worker runs npi-verify 0.0.1, not " + __version__
 
 
 def test_a_corrupt_or_foreign_cell_file_is_run_again(tmp_path: Path, shared_cache: None) -> None:
@@ -247,7 +282,7 @@ def test_bad_options_are_one_line_exit_2(tmp_path: Path, invoke: Invoke) -> None
         (["-o", tmp_path / "missing" / "out"], "does not exist"),
         (["--ray", "local", "-o", tmp_path / "sweep.toml"], "is a file"),
     ]:
-        code, out, err = invoke("sweep", config, "-o", tmp_path / "out", *args)
+        code, _, err = invoke("sweep", config, "-o", tmp_path / "out", *args)
         assert code == 2 and err.count("\n") == 1 and message in err, (args, err)
     code, _, err = invoke("sweep", tmp_path / "absent.toml", "-o", tmp_path / "out")
     assert code == 2 and "cannot read sweep config" in err and err.count("\n") == 1
