@@ -294,3 +294,17 @@ def test_read_config_names_the_file(tmp_path: Path) -> None:
     config = read_config(write(tmp_path, TINY.replace("seeds = [0]", "seeds = [0, 1]")))
     names = [cell.name for cell in config.cells()]
     assert len(set(names)) == 4 and names[0].startswith("bubblesort-recursive-n1-s0-")
+
+
+def test_v_is_built_once_before_cells_run_side_by_side(tmp_path: Path) -> None:
+    from verifier.executors import build_vsets
+    from verifier.vcache import cache_dir
+
+    cells = parse_config({"tasks": ["bubblesort", "bubblesort-int"], "traces": [1],
+                          "seeds": [0, 1], "inputs": {"max_size": 3}}).cells()
+    payloads = [{"cell": c.to_json()} for c in cells]
+    payloads.append({"cell": {**cells[0].to_json(), "task": "bogosort"}})  # left to its cell
+    folder = cache_dir()
+    assert not folder.exists() or not any(folder.rglob("*.json.gz"))
+    build_vsets(payloads)
+    assert len(list(folder.rglob("*.json.gz"))) == 1  # bubblesort's; bubblesort-int has none

@@ -30,6 +30,7 @@ def local_runner(jobs: int) -> Runner:
         if jobs == 1 or len(payloads) <= 1:
             yield from map(run_cell, payloads)
             return
+        build_vsets(payloads)
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
             futures = {pool.submit(run_cell, p): p for p in payloads}
@@ -41,6 +42,24 @@ def local_runner(jobs: int) -> Runner:
                     future.cancel()
 
     return run
+
+
+def build_vsets(payloads: list[dict[str, Any]]) -> None:
+    """Build (or find in the V cache) the V of every task and formulation of `payloads` here,
+    once, before cells start side by side: else each worker that starts a cell of a task
+    builds the same V at the same time. A V that cannot be built is left to the cells,
+    whose results then say why."""
+    from verifier.tasks import get_task
+    from verifier.vcache import load_or_build
+
+    pairs = dict.fromkeys((p["cell"]["task"], p["cell"]["formulation"]) for p in payloads)
+    for name, formulation in pairs:
+        try:
+            task = get_task(name)
+            if not task.numeric_slots:  # checked symbolically, over another task's V
+                load_or_build(task, formulation)
+        except VerifierError:
+            pass
 
 
 def _result(future: concurrent.futures.Future, payload: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +100,8 @@ def ray_runner(address: str) -> Runner:
             except Exception as error:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError
                 raise VerifierError(f"cannot start or reach Ray at {address!r}: "
                                     f"{' '.join(str(error).split())}") from None
+        if address == RAY_LOCAL:  # the workers share this machine's V cache
+            build_vsets(payloads)
         try:
             task = ray.remote(num_cpus=1, max_retries=0)(run_cell)
             refs = {task.remote(p): p for p in payloads}
