@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Invoke
+from tests.test_plugins import _registry_restored
 from verifier import __version__
 from verifier.errors import VerifierError
 from verifier.executors import local_runner, ray_runner
@@ -61,6 +62,9 @@ class Counting:
     def __call__(self, payloads: list[dict[str, Any]]) -> Any:
         self.ran += [p["cell"] for p in payloads]
         return local_runner(1)(payloads)
+
+
+registry_restored = pytest.fixture(_registry_restored.__wrapped__)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -308,3 +312,22 @@ def test_v_is_built_once_before_cells_run_side_by_side(tmp_path: Path) -> None:
     assert not folder.exists() or not any(folder.rglob("*.json.gz"))
     build_vsets(payloads)
     assert len(list(folder.rglob("*.json.gz"))) == 1  # bubblesort's; bubblesort-int has none
+
+
+def test_a_worker_loads_the_task_module_of_a_plug_in_task(
+        tmp_path: Path, registry_restored: None, shared_cache: None) -> None:
+    from verifier.sweep import run_cell, task_modules
+    from verifier.tasks import TASKS, load_task_module
+
+    example = Path(__file__).parent.parent / "docs" / "examples" / "reverse_task.py"
+    load_task_module(str(example))
+    assert task_modules(("reverse", "bubblesort")) == [str(example.resolve())]
+    [cell] = parse_config({"tasks": ["reverse"], "traces": [1], "seeds": [0],
+                           "inputs": {"max_size": 3}, "train": {"max_steps": 0}}).cells()
+    del TASKS["reverse"]  # as in a fresh worker process, which has only the built-in tasks
+    TASKS.module_paths.remove(str(example.resolve()))
+    result = run_cell({"cell": cell.to_json(), "task_modules": task_modules(("bubblesort",))})
+    assert result["status"] == "error" and "unknown task 'reverse'" in result["error"]
+    result = run_cell({"cell": cell.to_json(), "task_modules": [str(example.resolve())]})
+    assert result["status"] == "done", result["error"]
+    assert result["verdict"] in ("refuted", "inconclusive")

@@ -959,8 +959,8 @@ def sweep(config_path: Path, out: Path, jobs: int | None, ray_address: str | Non
 
     CONFIG is a TOML file (schema: verifier/sweep.py, README). Each cell's result is written
     to OUT/cells/ as it ends; OUT/sweep.json holds the table, and a Markdown summary goes to
-    stdout. Exits 0 when every cell ran (whatever the verdicts), 1 when a cell ended in an
-    error (recorded in its cell file), 2 for a bad CONFIG or option."""
+    stdout. Exits 0 when every cell ended with a verdict (whichever), 1 when a cell ended in
+    an error (recorded in its cell file), 2 for a bad CONFIG or option."""
     from verifier.executors import local_runner, ray_runner  # torch loads in the cells only
     from verifier.paths import check_output_folder
     from verifier.sweep import read_config, render_summary, run_sweep
