@@ -380,7 +380,8 @@ def sweep_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real sweep of two cells: an untrained model (refuted) and a trained one (certified)
     for each of two update budgets, so the fraction certified is 0 at one and 1 at the other."""
     from verifier.executors import local_runner
-    from verifier.sweep import parse_config, run_sweep
+    from verifier.grid import parse_config
+    from verifier.sweep import run_sweep
 
     config = parse_config({"tasks": ["bubblesort"], "traces": [1, 2], "seeds": [0],
                            "inputs": {"max_size": 3},

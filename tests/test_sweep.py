@@ -11,19 +11,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import Invoke
-from tests.test_plugins import _registry_restored
 from verifier import __version__
 from verifier.errors import VerifierError
 from verifier.executors import local_runner, ray_runner
-from verifier.sweep import (
-    CELL_FORMAT,
-    SWEEP_FORMAT,
-    TIMINGS,
-    CellStore,
-    parse_config,
-    read_config,
-    run_sweep,
-)
+from verifier.grid import parse_config, read_config
+from verifier.sweep import CELL_FORMAT, SWEEP_FORMAT, TIMINGS, CellStore, run_sweep
 from verifier.vcache import ENV_VAR
 
 # A small network and few updates keep each cell to about a second: max_steps 0 leaves the
@@ -62,9 +54,6 @@ class Counting:
     def __call__(self, payloads: list[dict[str, Any]]) -> Any:
         self.ran += [p["cell"] for p in payloads]
         return local_runner(1)(payloads)
-
-
-registry_restored = pytest.fixture(_registry_restored.__wrapped__)  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -963,7 +963,8 @@ def sweep(config_path: Path, out: Path, jobs: int | None, ray_address: str | Non
     an error (recorded in its cell file), 2 for a bad CONFIG or option."""
     from verifier.executors import local_runner, ray_runner  # torch loads in the cells only
     from verifier.paths import check_output_folder
-    from verifier.sweep import read_config, render_summary, run_sweep
+    from verifier.grid import read_config
+    from verifier.sweep import render_summary, run_sweep
 
     config = read_config(config_path)
     check_output_folder(out)
