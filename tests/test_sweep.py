@@ -170,6 +170,11 @@ def test_a_corrupt_or_foreign_cell_file_is_run_again(tmp_path: Path, shared_cach
     runner = Counting()
     done = run_sweep(config, out, runner)
     assert done.ran == 2 and runner.ran == [c.to_json() for c in config.cells()]
+    older = json.loads(foreign.read_text())
+    older["npi_verify"] = "0.0.1"  # a result of another version of npi-verify
+    foreign.write_text(json.dumps(older))
+    runner.ran.clear()
+    assert run_sweep(config, out, runner).ran == 1 and runner.ran == [config.cells()[1].to_json()]
     for path in (truncated, foreign):
         data = json.loads(path.read_text())
         assert data["format"] == CELL_FORMAT and data["status"] == "done"

@@ -37,7 +37,8 @@ CONFIG is a TOML file:
 list) is refused with BadFile naming the key. Results go to an output folder: `cells/<cell>.json` per cell,
 written atomically (temporary file + os.replace) as soon as the cell ends, and `sweep.json`,
 the whole table, at the end. A cell file is reused only if it parses, is of this format and
-records exactly the cell's parameters and a verdict; anything else (a corrupt or foreign
+records exactly the cell's parameters and a verdict, written by this npi-verify version;
+anything else (a corrupt or foreign
 file, an error cell) is run again, so an interrupted sweep resumes where it stopped. A cell
 that raises is recorded as an error cell with a one-line message; the sweep goes on.
 
@@ -207,8 +208,11 @@ class CellStore:
 
 
 def valid_result(data: Any, cell: Cell) -> bool:
-    """A finished result of `cell`: this format, exactly its parameters, a verdict."""
+    """A finished result of `cell`: this format, written by this npi-verify version, exactly
+    the cell's parameters, a verdict."""
     if not isinstance(data, dict) or data.get("format") != CELL_FORMAT:
+        return False
+    if data.get("npi_verify") != __version__:
         return False
     if data.get("cell") != cell.to_json() or data.get("status") != "done":
         return False
