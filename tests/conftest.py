@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -106,6 +107,27 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def registry_restored() -> Iterator[None]:
+    """Task modules loaded by a test leave the task registry (and sys.modules) as they found
+    it, with every built-in task loaded."""
+    TASKS._ensure_loaded()
+    tasks, origin, paths = dict(TASKS._tasks), dict(TASKS._origin), list(TASKS.module_paths)
+    rank = dict(TASKS._rank)
+    modules = set(sys.modules)
+    yield
+    TASKS._tasks.clear()
+    TASKS._tasks.update(tasks)
+    TASKS._origin.clear()
+    TASKS._origin.update(origin)
+    TASKS._rank.clear()
+    TASKS._rank.update(rank)
+    TASKS.module_paths[:] = paths
+    for name in set(sys.modules) - modules:
+        if name.startswith("npi_verify_task_module_"):
+            del sys.modules[name]
 
 
 @pytest.fixture(scope="session")

@@ -373,3 +373,50 @@ def test_an_uncertifiable_certificate_and_a_results_folder(
     assert {cells[k] for k in ("|V| abs.", "concr.", "exact", "cover", "margin")} == {"\u2013"}
     assert (tmp_path / "out" / "tables" / "generalization-01.tex").is_file()
     assert "no verification set" in (tmp_path / "out" / "appendix.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def sweep_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real sweep of two cells: an untrained model (refuted) and a trained one (certified)
+    for each of two update budgets, so the fraction certified is 0 at one and 1 at the other."""
+    from verifier.executors import local_runner
+    from verifier.grid import parse_config
+    from verifier.sweep import run_sweep
+
+    config = parse_config({"tasks": ["bubblesort"], "traces": [1, 2], "seeds": [0],
+                           "inputs": {"max_size": 3},
+                           "train": {"max_steps": [0, 300], "d_hidden": 32, "d_state": 32,
+                                     "d_program": 16}})
+    return run_sweep(config, tmp_path_factory.mktemp("sweep") / "out", local_runner(1)).path
+
+
+def test_sweep_table_and_figure_count_the_cells(
+        invoke: Invoke, proof: Path, sweep_table: Path, tmp_path: Path) -> None:
+    code, out, err = invoke("appendix", proof, "--sweep", sweep_table, "-o", tmp_path / "out")
+    assert code == 0, err
+    assert "1 sweep table" in out
+    cells = json.loads(sweep_table.read_text())["cells"]
+    expected = sorted(
+        (c["cell"]["hyper"]["max_steps"], c["cell"]["traces"], c["verdict"] == "certified")
+        for c in cells)
+    header, *rows = tex_rows(tmp_path / "out" / "tables" / "sweep-01.tex")
+    assert header == ["task", "setting", "traces", "certified", "fraction", "errors"]
+    assert sorted((int(r[1].split("=")[1]), int(r[2]), r[3] == "1/1") for r in rows) == expected
+    assert {r[3] for r in rows} == {"0/1", "1/1"} and {r[5] for r in rows} == {"0"}
+    for suffix in ("pdf", "png"):
+        assert (tmp_path / "out" / "figures" / f"sweep.{suffix}").stat().st_size > 0
+    markdown = (tmp_path / "out" / "appendix.md").read_text()
+    assert "## Data efficiency" in markdown and "figures/sweep.png" in markdown
+    assert f"--sweep {sweep_table}" in markdown  # the command that regenerates it
+
+
+def test_a_malformed_sweep_table_is_refused(invoke: Invoke, proof: Path, sweep_table: Path,
+                                            tmp_path: Path) -> None:
+    data = json.loads(sweep_table.read_text())
+    del data["cells"][0]["cell"]["traces"]
+    bad = tmp_path / "sweep.json"
+    bad.write_text(json.dumps(data))
+    for path, message in [(bad, "malformed sweep table"), (proof, "is not an npi-verify-sweep/1"),
+                          (tmp_path / "absent.json", "is not a file")]:
+        code, _, err = invoke("appendix", proof, "--sweep", path, "-o", tmp_path / "out")
+        assert code == 2 and err.count("\n") == 1 and message in err, err

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,22 +21,8 @@ TUTORIAL = ROOT / "docs" / "new-task.md"
 
 
 @pytest.fixture(autouse=True)
-def _registry_restored() -> Iterator[None]:
+def _registry_restored(registry_restored: None) -> None:
     """Task modules loaded by a test leave the registry (and sys.modules) as they found it."""
-    tasks, origin, paths = dict(TASKS._tasks), dict(TASKS._origin), list(TASKS.module_paths)
-    rank = dict(TASKS._rank)
-    modules = set(sys.modules)
-    yield
-    TASKS._tasks.clear()
-    TASKS._tasks.update(tasks)
-    TASKS._origin.clear()
-    TASKS._origin.update(origin)
-    TASKS._rank.clear()
-    TASKS._rank.update(rank)
-    TASKS.module_paths[:] = paths
-    for name in set(sys.modules) - modules:
-        if name.startswith("npi_verify_task_module_"):
-            del sys.modules[name]
 
 
 invoke = run_cli  # the suite's CLI runner (tests/conftest.py), called directly here

@@ -99,7 +99,8 @@ def main() -> None:
     """Train, run and formally verify recursive Neural Programmer-Interpreters.
 
     Exit codes: 0 success or certified; 1 refuted, wrong answer, model did not halt,
-    training budget exhausted or certificate no longer holds; 2 usage error or bad input;
+    training budget exhausted, certificate no longer holds or a sweep cell ended in an
+    error; 2 usage error or bad input;
     3 inconclusive or uncertifiable; 4 a --timeout budget ran out (nothing concluded);
     141 the reader of the output went away (a closed pipe)."""
 
@@ -944,15 +945,70 @@ def _check_independently(selection: Any, paths: tuple[Path, ...], started: float
 
 
 @main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
+              help="Folder for cells/*.json and sweep.json; an interrupted sweep given the "
+                   "same folder resumes there.")
+@click.option("--jobs", type=int, default=None,
+              help="Local worker processes, one thread each [default: 1].")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="Run the cells as Ray tasks on the cluster at ADDRESS (`auto`: this "
+                   "machine's; `local`: a new 2-CPU instance). Needs npi-verify[ray].")
+def sweep(config_path: Path, out: Path, jobs: int | None, ray_address: str | None) -> None:
+    """Train and certify a grid of tasks x training-set sizes x seeds x hyper-parameters.
+
+    CONFIG is a TOML file (schema: verifier/sweep.py, README). Each cell's result is written
+    to OUT/cells/ as it ends; OUT/sweep.json holds the table, and a Markdown summary goes to
+    stdout. Exits 0 when every cell ended with a verdict (whichever), 1 when a cell ended in
+    an error (recorded in its cell file), 2 for a bad CONFIG or option."""
+    from verifier.executors import local_runner, ray_runner  # torch loads in the cells only
+    from verifier.paths import check_output_folder
+    from verifier.grid import read_config
+    from verifier.sweep import render_summary, run_sweep
+
+    config = read_config(config_path)
+    check_output_folder(out)
+    if ray_address is not None and jobs is not None:
+        raise VerifierError("--jobs is for local processes; with --ray the cluster's CPUs "
+                            "decide how many cells run at once")
+    runner = ray_runner(ray_address) if ray_address is not None else local_runner(1 if jobs is None else jobs)
+    total = len(config.cells())
+    counted = 0
+
+    def show(result: dict[str, Any], reused: bool) -> None:
+        nonlocal counted
+        counted += 1
+        cell = result["cell"]
+        what = result["verdict"] if result["status"] == "done" else f"error: {result['error']}"
+        timing = "" if reused or result["status"] != "done" else (
+            f" ({result['train_seconds']:.1f} s training, {result['certify_seconds']:.1f} s "
+            "certifying)")
+        click.echo(f"[{counted}/{total}] {cell['task']} traces={cell['traces']} "
+                   f"seed={cell['seed']}: {what}{' (reused)' if reused else ''}{timing}",
+                   err=True)
+
+    done = run_sweep(config, out, runner, on_cell=show)
+    click.echo(render_summary(done.table))
+    errors = sum(r["status"] != "done" for r in done.table["cells"])
+    click.echo(f"\n{total} cells ({done.ran} run, {done.reused} reused), {errors} errors "
+               f"-> {done.path}")
+    if errors:
+        raise SystemExit(1)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
               help="`evaluate --json` output or docs/results.json (file or folder); repeatable.")
+@click.option("--sweep", "sweeps", multiple=True, type=click.Path(path_type=Path),
+              help="A sweep's OUT/sweep.json (`npi-verify sweep`): adds the table and figure "
+                   "of the fraction certified by training traces; repeatable.")
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
               help="Folder for appendix.tex, appendix.md, tables/, figures/.")
 @click.option("--compile", "compile_pdf", is_flag=True,
               help="Also typeset appendix.pdf (pdflatex, bibtex, pdflatex twice).")
-def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], out: Path,
-             compile_pdf: bool) -> None:
+def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], sweeps: tuple[Path, ...],
+             out: Path, compile_pdf: bool) -> None:
     """Research appendix from certificates (CERT_OR_DIR...), each verified first.
 
     Exits 0, or 2 when a certificate fails verification, an input is malformed, or the
@@ -966,12 +1022,16 @@ def appendix(paths: tuple[Path, ...], results: tuple[Path, ...], out: Path,
     command = ["npi-verify", "appendix", *map(str, paths)]
     for path in results:
         command += ["--results", str(path)]
+    for path in sweeps:
+        command += ["--sweep", str(path)]
     command += ["-o", str(out)] + (["--compile"] if compile_pdf else [])
-    written = write_appendix(list(paths), list(results), out, command)
+    written = write_appendix(list(paths), list(results), out, command, list(sweeps))
     certificates = "certificate" if written.certificates == 1 else "certificates"
     tables = "result table" if written.experiments == 1 else "result tables"
+    swept = "" if not sweeps else (
+        f", {written.sweeps} sweep table{'s' if written.sweeps != 1 else ''}")
     click.echo(f"wrote the appendix of {written.certificates} {certificates}"
-               f" and {written.experiments} {tables} to {out}/appendix.tex and appendix.md")
+               f" and {written.experiments} {tables}{swept} to {out}/appendix.tex and appendix.md")
     if compile_pdf:
         click.echo(f"compiled {typeset(out)}")
 

@@ -295,11 +295,16 @@ def training_set_from_file(path: Path, task: Task, formulation: str | None) -> T
 def sampled_training_set(task: Task, formulation: str, sampling: Sampling) -> TrainingSet:
     """Reference traces of sampled inputs."""
     task.routines(formulation)
-    records = [trace_record(task, formulation, run_reference(task, formulation, value))
-               for value in sampling.inputs(task)]
-    digest = hashlib.sha256("\n".join(canonical_line(r) for r in records).encode()).hexdigest()
     source = (f"sampled: count={sampling.count} max_size={sampling.max_size} "
               f"cover={sampling.cover}")
+    return training_set_of(task, formulation, sampling.inputs(task), source)
+
+
+def training_set_of(task: Task, formulation: str, inputs: Iterable[Any], source: str) -> TrainingSet:
+    """Reference traces of the given inputs; `source` says where the inputs came from."""
+    records = [trace_record(task, formulation, run_reference(task, formulation, value))
+               for value in inputs]
+    digest = hashlib.sha256("\n".join(canonical_line(r) for r in records).encode()).hexdigest()
     return TrainingSet(task, formulation, records, source, digest)
 
 

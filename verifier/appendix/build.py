@@ -9,7 +9,7 @@ from verifier.appendix.content import build_document
 from verifier.appendix.document import Document
 from verifier.appendix.figures import write_figures
 from verifier.appendix.render import render_documents
-from verifier.appendix.sources import load_certificates, load_results
+from verifier.appendix.sources import load_certificates, load_results, load_sweeps
 
 MANIFEST = ".appendix-files"  # the files the last run wrote, relative to the output folder
 
@@ -20,23 +20,27 @@ class Written:
     out: Path
     certificates: int
     experiments: int
+    sweeps: int = 0
 
 
 def write_appendix(
-    certificates: list[Path], results: list[Path], out: Path, command: list[str]
+    certificates: list[Path], results: list[Path], out: Path, command: list[str],
+    sweeps: list[Path] | None = None,
 ) -> Written:
-    """Verify every certificate (BadFile on the first that fails), read the results, and
-    write appendix.tex, appendix-body.tex, tables/, figures/, appendix.md and references.bib
-    into `out`. `command` is the command line shown as the way to regenerate it."""
+    """Verify every certificate (BadFile on the first that fails), read the results and the
+    sweep tables, and write appendix.tex, appendix-body.tex, tables/, figures/, appendix.md
+    and references.bib into `out`. `command` is the command line shown as the way to
+    regenerate it."""
     models = load_certificates(certificates)
     experiments = load_results(results)
-    document = build_document(models, experiments, command)
+    tables = load_sweeps(sweeps or [])
+    document = build_document(models, experiments, command, tables)
     out.mkdir(exist_ok=True)  # its parent exists: the command line checked it
     widths = write_figures(document.figures, out / "figures")
     written = [f"figures/{key}.{suffix}" for key in widths for suffix in ("pdf", "png")]
     written += render_documents(document, widths, out)
     _replace_manifest(out, sorted(written))
-    return Written(document, out, len(models), len(experiments))
+    return Written(document, out, len(models), len(experiments), len(tables))
 
 
 def _replace_manifest(out: Path, written: list[str]) -> None:

@@ -28,7 +28,7 @@ from verifier.appendix.document import (
     p,
 )
 from verifier.appendix.method import codes, method
-from verifier.appendix.sources import CertifiedModel, Experiment
+from verifier.appendix.sources import CertifiedModel, Experiment, Sweep
 from verifier.errors import BadFile, VerifierError
 from verifier.runtime import run_reference
 from verifier.tasks.base import NOP, Action
@@ -48,9 +48,11 @@ def slug(index: int, model: CertifiedModel) -> str:
 
 
 def build_document(
-    models: list[CertifiedModel], experiments: list[Experiment], command: list[str]
+    models: list[CertifiedModel], experiments: list[Experiment], command: list[str],
+    sweeps: list[Sweep] | None = None,
 ) -> Document:
     """The whole appendix; `command` is the `npi-verify appendix ...` command line given."""
+    sweeps = sweeps or []
     figures: dict[str, Any] = {}
     sections = [
         Section("Method", method(models)),
@@ -59,11 +61,14 @@ def build_document(
     ]
     if experiments:
         sections.append(Section("Generalization", generalization(experiments, models, figures)))
+    if sweeps:
+        sections.append(Section("Data efficiency", data_efficiency(sweeps, figures)))
     refuted = [m for m in models if m.data.get("counterexample") is not None]
     if refuted:
         sections.append(Section("Counterexamples", [counterexamples(refuted)]))
     sections.append(Section("Traces and call graphs", trace_blocks(models, figures)))
-    sections.append(Section("Reproducing this appendix", reproduce(models, experiments, command)))
+    sections.append(Section("Reproducing this appendix",
+                            reproduce(models, experiments, command, sweeps)))
     tables = [b for s in sections for b in s.blocks if isinstance(b, Table)]
     return Document("Verification of the NPI models", sections, tables, figures)
 
@@ -275,6 +280,39 @@ def generalization(
     return blocks
 
 
+# -- data efficiency (sweeps) ---------------------------------------------------------------
+
+def data_efficiency(sweeps: list[Sweep], figures: dict[str, Any]) -> list[Block]:
+    blocks: list[Block] = [p(
+        "Each cell of a sweep trains one model on a number of reference traces with one seed "
+        "and certifies it. The fraction certified is over the cells that ended with a verdict "
+        "(cells that ended in an error are counted apart). A model counted as certified was "
+        "proved to agree with the reference program on every input of every size; the others "
+        "were refuted, or nothing was concluded.")]
+    plots: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for k, sweep in enumerate(sweeps):
+        rows: list[tuple[Cell, ...]] = []
+        for r in sweep.rows:
+            share = "\u2013" if not r.finished else f"{r.certified / r.finished:.2f}"
+            rows.append((Code(r.task), r.setting or "\u2013", str(r.traces),
+                         f"{r.certified}/{r.finished}", share, str(r.errors)))
+            if r.finished:
+                label = (r.setting or "all cells") + (f" (sweep {k + 1})" if len(sweeps) > 1 else "")
+                plots.setdefault(r.task, {}).setdefault(label, []).append(
+                    (r.traces, r.certified / r.finished))
+        caption = (f"Models certified by number of training traces ({sweep.seeds} seed"
+                   f"{'s' if sweep.seeds != 1 else ''} per cell; training inputs: {sweep.inputs}). "
+                   f"Source: {sweep.source}.")
+        blocks.append(Table(f"sweep-{k + 1:02d}", (caption,),
+                            ("task", "setting", "traces", "certified", "fraction", "errors"),
+                            "llrrrr", tuple(rows)))
+    figures["sweep"] = plots
+    blocks.append(Figure("sweep", (
+        "Fraction of models certified against the number of training traces (log scale), one "
+        "panel per task and one line per setting of the hyper-parameters the sweep varied.",)))
+    return blocks
+
+
 # -- counterexamples ------------------------------------------------------------------------
 
 def counterexamples(models: list[CertifiedModel]) -> Items:
@@ -352,7 +390,8 @@ def task_module_options(models: list[CertifiedModel]) -> list[str]:
     return [part for path in paths for part in ("--task-module", path)]
 
 def reproduce(
-    models: list[CertifiedModel], experiments: list[Experiment], command: list[str]
+    models: list[CertifiedModel], experiments: list[Experiment], command: list[str],
+    sweeps: list[Sweep] | None = None,
 ) -> list[Block]:
     loads = task_module_options(models)  # plug-in tasks defined in files need them everywhere
     lines = [
@@ -371,4 +410,9 @@ def reproduce(
         blocks.append(p("Results files (measurements: ", "; ".join(sources), ") come from ",
                         Code("python bench/paper_tables.py"), " (the combined file) or ",
                         Code("npi-verify evaluate MODEL --sizes ... --json"), "."))
+    if sweeps:
+        blocks.append(p("Sweep tables (", "; ".join(sorted(s.source for s in sweeps)),
+                        ") are the ", Code("sweep.json"), " that ",
+                        Code("npi-verify sweep CONFIG -o OUT"), " writes into OUT; a cell's "
+                        "timings differ from run to run, its verdict does not."))
     return blocks

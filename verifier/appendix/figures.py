@@ -52,6 +52,8 @@ def write_figures(figures: dict[str, Any], folder: Path) -> dict[str, float]:
                 figure = margins(data)
             elif key == "accuracy":
                 figure = accuracy(data)
+            elif key == "sweep":
+                figure = fraction_certified(data)
             else:
                 figure = call_graph(*data)
             figure.savefig(folder / f"{key}.pdf", metadata=PDF_METADATA)
@@ -122,6 +124,25 @@ def accuracy(data: dict[str, list[tuple[str, str | None, list[tuple[int, float]]
         ax.set_title(title, wrap=True)
         ax.set_xlabel("input size")
         ax.set_ylabel("accuracy (%)")
+        ax.legend(frameon=False)
+    return figure
+
+
+def fraction_certified(data: dict[str, dict[str, list[tuple[int, float]]]]) -> Figure:
+    """Per task, the fraction of a sweep's models certified against the training traces."""
+    figure, axes = _grid(len(data), height=2.1)
+    for ax, (task, series) in zip(axes, data.items()):
+        for k, (label, points) in enumerate(series.items()):
+            ax.plot([n for n, _ in points], [share for _, share in points], marker="o", markersize=3,
+                    color=f"C{k}", label=label)
+        ax.set_xscale("log")
+        sizes = sorted({n for points in series.values() for n, _ in points})
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(task)
+        ax.set_xlabel("training traces")
+        ax.set_ylabel("fraction certified")
         ax.legend(frameon=False)
     return figure
 

@@ -278,3 +278,80 @@ def _paper_tables(file: Path, data: dict[str, Any], source: str) -> list[Experim
         except (TypeError, KeyError) as error:
             raise BadFile(f"{file}: malformed table ({error})") from None
     return experiments
+
+
+SWEEP_FORMAT = "npi-verify-sweep/1"  # verifier.sweep's table (not imported: no torch here)
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """The cells of one task, setting (the hyper-parameters the sweep varied) and size."""
+
+    task: str
+    setting: str  # e.g. "max_steps=500", or "" where the sweep varied none
+    traces: int
+    certified: int
+    finished: int  # cells that ended with a verdict
+    errors: int  # cells that ended in an error (no verdict)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep's table (`npi-verify sweep`): fraction certified by training-set size."""
+
+    source: str  # the file and its sha256 prefix
+    seeds: int
+    inputs: str  # how training inputs were drawn, in words
+    rows: tuple[SweepRow, ...]
+
+
+def load_sweeps(paths: list[Path]) -> list[Sweep]:
+    """Sweep tables (OUT/sweep.json of `npi-verify sweep`), validated; counts are taken from
+    the cells themselves, never from the file's own summary."""
+    sweeps = []
+    for path in paths:
+        if not path.is_file():
+            raise BadFile(f"sweep {path} is not a file (give OUT/sweep.json)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BadFile(f"cannot read sweep {path}: {error}") from None
+        if not isinstance(data, dict) or data.get("format") != SWEEP_FORMAT:
+            raise BadFile(f"{path} is not an {SWEEP_FORMAT} file (npi-verify sweep's sweep.json)")
+        try:
+            sweeps.append(_sweep(path, data))
+        except (TypeError, KeyError, AttributeError, ValueError) as error:
+            raise BadFile(f"{path}: malformed sweep table ({type(error).__name__}: {error})") from None
+    return sweeps
+
+
+def _sweep(path: Path, data: dict[str, Any]) -> Sweep:
+    varied = [str(name) for name in data["varied"]]
+    counts: dict[tuple[str, str, int], list[int]] = {}
+    for result in data["cells"]:
+        cell = result["cell"]
+        setting = ", ".join(f"{name}={cell['hyper'][name]}" for name in varied)
+        traces = cell["traces"]
+        if not isinstance(traces, int) or isinstance(traces, bool) or traces < 1:
+            raise ValueError(f"traces {traces!r}")
+        row = counts.setdefault((str(cell["task"]), setting, traces), [0, 0, 0])
+        if result["status"] == "done":
+            row[0] += result["verdict"] == "certified"
+            row[1] += 1
+        elif result["status"] == "error":
+            row[2] += 1
+        else:
+            raise ValueError(f"status {result['status']!r}")
+    if not counts:
+        raise ValueError("no cells")
+    inputs = data["config"]["inputs"]
+    if inputs["source"] == "sampled":
+        sizes = sorted(set(inputs["max_size"].values()))
+        drawn = (f"sampled inputs of sizes up to {'/'.join(map(str, sizes))}"
+                 + (", coverage-guided" if inputs["cover"] else ""))
+    else:
+        drawn = "the first inputs of V's witness cover"
+    rows = tuple(SweepRow(task, setting, traces, *row)
+                 for (task, setting, traces), row in sorted(counts.items()))
+    return Sweep(f"{path.name} (sha256 {file_sha256(path)[:8]})", len(data["config"]["seeds"]),
+                 drawn, rows)
