@@ -13,7 +13,7 @@ from verifier.smt import semantics_for
 from verifier.smt.contracts import Contract
 from verifier.tasks import get_task
 from verifier.tasks.base import RECURSIVE, RETURN, Args, Observation, call
-from verifier.tasks.bubblesort.task import I1, I2, RIGHT
+from verifier.tasks.bubblesort.task import I1, I2, I3, RIGHT
 from verifier.vset.build import build_vset
 
 Routine = Callable[[Args, Observation], Iterator]
@@ -121,3 +121,24 @@ def test_a_swap_outside_the_array_breaks_the_permutation_lemma(monkeypatch: pyte
     found = prove(task, RECURSIVE, semantics, vset.states)
     assert ("permutation", REFUTED) in _not_proved(found)
 
+
+
+def test_a_reference_that_never_halts_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Termination is never assumed: a pass counter that skips past n recurses forever, and
+    the concrete search says so instead of running on."""
+    import verifier.vset.concrete as concrete
+    from verifier.errors import ReferenceBug
+
+    def bubblesort(args: Args, obs: Observation):
+        if obs[3]:
+            yield RETURN
+            return
+        yield call("BUBBLE")
+        yield call("RESET")
+        yield call("PTR", I3, RIGHT)
+        yield call("PTR", I3, RIGHT)
+        yield call("BUBBLESORT", ret=True)
+
+    monkeypatch.setattr(concrete, "SMALL_INPUT_STEPS", 20_000)
+    with pytest.raises(ReferenceBug, match=r"does not halt within 20,000 steps on the small input \[0\]"):
+        _planted(monkeypatch, "bubblesort", {"BUBBLESORT": bubblesort})

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.errors import PluginError, ReferenceBug
-from verifier.runtime import StateKey, call_local_steps, run_reference
+from verifier.runtime import Limits, StateKey, call_local_steps, run_reference
 from verifier.tasks.base import RECURSIVE, Action, Task
 from verifier.tasks.registry import task_label
 
 EXHAUSTIVE_LIMIT = 20_000  # inputs per size enumerated exhaustively, else sampled
 SAMPLES_PER_SIZE = 1_000  # random inputs per size where enumeration is too large
 SATURATION_PATIENCE = 2  # sizes in a row that add no state before concrete search stops
+SMALL_INPUT_STEPS = 1_000_000  # a reference run on a small input longer than this is a bug
 
 
 @dataclass
@@ -33,7 +34,11 @@ class ConcreteStates:
 
     def add_run(self, task: Task, formulation: str, value: Any) -> frozenset[StateKey]:
         keys = set()
-        run = run_reference(task, formulation, value)
+        run = run_reference(task, formulation, value, limits=Limits(max_steps=SMALL_INPUT_STEPS))
+        if not run.halted:  # the search's inputs are small: a reference this long loops
+            raise ReferenceBug(f"{task_label(task, formulation)}: the reference program does not "
+                               f"halt within {SMALL_INPUT_STEPS:,} steps on the small input "
+                               f"{task.input_to_json(value)}")
         self.non_halting += not run.halted
         self.wrong += run.halted and not task.check(value, task.output(run.env))
         for key, step in call_local_steps(run.steps):
