@@ -69,7 +69,10 @@ def test_example_task_traced_verified_trained_certified_and_checked(tmp_path: Pa
                   "--seed", "0", "-o", str(model))[0] == 0
     code, out, _ = invoke("--task-module", module, "certify", str(model), "-o", str(proof))
     assert code == 0 and "certified" in out
-    definition = json.loads(proof.read_text())["task_definition"]
+    certificate = json.loads(proof.read_text())
+    statuses = {o["name"]: o["status"] for o in certificate["obligations"]}
+    assert statuses["termination"] == statuses["reference-correctness"] == "proved"
+    definition = certificate["task_definition"]
     assert definition["module"] == "reverse_task.py"
     assert definition["origin"] == f"task module {module}"
     code, out, _ = invoke("--task-module", module, "check", str(proof))

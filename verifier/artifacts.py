@@ -1,6 +1,6 @@
 """The shipped artifacts of every task: traces, models and proofs, listed by each task package.
 
-A task package lists its shipped files in `artifacts.toml` (docs/new-task.md, section 10):
+A task package lists its shipped files in `artifacts.toml` (docs/new-task.md, section 11):
 
     [[traces]]   file = "<name>.jsonl", args = [...]   # npi-verify dataset --task T ARGS -o traces/FILE
     [[models]]   file = "<name>.pt",    args = [...]   # npi-verify train   --task T ARGS -o models/FILE

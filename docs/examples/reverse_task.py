@@ -16,6 +16,7 @@ from typing import Any
 import z3
 
 from verifier.smt import Semantics, SymEnv, array_of, bit
+from verifier.smt.contracts import Contract, Permutation, Specification
 from verifier.tasks import register
 from verifier.tasks.base import (
     NON_RECURSIVE, NOP_PROGRAM, RECURSIVE, RETURN, Args, Observation, Program, Routines,
@@ -150,6 +151,37 @@ class ReverseSemantics(Semantics):
 
     # No hints(): the observation alone makes V exact (section 7 of the tutorial).
 
+    def contract(self, formulation: str, program: str, args: Args) -> Contract | None:
+        """REVERSE reverses the window A[i..j] and leaves the rest alone; it keeps i + j = n + 1,
+        and j - i shrinks at every call (section 8 of the tutorial: whole proofs)."""
+        if formulation != RECURSIVE:
+            return None  # the loop form's V is infinite: nothing to prove it over
+        return Contract(
+            pre=lambda e: z3.And(e["i"] >= 1, e["j"] <= e["n"], e["i"] + e["j"] == e["n"] + 1),
+            post=lambda entry, exit: _reversed_window(entry, exit["A"]),
+            rank=lambda e: e["j"] - e["i"],
+            text="pre: 1 <= i, j <= n, i + j = n + 1; post: A[i..j] reversed, the rest "
+                 "unchanged; rank j - i",
+        )
+
+    def specification(self) -> Specification:
+        return Specification(
+            holds=lambda initial, final: _reversed_window(initial, final["A"]),
+            text="the output is the input reversed",
+            permutation=Permutation("A", lambda env: z3.IntVal(1), lambda env: env["n"],
+                                    lambda env, program, args: (env["i"], env["j"])
+                                    if program == "SWAP" else None),
+        )
+
     def encode(self, env: Array) -> SymEnv:  # a concrete environment, for the cross-check
         return {"n": z3.IntVal(len(env.values)), "i": z3.IntVal(env.i), "j": z3.IntVal(env.j),
                 "A": array_of(env.values)}
+
+
+def _reversed_window(before: SymEnv, after: z3.ArrayRef) -> z3.BoolRef:
+    """`after` is `before`'s array with A[i..j] reversed (i, j as in `before`) and every
+    other cell of A[1..n] unchanged."""
+    a, i, j, n = before["A"], before["i"], before["j"], before["n"]
+    k = z3.Int("k")
+    return z3.ForAll([k], z3.Implies(z3.And(1 <= k, k <= n), after[k] == z3.If(
+        z3.And(i <= k, k <= j), a[i + j - k], a[k])))
