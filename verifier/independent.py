@@ -353,29 +353,13 @@ def describe(b: Bundle, key: tuple[int, str], expect: str) -> str:
 
 def solve_all(b: Bundle, queries: list[tuple[int, str, str, str]]) -> int:
     """Re-solve every query with cvc5: one incremental solver per template."""
-    try:
-        import cvc5
-    except ImportError:
-        raise Refused("cvc5 is not installed (pip install 'npi-verify[independent]')") from None
     by_template: dict[int, list[tuple[str, str, str]]] = {}
     for t, text, expect, obligation in queries:
         if not (isinstance(t, int) and 0 <= t < len(b.templates)) or expect not in ("sat", "unsat"):
             raise Refused(f"a {obligation} query names template {t} or expects {expect!r}")
         by_template.setdefault(t, []).append((text, expect, obligation))
     for t, group in sorted(by_template.items()):
-        solver = cvc5.Solver()
-        solver.setOption("incremental", "true")
-        solver.setOption("tlimit-per", str(QUERY_LIMIT_MS))
-        solver.setOption("arrays-exp", "true")  # constant arrays
-        solver.setLogic("ALL")
-        symbols = cvc5.SymbolManager(solver.getTermManager())
-        parser = cvc5.InputParser(solver, symbols)
-
-        def run(text: str, name: str) -> None:
-            parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, name)
-            while not (command := parser.nextCommand()).isNull():
-                command.invoke(solver, symbols)
-
+        solver, run = cvc5_solver(incremental=True)
         try:
             run(b.templates[t]["smt2"], f"template{t}")
         except RuntimeError as error:
@@ -410,33 +394,24 @@ def needed_lemmas(b: Bundle, calls: list) -> dict[str, set[tuple]]:
     """The lemmas V's paths need, by kind: `pre` at every call, `rank` at every call inside a
     cycle of the call graph, `post` at every return, each keyed by its routine and the action
     sequence that leads there; `entry` and `specification` once."""
-    sites: dict[str, set[tuple]] = {"pre": set(), "rank": set(), "post": set(),
-                                    "entry": {None}, "specification": {None}}
+    sites: dict[str, set] = {"pre": set(), "post": set(), "entry": {None}, "specification": {None}}
     paths: list[tuple] = []
     edges: dict[tuple, set[tuple]] = {}
-    calling = []
     for n, (parent, _observation, (program, args, ret), *_root) in enumerate(b.nodes):
         paths.append((paths[parent] if parent >= 0 else ()) + ((program, tuple(args), ret),))
-        site = (calls[n], paths[n])
         if not b.programs[program][0]:
-            sites["pre"].add(site)
+            sites["pre"].add((calls[n], paths[n]))
             edges.setdefault(calls[n], set()).add((program, tuple(args)))
-            calling.append((site, (program, tuple(args))))
         if ret:
-            sites["post"].add(site)
-
-    def reaches(start: tuple, goal: tuple) -> bool:
-        seen, work = set(), [start]
+            sites["post"].add((calls[n], paths[n]))
+    reach: dict[tuple, set[tuple]] = {}
+    for routine in edges:  # the routines each one calls, directly or not
+        reach[routine], work = set(), [routine]
         while work:
-            for callee in edges.get(work.pop(), ()):
-                if callee == goal:
-                    return True
-                if callee not in seen:
-                    seen.add(callee)
-                    work.append(callee)
-        return False
-
-    sites["rank"] = {site for site, callee in calling if reaches(callee, site[0])}
+            fresh = edges.get(work.pop(), set()) - reach[routine]
+            reach[routine] |= fresh
+            work += fresh
+    sites["rank"] = {(r, p) for r, p in sites["pre"] if r in reach.get(p[-1][:2], ())}
     return sites
 
 
@@ -471,22 +446,36 @@ def check_lemmas(b: Bundle, certificate: dict[str, Any], calls: list) -> int:
     return len(proved)
 
 
-def solve_script(text: str) -> str:
-    """cvc5's answer to a whole SMT-LIB2 script (declarations, assertions, one check-sat)."""
-    import cvc5
-    body, _, rest = text.rpartition("(check-sat)")
-    if not body or rest.strip() or any(c in body for c in ("(check-sat", "(push", "(pop", "(reset")):
-        raise Refused("a lemma's query is not one script ending in (check-sat)")
+def cvc5_solver(incremental: bool = False) -> tuple[Any, Any]:
+    """A cvc5 solver for any logic, and a function that runs SMT-LIB2 text on it."""
+    try:
+        import cvc5
+    except ImportError:
+        raise Refused("cvc5 is not installed (pip install 'npi-verify[independent]')") from None
     solver = cvc5.Solver()
+    solver.setOption("incremental", "true" if incremental else "false")
     solver.setOption("tlimit-per", str(QUERY_LIMIT_MS))
-    solver.setOption("arrays-exp", "true")
+    solver.setOption("arrays-exp", "true")  # constant arrays
     solver.setLogic("ALL")
     symbols = cvc5.SymbolManager(solver.getTermManager())
     parser = cvc5.InputParser(solver, symbols)
-    parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, body, "lemma")
-    try:
+
+    def run(text: str, name: str) -> None:
+        parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, name)
         while not (command := parser.nextCommand()).isNull():
             command.invoke(solver, symbols)
+
+    return solver, run
+
+
+def solve_script(text: str) -> str:
+    """cvc5's answer to a whole SMT-LIB2 script (declarations, assertions, one check-sat)."""
+    body, _, rest = text.rpartition("(check-sat)")
+    if not body or rest.strip() or any(c in body for c in ("(check-sat", "(push", "(pop", "(reset")):
+        raise Refused("a lemma's query is not one script ending in (check-sat)")
+    solver, run = cvc5_solver()
+    try:
+        run(body, "lemma")
         result = solver.checkSat()
     except RuntimeError as error:
         raise Refused(f"cvc5 cannot read or solve a lemma: {str(error).splitlines()[0]}") from None
