@@ -245,30 +245,37 @@ class AdditionSemantics(ProductSemantics):
             ),
         }
 
-    def _cell(self, env: SymEnv, row: int, offset: Any) -> z3.ArithRef:
-        """The symbol of `row` in the column `offset` left of the row's start column."""
+    def _cell(self, env: SymEnv, row: int, offset: Any, column: Any = None) -> z3.ArithRef:
+        """The symbol of `row` in the column `offset` left of the row's start column (or in
+        `column` itself, where given)."""
         part = self.parts[row]
         local = self._split(env, row)
-        return part.read(local, local["S"] - offset)  # type: ignore[attr-defined]
+        at = local["S"] - offset if column is None else column
+        return part.read(local, at)  # type: ignore[attr-defined]
 
-    def _digit(self, env: SymEnv, row: int, offset: Any) -> z3.ArithRef:
+    def _digit(self, env: SymEnv, row: int, offset: Any, column: Any = None) -> z3.ArithRef:
         """That symbol as a digit, blank read as 0."""
-        cell = self._cell(env, row, offset)
+        cell = self._cell(env, row, offset, column)
         return z3.If(cell == BLANK, 0, cell)
 
-    def _ripple(self, operands: SymEnv, written: SymEnv, j: Any) -> z3.BoolRef:
-        """Column j is added: OUT[j] is a digit and OUT[j] + 10*CARRY[j+1] = IN1[j] + IN2[j] +
-        CARRY[j], operands read from `operands`, the written rows from `written`."""
+    def _ripple(self, operands: SymEnv, written: SymEnv, c: Any) -> z3.BoolRef:
+        """The column at offset j = IN1.S - c is added: OUT[j] is a digit and OUT[j] +
+        10*CARRY[j+1] = IN1[j] + IN2[j] + CARRY[j], operands read from `operands`, the written
+        rows from `written`. (The column is named by IN1's column c, so that IN1.D[c] is a
+        trigger of the quantifier over it with no arithmetic, which cvc5 needs.)"""
+        j = operands["IN1.S"] - c
         out = self._cell(written, OUT, j)
         return z3.And(0 <= out, out <= 9,
                       out + 10 * self._digit(written, CARRY, j + 1)
-                      == self._digit(operands, IN1, j) + self._digit(operands, IN2, j)
+                      == self._digit(operands, IN1, j, column=c) + self._digit(operands, IN2, j)
                       + self._digit(written, CARRY, j))
 
     def _rippled(self, operands: SymEnv, written: SymEnv, columns: z3.ArithRef) -> z3.BoolRef:
-        """Columns 0..columns-1 are added."""
-        j = z3.Int("j")
-        return z3.ForAll([j], z3.Implies(z3.And(0 <= j, j < columns), self._ripple(operands, written, j)))
+        """The columns at offsets 0..columns-1 are added."""
+        c = z3.Int("c")
+        j = operands["IN1.S"] - c
+        return z3.ForAll([c], z3.Implies(z3.And(0 <= j, j < columns), self._ripple(operands, written, c)),
+                         patterns=[operands["IN1.D"][c]])
 
     def _added(self, env: SymEnv) -> z3.BoolRef:
         """ADD's invariant at column k (see `contract`)."""
