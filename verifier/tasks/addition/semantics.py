@@ -317,9 +317,14 @@ class AdditionSemantics(ProductSemantics):
         """ADD1's effect: the column's sum mod 10 written to OUT, a carry written left of it."""
         total = sum(self._digit(entry, row, entry[f"{ROWS[row]}.S"] - entry[f"{ROWS[row]}.p"])
                     for row in (IN1, IN2, CARRY))  # each row's symbol under its own pointer
-        plain = self._write(entry, OUT, total)
-        carried = self._carry_written(self._write(entry, OUT, total - 10))
-        return z3.If(total >= 10, _same(exit, carried), _same(exit, plain))
+        carry = total >= 10
+        written = self._write(entry, OUT, z3.If(carry, total - 10, total))
+        carried = self._carry_written(written)
+        i = z3.Int("column")
+        expected = {**written, **{name: z3.If(carry, carried[name], written[name])
+                                  for name in ("CARRY.W", "CARRY.R")}}
+        expected["CARRY.C"] = z3.Lambda([i], z3.If(carry, carried["CARRY.C"][i], entry["CARRY.C"][i]))
+        return _same(exit, expected)
 
     def _sum_written(self, initial: SymEnv, final: SymEnv) -> z3.BoolRef:
         """The specification: OUT holds n >= 1 digits ending in its start column, every operand
