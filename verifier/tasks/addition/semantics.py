@@ -22,6 +22,13 @@ Quantifier-free: instead of saying "blank outside [L, S]", a read is the array c
 interval and blank outside it. Semantics are given for the primitives the reference program
 executes (pointer moves on every row, WRITE on the written rows), which is what the abstract
 fixed point and the cross-check apply.
+
+Whole proofs (`verifier.induction`): the recursive program's contracts and the specification
+close the file. The abstraction never relates the rows, but the contracts do: ADD keeps the four
+pointers in lockstep and the columns it has passed added by the schoolbook ripple-carry relation
+(OUT[j] + 10*CARRY[j+1] = IN1[j] + IN2[j] + CARRY[j], quantified over the column j), and the
+specification states that relation for the whole result, which is integer addition (see
+`AdditionSemantics._sum_written`). Z3 and cvc5 both prove every lemma.
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ import z3
 
 from verifier.errors import VerifierError
 from verifier.smt import ArrayView, Predicate, SymEnv, Vocabulary, array_at, bit
-from verifier.smt.product import Part, ProductSemantics
 from verifier.smt.contracts import Contract, Specification
+from verifier.smt.product import Part, ProductSemantics
 from verifier.tasks.addition.task import BLANK, CARRY, IN1, IN2, LEFT, OUT, RIGHT, ROWS, Pad
 from verifier.tasks.base import RECURSIVE, Args, Task
 
@@ -186,13 +193,11 @@ class AdditionSemantics(ProductSemantics):
     """The pad as the product of rows IN1, IN2 (operands) and CARRY, OUT (written)."""
 
     def __init__(self, task: Task) -> None:
-        rows = (
-            OperandRow(task, IN1),
-            OperandRow(task, IN2),
-            WrittenRow(task, CARRY, moves_right=True),
-            WrittenRow(task, OUT, moves_right=False),
-        )
-        super().__init__(task, rows)
+        operands = (OperandRow(task, IN1), OperandRow(task, IN2))
+        written = (WrittenRow(task, CARRY, moves_right=True), WrittenRow(task, OUT, moves_right=False))
+        self.rows: tuple[OperandRow | WrittenRow, ...] = (*operands, *written)
+        self.written = {CARRY: written[0], OUT: written[1]}
+        super().__init__(task, self.rows)
 
     def route(self, program: str, args: Args) -> int:
         return args[0]  # PTR and WRITE both name the row first
@@ -245,15 +250,13 @@ class AdditionSemantics(ProductSemantics):
             ),
         }
 
-    def _cell(self, env: SymEnv, row: int, offset: Any, column: Any = None) -> z3.ArithRef:
-        """The symbol of `row` in the column `offset` left of the row's start column (or in
-        `column` itself, where given)."""
-        part = self.parts[row]
+    def _cell(self, env: SymEnv, row: int, offset: Any = None, column: Any = None) -> z3.ArithRef:
+        """The symbol of `row` in the column `offset` left of the row's start column, or in
+        `column` itself where given."""
         local = self._split(env, row)
-        at = local["S"] - offset if column is None else column
-        return part.read(local, at)  # type: ignore[attr-defined]
+        return self.rows[row].read(local, local["S"] - offset if column is None else column)
 
-    def _digit(self, env: SymEnv, row: int, offset: Any, column: Any = None) -> z3.ArithRef:
+    def _digit(self, env: SymEnv, row: int, offset: Any = None, column: Any = None) -> z3.ArithRef:
         """That symbol as a digit, blank read as 0."""
         cell = self._cell(env, row, offset, column)
         return z3.If(cell == BLANK, 0, cell)
@@ -281,7 +284,7 @@ class AdditionSemantics(ProductSemantics):
         """ADD's invariant at column k (see `contract`)."""
         k = env["IN1.S"] - env["IN1.p"]
         lockstep = [env[f"{row}.S"] - env[f"{row}.p"] == k for row in ROWS[1:]]
-        near = lambda row, d: env[f"{row}.p"] >= env[f"{row}.L"] - d  # noqa: E731
+        near = lambda row, d: env[f"{row}.p"] >= env[f"{row}.L"] - d
         return z3.And(
             k >= 0, *lockstep,
             env["OUT.W"] == env["OUT.p"] + 1, env["OUT.R"] == env["OUT.S"],
@@ -304,7 +307,7 @@ class AdditionSemantics(ProductSemantics):
     def _write(self, env: SymEnv, row: int, value: Any) -> SymEnv:
         """The pad after WRITE(row, value), `value` a digit term."""
         rows = [self._split(env, k) for k in range(len(self.parts))]
-        rows[row] = self.parts[row].write(rows[row], value)  # type: ignore[attr-defined]
+        rows[row] = self.written[row].write(rows[row], value)
         return self._join(rows)
 
     def _carry_written(self, env: SymEnv) -> SymEnv:
@@ -314,9 +317,11 @@ class AdditionSemantics(ProductSemantics):
         return self.apply(env, "PTR", (CARRY, RIGHT))
 
     def _column_added(self, entry: SymEnv, exit: SymEnv) -> z3.BoolRef:
-        """ADD1's effect: the column's sum mod 10 written to OUT, a carry written left of it."""
-        total = sum(self._digit(entry, row, entry[f"{ROWS[row]}.S"] - entry[f"{ROWS[row]}.p"])
-                    for row in (IN1, IN2, CARRY))  # each row's symbol under its own pointer
+        """ADD1's effect: the column's sum t (each row's symbol under its own pointer) written
+        to OUT mod 10; where t >= 10, a 1 written to CARRY one column left, its pointer back.
+        One equation per component, the carry row's cells as one lambda: Z3 finds counter-models
+        of a broken contract in seconds (an If over two whole pads took it minutes)."""
+        total = sum(self._digit(entry, row, column=entry[f"{ROWS[row]}.p"]) for row in (IN1, IN2, CARRY))
         carry = total >= 10
         written = self._write(entry, OUT, z3.If(carry, total - 10, total))
         carried = self._carry_written(written)
@@ -329,7 +334,13 @@ class AdditionSemantics(ProductSemantics):
     def _sum_written(self, initial: SymEnv, final: SymEnv) -> z3.BoolRef:
         """The specification: OUT holds n >= 1 digits ending in its start column, every operand
         digit lies in those n columns, and they are the ripple-carry sum of the operands with no
-        carry into column 0 and none out of column n - 1."""
+        carry into column 0 and none out of column n - 1.
+
+        Why that is addition: write o_j, a_j, b_j, c_j for column j's digits (blank as 0). Then
+        sum_j o_j 10^j = sum_j (a_j + b_j + c_j - 10 c_(j+1)) 10^j over j < n; the carries
+        telescope to c_0 - 10^n c_n = 0, and a, b have no digit at or beyond column n, so OUT,
+        read as the number `Addition.output` reads (its cells are digits from W to S), is
+        a + b, which is what `Addition.check` asks for."""
         n = final["OUT.S"] - final["OUT.W"] + 1
         return z3.And(
             n >= 1, final["OUT.R"] == final["OUT.S"],
