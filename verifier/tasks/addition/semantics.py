@@ -28,7 +28,7 @@ close the file. The abstraction never relates the rows, but the contracts do: AD
 pointers in lockstep and the columns it has passed added by the schoolbook ripple-carry relation
 (OUT[j] + 10*CARRY[j+1] = IN1[j] + IN2[j] + CARRY[j], quantified over the column j), and the
 specification states that relation for the whole result, which is integer addition (see
-`AdditionSemantics._sum_written`). Z3 and cvc5 both prove every lemma.
+`AdditionSemantics._sum_written`).
 """
 
 from __future__ import annotations
