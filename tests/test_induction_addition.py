@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+import z3
 
 from verifier.induction import CORRECTNESS, PROVED, REFUTED, TERMINATION, UNKNOWN, Induction, prove
-from verifier.runtime import StateKey
+from verifier.runtime import StateKey, run_reference
 from verifier.smt import semantics_for
 from verifier.smt.contracts import Contract
 from verifier.tasks import get_task
@@ -91,6 +92,35 @@ def test_an_addition_that_drops_the_final_carry_is_not_proved_over_its_whole_v(
     found = _prove(vset.states)
     assert not found.proved(CORRECTNESS)
     assert ("post", REFUTED) in _not_proved(found)
+
+
+def _satisfiable(formula: z3.BoolRef) -> bool:
+    solver = z3.Solver()
+    solver.add(formula)
+    answer = solver.check()
+    assert answer != z3.unknown
+    return answer == z3.sat
+
+
+@pytest.mark.parametrize("value", INPUTS)
+def test_the_specification_holds_of_the_pad_a_run_ends_with_and_of_no_other(value: tuple[int, int]) -> None:
+    """On concrete pads: the sum the reference writes satisfies it; the same pad with its
+    leading output digit dropped (a lost final carry, or an empty output for 0 + 0), or with
+    its units digit changed, does not."""
+    task = get_task("addition")
+    semantics = semantics_for(task)
+    spec = semantics.specification()  # type: ignore[union-attr]
+    start = semantics.encode(task.initial_env(value))  # type: ignore[union-attr]
+    final = run_reference(task, RECURSIVE, value).env
+    assert task.check(value, task.output(final))
+    assert not _satisfiable(z3.Not(spec.holds(start, semantics.encode(final))))  # type: ignore[union-attr]
+    out = final.cells[OUT]
+    units = max(out)
+    wrong_units = {**out, units: (out[units] + 1) % 10}
+    dropped = {column: digit for column, digit in out.items() if column != min(out)}
+    for cells in (wrong_units, dropped):
+        final.cells[OUT] = cells
+        assert not _satisfiable(spec.holds(start, semantics.encode(final)))  # type: ignore[union-attr]
 
 
 def test_the_contracts_hold_on_the_paths_of_small_runs() -> None:
