@@ -149,11 +149,15 @@ class _Prover:
     # --- structure of V -------------------------------------------------------------------
 
     def _call_graph(self) -> nx.DiGraph:
+        """Routines and the calls between them in V; also each routine's primitive actions."""
         graph = nx.DiGraph()
+        self.primitives_of: dict[Routine, set[Routine]] = defaultdict(set)
         for (program, args, _), action in self.states.items():
             graph.add_node((program, args))
             if action.program not in self.primitive:
                 graph.add_edge((program, args), (action.program, action.args))
+            else:
+                self.primitives_of[(program, args)].add((action.program, action.args))
         return graph
 
     def _components(self) -> dict[Routine, int]:
@@ -194,9 +198,8 @@ class _Prover:
         if routine not in self._changes:
             found: set[str] = set()
             for callee in nx.descendants(self.calls, routine) | {routine}:
-                for (program, args, _), action in self.states.items():
-                    if (program, args) == callee and action.program in self.primitive:
-                        found |= self._primitive_changes(action.program, action.args)
+                for program, args in self.primitives_of[callee]:
+                    found |= self._primitive_changes(program, args)
             self._changes[routine] = frozenset(found)
         return self._changes[routine]
 
@@ -208,11 +211,16 @@ class _Prover:
             if program != NOP:
                 env = self.sem.fresh(f"f{next(self.names)}")
                 after = self.sem.apply(env, program, args)
+                solver = _solver()
+                solver.add(self.sem.domain(env))
                 for name in env:
-                    solver = _solver()
-                    solver.add(self.sem.domain(env), after[name] != env[name])
+                    if after[name] is env[name] or z3.eq(after[name], env[name]):
+                        continue  # the same term: unchanged without asking
+                    solver.push()
+                    solver.add(after[name] != env[name])
                     if solver.check() != z3.unsat:
                         changed.add(name)
+                    solver.pop()
             self._primitive[key] = frozenset(changed)
         return self._primitive[key]
 

@@ -7,6 +7,7 @@ renumbered in order of appearance. Arrays that Z3 writes as lambdas are beta-red
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -38,24 +39,41 @@ def smt2(assertions: Sequence[z3.BoolRef]) -> str:
 
 
 def _beta_reduced(assertions: Sequence[z3.BoolRef]) -> list[z3.BoolRef]:
-    """The assertions with every read `select(lambda x. body, i)` of an array written as a Z3
-    lambda replaced by `body[i/x]` (the same formula; other solvers read no array lambdas)."""
-    done: dict[int, z3.ExprRef] = {}
+    """The assertions without Z3's array lambdas (the same formulas; other solvers read none):
+    a read `select(lambda x. body, i)` becomes `body[i/x]`, and an equation `A == lambda x.
+    body` becomes `forall x. A[x] == body`, also under quantifiers."""
+    done: dict[int, tuple[z3.ExprRef, z3.ExprRef]] = {}  # id -> (term, result): the term is
+    # kept alive, so that no term made during the walk is given a freed term's id
+    binders = itertools.count()  # bound variables get names no other binder uses
+
+    def is_lambda(term: z3.ExprRef) -> bool:
+        return z3.is_quantifier(term) and term.is_lambda() and term.num_vars() == 1
 
     def walk(term: z3.ExprRef) -> z3.ExprRef:
         key = term.get_id()
         if key in done:
-            return done[key]
+            return done[key][1]
         result = term
-        if z3.is_app(term) and term.num_args():
+        if z3.is_quantifier(term):
+            # the bound variables become constants first, so every term walked is closed
+            tag = next(binders)
+            bound = [z3.Const(f"{term.var_name(k)}_{tag}", term.var_sort(k))
+                     for k in range(term.num_vars())]
+            body = walk(z3.substitute_vars(term.body(), *reversed(bound)))
+            make = z3.Lambda if term.is_lambda() else z3.ForAll if term.is_forall() else z3.Exists
+            result = make(bound, body)
+        elif z3.is_app(term) and term.num_args():
             kids = [walk(kid) for kid in term.children()]
-            array = kids[0]
-            if (z3.is_select(term) and z3.is_quantifier(array) and array.is_lambda()
-                    and array.num_vars() == 1):
-                result = walk(z3.substitute_vars(array.body(), kids[1]))
+            if z3.is_select(term) and is_lambda(kids[0]):
+                result = walk(z3.substitute_vars(kids[0].body(), kids[1]))
+            elif z3.is_eq(term) and (is_lambda(kids[0]) or is_lambda(kids[1])):
+                function, other = kids if is_lambda(kids[0]) else kids[::-1]
+                x = z3.Const(f"lambda_{next(binders)}", function.var_sort(0))
+                right = z3.substitute_vars(other.body(), x) if is_lambda(other) else other[x]
+                result = z3.ForAll([x], walk(z3.substitute_vars(function.body(), x)) == walk(right))
             else:
                 result = term.decl()(*kids)
-        done[key] = result
+        done[key] = (term, result)
         return result
 
     return [walk(a) for a in assertions]
