@@ -32,15 +32,16 @@ import z3
 from verifier.smt import (
     Predicate, Semantics, StackView, SymEnv, Term, Universal, Vocabulary, array_at, bit, distinct,
 )  # fmt: skip
-from verifier.tasks.base import Args, Task
+from verifier.smt.contracts import Contract, Specification
+from verifier.tasks.base import RECURSIVE, Args, Task
 from verifier.tasks.toposort.task import (
     ACTIVE_NEIGHB, ACTIVE_STACK, ACTIVE_START, BLACK, CHILD_ACTIVE, CHILD_SAVE, COLOR_CURR,
     COLOR_NEXT, GREY, INVALID, P_RESULT, P_STACK, P_START, RESULT, SAVE, STACK_POP, STACK_PUSH,
-    UP, WHITE, WRITE_VALUES, Search,
+    POP, PUSH, UP, WHITE, WRITE_VALUES, Search,
 )  # fmt: skip
 
-_INTS = ("n", "p_result", "p_stack", "p_start", "active", "save")
-_ARRAYS = ("color", "child", "nchild", "stack", "result", "r", "pos")
+_INTS = ("n", "p_result", "p_stack", "p_start", "active", "save", "white")
+_ARRAYS = ("color", "child", "nchild", "stack", "result", "r", "pos", "wl", "wi", "at")
 _POINTER = {P_RESULT: "p_result", P_STACK: "p_stack", P_START: "p_start"}
 _INT_ARRAY = z3.ArraySort(z3.IntSort(), z3.IntSort())
 
@@ -108,6 +109,7 @@ class TopoSortSemantics(Semantics):
             env["color"] == white, env["child"] == null, env["stack"] == null,
             env["p_stack"] == 1, env["p_start"] == 1, env["p_result"] == env["n"],
             env["active"] == 0, env["save"] == 0, env["pos"] == null,
+            env["white"] == env["n"], env["wl"] == null, env["wi"] == null, _edges(env),
         )  # fmt: skip
 
     def _has_child(self, env: SymEnv) -> z3.BoolRef:
@@ -139,6 +141,7 @@ class TopoSortSemantics(Semantics):
             v = env["active"] if target == COLOR_CURR else self._child(env)
             painted = z3.Store(env["color"], v, color)
             after["color"] = z3.If(self._vertex(env, v), painted, env["color"])
+            after.update(_unlist(env, z3.And(self._vertex(env, v), env["color"][v] == WHITE), v))
         elif target == ACTIVE_START:
             after["active"] = z3.If(self._vertex(env, env["p_start"]), env["p_start"], 0)
         elif target == ACTIVE_NEIGHB:
@@ -156,7 +159,9 @@ class TopoSortSemantics(Semantics):
             assert target == RESULT
             p = env["p_result"]
             stored = z3.Store(env["result"], p, env["active"])
-            after["result"] = z3.If(z3.And(p >= 1, p <= env["n"]), stored, env["result"])
+            inside = z3.And(p >= 1, p <= env["n"])
+            after["result"] = z3.If(inside, stored, env["result"])
+            after["at"] = z3.If(inside, z3.Store(env["at"], env["active"], p), env["at"])
         return after
 
     def observation(self, env: SymEnv) -> list[z3.ArithRef]:
@@ -273,6 +278,18 @@ class TopoSortSemantics(Semantics):
             "slot": distinct(slots),
         }
 
+    def contract(self, formulation: str, program: str, args: Args) -> Contract | None:
+        """The recursive program's contracts (see `_CONTRACTS` for the invariants)."""
+        if formulation != RECURSIVE:
+            return None
+        return _CONTRACTS.get((program, args))
+
+    def specification(self) -> Specification:
+        return Specification(
+            holds=lambda initial, final: _output(final),
+            text="every vertex stands in result[1..n] (n cells: each exactly once)",
+        )
+
     def encode(self, env: Search) -> SymEnv:
         """The ghosts as a concrete run determines them: the rank is the position in the
         lexicographically first topological order, `pos` the stack position of each vertex
@@ -287,6 +304,8 @@ class TopoSortSemantics(Semantics):
             kid = z3.Store(kid, u, array_at(dict(enumerate(env.children[u]))))
         stack = {k: (w or 0) for k, w in env.stack.items()}
         position = {w: k for k, w in sorted(env.stack.items()) if w is not None}
+        listed = [u for u in range(1, n + 1) if env.color[u] == WHITE]
+        order = listed + [u for u in range(1, n + 1) if env.color[u] != WHITE]
         symbolic: SymEnv = {
             "n": z3.IntVal(n),
             "p_result": z3.IntVal(env.p_result),
@@ -301,7 +320,195 @@ class TopoSortSemantics(Semantics):
             "result": array_at({k: (w or 0) for k, w in enumerate(env.result)}),
             "r": array_at(rank),
             "pos": array_at(position),
+            "white": z3.IntVal(len(listed)),
+            "wl": array_at({k: u - k for k, u in enumerate(order, 1) if u != k}),
+            "wi": array_at({u: k - u for k, u in enumerate(order, 1) if u != k}),
+            "at": array_at({w: k for k, w in enumerate(env.result) if w is not None}),
             "kid": kid,
         }
         return symbolic
 
+
+
+def listed_at(env: SymEnv, i: Any) -> z3.ArithRef:
+    """The white list's entry i (ghost `wl` holds it as an offset from i)."""
+    return i + env["wl"][i]
+
+
+def list_index(env: SymEnv, v: Any) -> z3.ArithRef:
+    """Where vertex v stands in the white list (ghost `wi` holds it as an offset from v)."""
+    return v + env["wi"][v]
+
+
+def _unlist(env: SymEnv, whitened: z3.BoolRef, v: Any) -> SymEnv:
+    """The ghosts after vertex v leaves the white list where `whitened` (v was a white vertex
+    and is painted): the list's last entry takes v's place and the list is one shorter."""
+    last, here = listed_at(env, env["white"]), list_index(env, v)
+    return {
+        "white": z3.If(whitened, env["white"] - 1, env["white"]),
+        "wl": z3.If(whitened, z3.Store(env["wl"], here, last - here), env["wl"]),
+        "wi": z3.If(whitened, z3.Store(env["wi"], last, here - last), env["wi"]),
+    }
+
+
+# --- contracts of the recursive formulation -------------------------------------------------
+
+
+def _is_vertex(env: SymEnv, v: Any) -> z3.BoolRef:
+    return z3.And(v >= 1, v <= env["n"])
+
+
+def _every_vertex(env: SymEnv, body: Callable[[Any], z3.BoolRef]) -> z3.BoolRef:
+    v = z3.Int("v")
+    return z3.ForAll([v], z3.Implies(_is_vertex(env, v), body(v)))
+
+
+def _edges(env: SymEnv) -> z3.BoolRef:
+    """Every child of a vertex is a vertex of higher rank (the task's axiom, as a formula)."""
+    u, k = z3.Ints("u k")
+    kid = env["kid"][u][k]
+    return z3.ForAll([u, k], z3.Implies(
+        z3.And(_is_vertex(env, u), k >= 0, k < env["nchild"][u]),
+        z3.And(_is_vertex(env, kid), env["r"][u] < env["r"][kid]),
+    ))
+
+
+def _listed(env: SymEnv) -> z3.BoolRef:
+    """The white list: every white vertex stands in wl[1..white], at wi[v]."""
+    def body(v: Any) -> z3.BoolRef:
+        i = list_index(env, v)
+        return z3.Implies(env["color"][v] == WHITE,
+                          z3.And(1 <= i, i <= env["white"], listed_at(env, i) == v))
+    return z3.And(env["white"] >= 0, _every_vertex(env, body))
+
+
+def _colored(env: SymEnv) -> z3.BoolRef:
+    """Every vertex is white, grey or black."""
+    color = env["color"]
+    return _every_vertex(env, lambda v: z3.Or(color[v] == WHITE, color[v] == GREY, color[v] == BLACK))
+
+
+def _counted(env: SymEnv) -> z3.BoolRef:
+    """The free result cells are as many as the white and the grey (stacked) vertices."""
+    return z3.And(env["p_result"] == env["white"] + env["p_stack"] - 1, env["p_result"] <= env["n"])
+
+
+def _placed(env: SymEnv) -> z3.BoolRef:
+    """Every black vertex stands in the filled part of the result, at at[v]."""
+    def body(v: Any) -> z3.BoolRef:
+        at = env["at"][v]
+        return z3.Implies(env["color"][v] == BLACK, z3.And(
+            env["p_result"] < at, at <= env["n"], env["result"][at] == v))
+    return _every_vertex(env, body)
+
+
+def _stacked(env: SymEnv) -> z3.BoolRef:
+    """The grey vertices are exactly the stack's entries 1..p_stack-1, each at pos[v]."""
+    stack, pos, p_stack, color = env["stack"], env["pos"], env["p_stack"], env["color"]
+
+    def grey(v: Any) -> z3.BoolRef:
+        return z3.Implies(color[v] == GREY,
+                          z3.And(1 <= pos[v], pos[v] < p_stack, stack[pos[v]] == v))
+
+    i = z3.Int("i")
+    entry = stack[i]
+    entries = z3.ForAll([i], z3.Implies(z3.And(1 <= i, i < p_stack), z3.And(
+        _is_vertex(env, entry), color[entry] == GREY, pos[entry] == i)))
+    return z3.And(p_stack >= 1, _every_vertex(env, grey), entries)
+
+
+def _search(env: SymEnv) -> z3.BoolRef:
+    """DFS's invariant between moves."""
+    top = z3.Implies(env["p_stack"] >= 2, env["active"] == env["stack"][env["p_stack"] - 1])
+    return z3.And(_edges(env), top, _colored(env), _listed(env), _counted(env), _placed(env), _stacked(env))
+
+
+def _settled(env: SymEnv) -> z3.BoolRef:
+    """No search under way: the stack is empty (so no vertex is grey)."""
+    return z3.And(_edges(env), env["p_stack"] == 1, _colored(env), _listed(env), _counted(env), _placed(env),
+                  _stacked(env))
+
+
+def _kept(entry: SymEnv, exit: SymEnv) -> z3.BoolRef:
+    """Colors only move on: a vertex that is not white stays so, a black one stays black."""
+    before, after = entry["color"], exit["color"]
+    return _every_vertex(entry, lambda v: z3.And(
+        z3.Implies(before[v] != WHITE, after[v] != WHITE),
+        z3.Implies(before[v] == BLACK, after[v] == BLACK)))
+
+
+def _black_below(env: SymEnv, start: Any) -> z3.BoolRef:
+    return _every_vertex(env, lambda v: z3.Implies(v < start, env["color"][v] == BLACK))
+
+
+def _output(env: SymEnv) -> z3.BoolRef:
+    """Every vertex v stands in result[1..n], at at[v]."""
+    at = env["at"]
+    return _every_vertex(env, lambda v: z3.And(1 <= at[v], at[v] <= env["n"], env["result"][at[v]] == v))
+
+
+def _toposort_pre(env: SymEnv) -> z3.BoolRef:
+    start = env["p_start"]
+    return z3.And(_settled(env), 1 <= start, start <= env["n"] + 1, _black_below(env, start))
+
+
+def _next_start_post(entry: SymEnv, exit: SymEnv) -> z3.BoolRef:
+    start, end = entry["p_start"], exit["p_start"]
+    skipped = _every_vertex(entry, lambda v: z3.Implies(z3.And(start <= v, v < end),
+                                                        entry["color"][v] == BLACK))
+    color = entry["color"][start]
+    moved = z3.Implies(z3.And(_is_vertex(entry, start), z3.Or(color == GREY, color == BLACK)),
+                       end > start)
+    return z3.And(start <= end, end <= entry["n"] + 1, moved, skipped)
+
+
+def _stack_post(direction: int) -> Callable[[SymEnv, SymEnv], z3.BoolRef]:
+    def post(entry: SymEnv, exit: SymEnv) -> z3.BoolRef:
+        p, stack = entry["p_stack"], entry["stack"]
+        if direction == PUSH:
+            return z3.And(exit["p_stack"] == p + 1,
+                          exit["stack"] == z3.Store(stack, p, entry["active"]),
+                          exit["pos"] == z3.Store(entry["pos"], entry["active"], p))
+        return z3.And(exit["p_stack"] == p - 1, exit["stack"] == z3.Store(stack, p - 1, 0))
+    return post
+
+
+_CONTRACTS = {
+    ("TOPOSORT", ()): Contract(
+        pre=_toposort_pre,
+        post=lambda entry, exit: z3.And(_placed(exit), exit["p_result"] >= 0,
+                                        _black_below(exit, exit["n"] + 1)),
+        rank=lambda e: e["n"] + 1 - e["p_start"],
+        text="pre: no search under way (see TRAVERSE), 1 <= p_start <= n + 1, every vertex below "
+             "p_start black; post: every vertex black and placed, p_result >= 0; rank n + 1 - p_start",
+    ),
+    ("TRAVERSE", ()): Contract(
+        pre=_settled,
+        post=lambda entry, exit: z3.And(_settled(exit), _kept(entry, exit),
+                                        entry["color"][entry["p_start"]] == WHITE),
+        text="pre and post: the stack empty, the white list and the result's filled part account "
+             "for every vertex; post: colors only move on, p_start no longer white",
+    ),
+    ("EXPLORE", ()): Contract(
+        pre=_search,
+        post=lambda entry, exit: z3.And(_settled(exit), _kept(entry, exit)),
+        rank=lambda e: 2 * e["white"] + e["p_stack"],
+        text="pre: the active vertex tops the stack, the stack holds exactly the grey vertices, "
+             "white list, p_result = white + p_stack - 1, black vertices placed in "
+             "result[p_result+1..n]; post: the stack empty, the same accounting, colors only "
+             "move on; rank 2 * white + p_stack",
+    ),
+    ("CHECK_CHILD", ()): Contract(
+        rank=lambda e: e["nchild"][e["active"]] - e["child"][e["active"]],
+        text="rank: children of the active vertex left to look at",
+    ),
+    ("NEXT_START", ()): Contract(
+        pre=lambda e: z3.And(1 <= e["p_start"], e["p_start"] <= e["n"] + 1),
+        post=_next_start_post,
+        rank=lambda e: e["n"] + 1 - e["p_start"],
+        text="pre: 1 <= p_start <= n + 1; post: p_start moves up to at most n + 1 over black vertices only, at least one step "
+             "from a vertex that is not white; rank n + 1 - p_start",
+    ),
+    ("STACK", (PUSH,)): Contract(post=_stack_post(PUSH), text="post: active pushed"),
+    ("STACK", (POP,)): Contract(post=_stack_post(POP), text="post: top entry popped"),
+}
