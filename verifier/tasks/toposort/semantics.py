@@ -287,7 +287,8 @@ class TopoSortSemantics(Semantics):
     def specification(self) -> Specification:
         return Specification(
             holds=lambda initial, final: _output(final),
-            text="every vertex stands in result[1..n] (n cells: each exactly once)",
+            text="every vertex stands in result[1..n] (n cells: each exactly once), before all "
+                 "of its children (a topological order)",
         )
 
     def encode(self, env: Search) -> SymEnv:
@@ -417,16 +418,46 @@ def _stacked(env: SymEnv) -> z3.BoolRef:
     return z3.And(p_stack >= 1, _every_vertex(env, grey), entries)
 
 
+def _children(env: SymEnv) -> z3.BoolRef:
+    """Child pointers are never negative, and a white vertex's is still 0."""
+    child = env["child"]
+    return _every_vertex(env, lambda v: z3.And(
+        child[v] >= 0, z3.Implies(env["color"][v] == WHITE, child[v] == 0)))
+
+
+def _done(env: SymEnv) -> z3.BoolRef:
+    """Every child of a black vertex is black and placed after it in the result."""
+    u, k = z3.Ints("u k")
+    kid, color, at = env["kid"][u][k], env["color"], env["at"]
+    return z3.ForAll([u, k], z3.Implies(
+        z3.And(_is_vertex(env, u), color[u] == BLACK, k >= 0, k < env["nchild"][u]),
+        z3.And(color[kid] == BLACK, at[u] < at[kid])))
+
+
+def _progress(env: SymEnv) -> z3.BoolRef:
+    """The children a stacked vertex has moved past are black, except, below the top, the last
+    one: the vertex above it on the stack."""
+    i, k = z3.Ints("i k")
+    stack, p_stack = env["stack"], env["p_stack"]
+    u = stack[i]
+    kid, passed = env["kid"][u][k], env["child"][u]
+    return z3.ForAll([i, k], z3.Implies(
+        z3.And(1 <= i, i < p_stack, k >= 0, k < passed, k < env["nchild"][u]),
+        z3.Or(env["color"][kid] == BLACK,
+              z3.And(i < p_stack - 1, k == passed - 1, kid == stack[i + 1]))))
+
+
 def _search(env: SymEnv) -> z3.BoolRef:
     """DFS's invariant between moves."""
     top = z3.Implies(env["p_stack"] >= 2, env["active"] == env["stack"][env["p_stack"] - 1])
-    return z3.And(_edges(env), top, _colored(env), _listed(env), _counted(env), _placed(env), _stacked(env))
+    return z3.And(_edges(env), top, _colored(env), _listed(env), _counted(env), _placed(env),
+                  _stacked(env), env["stack"][0] == 0, _children(env), _done(env), _progress(env))
 
 
 def _settled(env: SymEnv) -> z3.BoolRef:
     """No search under way: the stack is empty (so no vertex is grey)."""
-    return z3.And(_edges(env), env["p_stack"] == 1, _colored(env), _listed(env), _counted(env), _placed(env),
-                  _stacked(env))
+    return z3.And(_edges(env), env["p_stack"] == 1, _colored(env), _listed(env), _counted(env),
+                  _placed(env), _stacked(env), env["stack"][0] == 0, _children(env), _done(env))
 
 
 def _kept(entry: SymEnv, exit: SymEnv) -> z3.BoolRef:
@@ -442,9 +473,27 @@ def _black_below(env: SymEnv, start: Any) -> z3.BoolRef:
 
 
 def _output(env: SymEnv) -> z3.BoolRef:
-    """Every vertex v stands in result[1..n], at at[v]."""
+    """Every vertex v stands in result[1..n], at at[v], and before each of its children."""
     at = env["at"]
-    return _every_vertex(env, lambda v: z3.And(1 <= at[v], at[v] <= env["n"], env["result"][at[v]] == v))
+    u, k = z3.Ints("u k")
+    ordered = z3.ForAll([u, k], z3.Implies(
+        z3.And(_is_vertex(env, u), k >= 0, k < env["nchild"][u]), at[u] < at[env["kid"][u][k]]))
+    placed = _every_vertex(env, lambda v: z3.And(1 <= at[v], at[v] <= env["n"], env["result"][at[v]] == v))
+    return z3.And(placed, ordered)
+
+
+def _check_child_post(entry: SymEnv, exit: SymEnv) -> z3.BoolRef:
+    """Only the active vertex's child pointer moves, up over black children, to one neither
+    grey nor black or past the last."""
+    v, child = entry["active"], entry["child"]
+    start, end = child[v], exit["child"][v]
+    k = z3.Int("k")
+    passed = z3.ForAll([k], z3.Implies(z3.And(start <= k, k < end),
+                                       entry["color"][entry["kid"][v][k]] == BLACK))
+    has = z3.And(_is_vertex(exit, v), end >= 0, end < exit["nchild"][v])
+    found = exit["color"][exit["kid"][v][end]]
+    stops = z3.Implies(has, z3.And(found != GREY, found != BLACK))
+    return z3.And(exit["child"] == z3.Store(child, v, end), start <= end, passed, stops)
 
 
 def _toposort_pre(env: SymEnv) -> z3.BoolRef:
@@ -476,7 +525,7 @@ def _stack_post(direction: int) -> Callable[[SymEnv, SymEnv], z3.BoolRef]:
 _CONTRACTS = {
     ("TOPOSORT", ()): Contract(
         pre=_toposort_pre,
-        post=lambda entry, exit: z3.And(_placed(exit), exit["p_result"] >= 0,
+        post=lambda entry, exit: z3.And(_placed(exit), _done(exit), exit["p_result"] >= 0,
                                         _black_below(exit, exit["n"] + 1)),
         rank=lambda e: e["n"] + 1 - e["p_start"],
         text="pre: no search under way (see TRAVERSE), 1 <= p_start <= n + 1, every vertex below "
@@ -499,6 +548,7 @@ _CONTRACTS = {
              "move on; rank 2 * white + p_stack",
     ),
     ("CHECK_CHILD", ()): Contract(
+        post=_check_child_post,
         rank=lambda e: e["nchild"][e["active"]] - e["child"][e["active"]],
         text="rank: children of the active vertex left to look at",
     ),
