@@ -8,6 +8,15 @@ search relies on:
 - `r`, the rank, never changes; any rank the graph admits will do;
 - `pos[v]` is where STACK_PUSH last stored `v` on the stack (updated by STACK_PUSH only).
 
+Four more ghosts serve the whole proof (`contract`), none read by a predicate, so V does not
+depend on them: `white` counts the white vertices and `wl[1..white]` lists them, `wi[v]` being
+where v stands (both held as offsets from the identity, so the initial list is the constant
+array 0); a color write that paints a white vertex moves the list's last entry into its place.
+A white vertex therefore implies white >= 1, the counting fact that EXPLORE's ranking function
+needs and that Z3 could not derive from the colors alone. `at[v]` is the result cell where
+RESULT wrote v. The initial condition also states the edge axiom as a formula, since the
+induction assumes of an input only `domain` and `initial`.
+
 The hidden predicates say that grey vertices are exactly the ones on the stack (with the one
 grey vertex a push is about to store as the exception), that ranks rise up the stack and that
 the active vertex is its top. Together with the edge facts they give what the observations
@@ -16,8 +25,9 @@ grey, and the start vertex turns black exactly when the last vertex leaves the s
 
 Eight predicates and the edge axiom are `Universal` (over vertices, stack positions or child
 slots). Z3 never sees them as quantifiers: `AbstractDomain` gives a false one fresh witnesses
-and instantiates a true one at the terms `instance_terms` names, so every query is
-quantifier-free. With these terms the fixed point is exact (83 states, each witnessed).
+and instantiates a true one at the terms `instance_terms` names, so every query of the fixed
+point is quantifier-free but the one for the initial states (whose edge formula Z3 satisfies
+at once: nothing else there reads the graph). With these terms the fixed point is exact (83 states, each witnessed).
 """
 
 from __future__ import annotations
@@ -93,14 +103,7 @@ class TopoSortSemantics(Semantics):
     def axioms(self, env: SymEnv) -> list[Universal]:
         """Every child of a vertex is a vertex of higher rank."""
 
-        def edge(v: Any, k: Any) -> z3.BoolRef:
-            kid = env["kid"][v][k]
-            return z3.Implies(
-                z3.And(self._vertex(env, v), k >= 0, k < env["nchild"][v]),
-                z3.And(self._vertex(env, kid), env["r"][v] < env["r"][kid]),
-            )
-
-        return [Universal(("vertex", "slot"), edge)]
+        return [Universal(("vertex", "slot"), functools.partial(_edge, env))]
 
     def initial(self, env: SymEnv) -> z3.BoolRef:
         white = z3.K(z3.IntSort(), z3.IntVal(WHITE))
@@ -278,19 +281,6 @@ class TopoSortSemantics(Semantics):
             "slot": distinct(slots),
         }
 
-    def contract(self, formulation: str, program: str, args: Args) -> Contract | None:
-        """The recursive program's contracts (see `_CONTRACTS` for the invariants)."""
-        if formulation != RECURSIVE:
-            return None
-        return _CONTRACTS.get((program, args))
-
-    def specification(self) -> Specification:
-        return Specification(
-            holds=lambda initial, final: _output(final),
-            text="every vertex stands in result[1..n] (n cells: each exactly once), before all "
-                 "of its children (a topological order)",
-        )
-
     def encode(self, env: Search) -> SymEnv:
         """The ghosts as a concrete run determines them: the rank is the position in the
         lexicographically first topological order, `pos` the stack position of each vertex
@@ -331,6 +321,23 @@ class TopoSortSemantics(Semantics):
 
 
 
+    def contract(self, formulation: str, program: str, args: Args) -> Contract | None:
+        """The recursive program's contracts: DFS's invariant between moves (`_search`) at
+        EXPLORE's calls, and with the stack empty (`_settled`) at TRAVERSE's and TOPOSORT's;
+        ranking functions n + 1 - p_start (TOPOSORT, NEXT_START), the children left to look at
+        (CHECK_CHILD) and 2 * white + p_stack (EXPLORE). The non-recursive formulation has
+        none: its loops are not routines the induction can take apart."""
+        if formulation != RECURSIVE:
+            return None
+        return _CONTRACTS.get((program, args))
+
+    def specification(self) -> Specification:
+        return Specification(
+            holds=lambda initial, final: _output(final),
+            text="every vertex stands in result[1..n] (n cells: each exactly once), before all "
+                 "of its children (a topological order)",
+        )
+
 def listed_at(env: SymEnv, i: Any) -> z3.ArithRef:
     """The white list's entry i (ghost `wl` holds it as an offset from i)."""
     return i + env["wl"][i]
@@ -364,14 +371,19 @@ def _every_vertex(env: SymEnv, body: Callable[[Any], z3.BoolRef]) -> z3.BoolRef:
     return z3.ForAll([v], z3.Implies(_is_vertex(env, v), body(v)))
 
 
+def _edge(env: SymEnv, v: Any, k: Any) -> z3.BoolRef:
+    """Child k of vertex v, where v has one, is a vertex of higher rank."""
+    kid = env["kid"][v][k]
+    return z3.Implies(
+        z3.And(_is_vertex(env, v), k >= 0, k < env["nchild"][v]),
+        z3.And(_is_vertex(env, kid), env["r"][v] < env["r"][kid]),
+    )
+
+
 def _edges(env: SymEnv) -> z3.BoolRef:
-    """Every child of a vertex is a vertex of higher rank (the task's axiom, as a formula)."""
-    u, k = z3.Ints("u k")
-    kid = env["kid"][u][k]
-    return z3.ForAll([u, k], z3.Implies(
-        z3.And(_is_vertex(env, u), k >= 0, k < env["nchild"][u]),
-        z3.And(_is_vertex(env, kid), env["r"][u] < env["r"][kid]),
-    ))
+    """The task's axiom as a formula: every child of a vertex is a vertex of higher rank."""
+    v, k = z3.Ints("v k")
+    return z3.ForAll([v, k], _edge(env, v, k))
 
 
 def _listed(env: SymEnv) -> z3.BoolRef:
@@ -528,37 +540,47 @@ _CONTRACTS = {
         post=lambda entry, exit: z3.And(_placed(exit), _done(exit), exit["p_result"] >= 0,
                                         _black_below(exit, exit["n"] + 1)),
         rank=lambda e: e["n"] + 1 - e["p_start"],
-        text="pre: no search under way (see TRAVERSE), 1 <= p_start <= n + 1, every vertex below "
-             "p_start black; post: every vertex black and placed, p_result >= 0; rank n + 1 - p_start",
+        text="pre: no search under way (as TRAVERSE), 1 <= p_start <= n + 1, every vertex "
+             "below p_start black; post: every vertex black, and placed in result[p_result+1..n] "
+             "before its children, p_result >= 0; "
+             "rank n + 1 - p_start",
     ),
     ("TRAVERSE", ()): Contract(
         pre=_settled,
         post=lambda entry, exit: z3.And(_settled(exit), _kept(entry, exit),
-                                        entry["color"][entry["p_start"]] == WHITE),
-        text="pre and post: the stack empty, the white list and the result's filled part account "
-             "for every vertex; post: colors only move on, p_start no longer white",
+                                        exit["color"][entry["p_start"]] == BLACK),
+        text="pre and post: no search under way: the stack empty, every vertex white, grey or "
+             "black, white ones in the white list and with child pointer 0, p_result = white, "
+             "black ones placed in result[p_result+1..n] before their children, which are "
+             "black; post: colors only move on, p_start black",
     ),
     ("EXPLORE", ()): Contract(
         pre=_search,
         post=lambda entry, exit: z3.And(_settled(exit), _kept(entry, exit)),
         rank=lambda e: 2 * e["white"] + e["p_stack"],
-        text="pre: the active vertex tops the stack, the stack holds exactly the grey vertices, "
-             "white list, p_result = white + p_stack - 1, black vertices placed in "
-             "result[p_result+1..n]; post: the stack empty, the same accounting, colors only "
-             "move on; rank 2 * white + p_stack",
+        text="pre: as TRAVERSE's but with a search under way: the stack holds exactly the grey "
+             "vertices, the active one on top, p_result = white + p_stack - 1, the children a "
+             "stacked vertex has passed are black but for the one above it; post: no search "
+             "under way, colors only move on; rank 2 * white + p_stack (= 2 * white + grey + 1: a "
+             "push trades a white vertex for a grey one, a pop blackens a grey one)",
     ),
     ("CHECK_CHILD", ()): Contract(
         post=_check_child_post,
         rank=lambda e: e["nchild"][e["active"]] - e["child"][e["active"]],
-        text="rank: children of the active vertex left to look at",
+        text="post: only the active vertex's child pointer moves, up over black children, to "
+             "one neither grey nor black or past the last; rank: children left to look at",
     ),
     ("NEXT_START", ()): Contract(
         pre=lambda e: z3.And(1 <= e["p_start"], e["p_start"] <= e["n"] + 1),
         post=_next_start_post,
         rank=lambda e: e["n"] + 1 - e["p_start"],
-        text="pre: 1 <= p_start <= n + 1; post: p_start moves up to at most n + 1 over black vertices only, at least one step "
-             "from a vertex that is not white; rank n + 1 - p_start",
+        text="pre: 1 <= p_start <= n + 1; post: p_start moves up, to at most n + 1, over black "
+             "vertices only, and at least one step from a grey or black vertex; "
+             "rank n + 1 - p_start",
     ),
-    ("STACK", (PUSH,)): Contract(post=_stack_post(PUSH), text="post: active pushed"),
-    ("STACK", (POP,)): Contract(post=_stack_post(POP), text="post: top entry popped"),
+    ("STACK", (PUSH,)): Contract(
+        post=_stack_post(PUSH), text="post: the active vertex stored at p_stack (pos too), "
+                                     "p_stack one up"),
+    ("STACK", (POP,)): Contract(
+        post=_stack_post(POP), text="post: stack[p_stack - 1] cleared, p_stack one down"),
 }
