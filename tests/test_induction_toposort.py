@@ -25,7 +25,14 @@ from verifier.smt.contracts import Contract, Specification
 from verifier.tasks import get_task
 from verifier.tasks.base import NOP, RECURSIVE, RETURN, Action, Args, Observation, call
 from verifier.tasks.toposort.task import (
-    ACTIVE_STACK, COLOR_CURR, DOWN, P_RESULT, POP, RESULT, WHITE, WRITE_VALUES,
+    ACTIVE_STACK,
+    COLOR_CURR,
+    DOWN,
+    P_RESULT,
+    POP,
+    RESULT,
+    WHITE,
+    WRITE_VALUES,
 )  # fmt: skip
 from verifier.vset.build import build_vset
 
@@ -34,7 +41,8 @@ def _induction(states: Mapping[StateKey, Action] | None = None) -> Induction:
     task = get_task("toposort")
     vset = vset_of("toposort")
     assert vset.coverage_proved
-    return prove(task, RECURSIVE, semantics_for(task), states if states is not None else vset.states)
+    chosen = states if states is not None else vset.states
+    return prove(task, RECURSIVE, semantics_for(task), chosen)
 
 
 def _not_proved(found: Induction) -> list[tuple[str, str]]:
@@ -77,7 +85,8 @@ def _contract(routine: tuple[str, Args], **parts: object) -> Contract:
 def test_toposort_terminates_and_returns_a_topological_order_for_every_size() -> None:
     found = _induction()
     assert found.proved(TERMINATION) and found.proved(CORRECTNESS), _not_proved(found)
-    assert {"rank", "pre", "post", "entry", "specification"} <= {lemma.kind for lemma in found.lemmas}
+    kinds = {lemma.kind for lemma in found.lemmas}
+    assert {"rank", "pre", "post", "entry", "specification"} <= kinds
     assert found.recursive_sites == 5  # TOPOSORT, NEXT_START, CHECK_CHILD, EXPLORE (push and pop)
     assert "topological order" in found.specification
 
@@ -96,7 +105,8 @@ def test_a_finished_vertex_left_out_of_the_result_is_not_proved(short_limit: Non
 
 def test_a_vertex_finished_without_turning_black_is_not_proved(short_limit: None) -> None:
     def grey(key: StateKey, action: Action) -> Action | None:  # pops the vertex, leaves it grey
-        if key[0] == "EXPLORE" and action == Action("WRITE", (COLOR_CURR, WRITE_VALUES.index("BLACK"))):
+        black = Action("WRITE", (COLOR_CURR, WRITE_VALUES.index("BLACK")))
+        if key[0] == "EXPLORE" and action == black:
             return Action(NOP, ())
         return None
 
@@ -190,7 +200,9 @@ def test_the_white_list_accounts_for_every_white_vertex() -> None:
 
 @pytest.mark.slow
 @pytest.mark.soundness
-def test_a_dfs_that_never_moves_the_result_pointer_is_not_proved(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dfs_that_never_moves_the_result_pointer_is_not_proved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The same bug as above, planted in the routine itself: V is rebuilt for it (slow)."""
     import verifier.tasks.toposort.task as toposort_task
 
@@ -210,7 +222,8 @@ def test_a_dfs_that_never_moves_the_result_pointer_is_not_proved(monkeypatch: py
 
     task = get_task("toposort")
     original = task._routines
-    monkeypatch.setattr(task, "_routines", lambda formulation: {**original(formulation), "EXPLORE": explore})
+    monkeypatch.setattr(
+        task, "_routines", lambda formulation: {**original(formulation), "EXPLORE": explore})
     vset = build_vset(task, RECURSIVE)
     found = prove(task, RECURSIVE, semantics_for(task), vset.states)
     assert not found.proved(CORRECTNESS)

@@ -27,7 +27,8 @@ Eight predicates and the edge axiom are `Universal` (over vertices, stack positi
 slots). Z3 never sees them as quantifiers: `AbstractDomain` gives a false one fresh witnesses
 and instantiates a true one at the terms `instance_terms` names, so every query of the fixed
 point is quantifier-free but the one for the initial states (whose edge formula Z3 satisfies
-at once: nothing else there reads the graph). With these terms the fixed point is exact (83 states, each witnessed).
+at once: nothing else there reads the graph). With these terms the fixed point is exact
+(83 states, each witnessed).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from verifier.smt.contracts import Contract, Specification
 from verifier.tasks.base import RECURSIVE, Args, Task
 from verifier.tasks.toposort.task import (
     ACTIVE_NEIGHB, ACTIVE_STACK, ACTIVE_START, BLACK, CHILD_ACTIVE, CHILD_SAVE, COLOR_CURR,
-    COLOR_NEXT, GREY, INVALID, P_RESULT, P_STACK, P_START, RESULT, SAVE, STACK_POP, STACK_PUSH,
-    POP, PUSH, UP, WHITE, WRITE_VALUES, Search,
+    COLOR_NEXT, GREY, INVALID, P_RESULT, P_STACK, P_START, POP, PUSH, RESULT, SAVE, STACK_POP,
+    STACK_PUSH, UP, WHITE, WRITE_VALUES, Search,
 )  # fmt: skip
 
 _INTS = ("n", "p_result", "p_stack", "p_start", "active", "save", "white")
@@ -398,7 +399,8 @@ def _listed(env: SymEnv) -> z3.BoolRef:
 def _colored(env: SymEnv) -> z3.BoolRef:
     """Every vertex is white, grey or black."""
     color = env["color"]
-    return _every_vertex(env, lambda v: z3.Or(color[v] == WHITE, color[v] == GREY, color[v] == BLACK))
+    return _every_vertex(
+        env, lambda v: z3.Or(color[v] == WHITE, color[v] == GREY, color[v] == BLACK))
 
 
 def _counted(env: SymEnv) -> z3.BoolRef:
@@ -490,7 +492,8 @@ def _output(env: SymEnv) -> z3.BoolRef:
     u, k = z3.Ints("u k")
     ordered = z3.ForAll([u, k], z3.Implies(
         z3.And(_is_vertex(env, u), k >= 0, k < env["nchild"][u]), at[u] < at[env["kid"][u][k]]))
-    placed = _every_vertex(env, lambda v: z3.And(1 <= at[v], at[v] <= env["n"], env["result"][at[v]] == v))
+    placed = _every_vertex(
+        env, lambda v: z3.And(1 <= at[v], at[v] <= env["n"], env["result"][at[v]] == v))
     return z3.And(placed, ordered)
 
 
