@@ -456,6 +456,7 @@ def cvc5_solver(incremental: bool = False) -> tuple[Any, Any]:
     solver.setOption("incremental", "true" if incremental else "false")
     solver.setOption("tlimit-per", str(QUERY_LIMIT_MS))
     solver.setOption("arrays-exp", "true")  # constant arrays
+    solver.setOption("ee-mode", "central")  # one of toposort's lemmas times out without it
     solver.setLogic("ALL")
     symbols = cvc5.SymbolManager(solver.getTermManager())
     parser = cvc5.InputParser(solver, symbols)
