@@ -83,9 +83,14 @@ def build_bundle(checkpoint: Checkpoint, vset: VerificationSet) -> bytes:
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
-    domain = domain_for(semantics)
     node_of, vset_rows = _forest(vset.states)
-    calls = _fixed_point(task, domain, vset.states, node_of)
+    record = vset.abstract.record
+    if record is not None:  # V was built in this process: its fixed point, as explored
+        domain = record.domain
+        calls = _recorded(record.calls, node_of)
+    else:  # V came from the cache: explore its fixed point again, with V's actions as labels
+        domain = domain_for(semantics)
+        calls = _fixed_point(task, domain, vset.states, node_of)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(
@@ -170,6 +175,19 @@ class _Call:
         self.seen: set[tuple[int, Abstract]] = set()  # (V node of the observations, state now)
         self.exits: set[Abstract] = set()
         self.return_sites: list[tuple[Context, int, bool]] = []
+
+
+def _recorded(explored: Mapping[Context, Any], node_of: Mapping[Any, int]) -> dict[Context, _Call]:
+    """The calls of a fixed point as `abstract_states` explored them, each call's observations
+    so far named by their node in V's prefix forest (what `_fixed_point` records)."""
+    calls: dict[Context, _Call] = {}
+    for context, explored_call in explored.items():
+        program, args, _ = context
+        call = calls[context] = _Call()
+        call.seen = {(node_of[(program, args, observed)], state)
+                     for observed, state in explored_call.seen}
+        call.exits = set(explored_call.exits)
+    return calls
 
 
 def _fixed_point(

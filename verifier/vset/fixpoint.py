@@ -28,6 +28,10 @@ class AbstractStates:
     contexts: int  # (program, args, entry abstract state) explored
     stats: SolverStats
     seconds: float
+    # The fixed point itself, kept in memory (never cached) for the proof bundle, which
+    # records it (`verifier.bundle`): each explored call and the domain's Z3 templates and
+    # posts. None for a set read back from the V cache: the bundle then explores it again.
+    record: FixedPoint | None = field(default=None, repr=False, compare=False)
 
 
 Domain = AbstractDomain | ProductDomain
@@ -52,6 +56,14 @@ class _Call:
     seen: set[Point] = field(default_factory=set)
     exits: set[Abstract] = field(default_factory=set)
     return_sites: list[tuple[Context, tuple[Observation, ...], bool]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """The explored calls of a fixed point and the domain that computed its posts."""
+
+    calls: dict[Context, _Call]
+    domain: Domain
 
 
 def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) -> AbstractStates:
@@ -129,7 +141,10 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
             callee = open_call((action.program, action.args, current))
             callee.return_sites.append((context, observed, action.ret))
             continue_with(context, observed, action.ret, callee.exits)
-    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
+    stats = domain.stats  # a copy: the bundle's queries on the kept domain are not the fixed point's
+    stats = SolverStats(stats.queries, stats.unknown, stats.seconds)
+    return AbstractStates(actions, len(calls), stats, time.perf_counter() - started,
+                          FixedPoint(calls, domain))
 
 
 def _describe(
