@@ -87,7 +87,7 @@ def build_bundle(checkpoint: Checkpoint, vset: VerificationSet) -> bytes:
     record = vset.abstract.record
     if record is not None:  # V was built in this process: its fixed point, as explored
         domain = record.domain
-        calls = _recorded(record.calls, node_of)
+        calls = _recorded(record.calls, record.prefixes, node_of)
     else:  # V came from the cache: explore its fixed point again, with V's actions as labels
         domain = domain_for(semantics)
         calls = _fixed_point(task, domain, vset.states, node_of)
@@ -177,15 +177,17 @@ class _Call:
         self.return_sites: list[tuple[Context, int, bool]] = []
 
 
-def _recorded(explored: Mapping[Context, Any], node_of: Mapping[Any, int]) -> dict[Context, _Call]:
-    """The calls of a fixed point as `abstract_states` explored them, each call's observations
-    so far named by their node in V's prefix forest (what `_fixed_point` records)."""
+def _recorded(
+    explored: Mapping[Context, Any], prefixes: Sequence[Any], node_of: Mapping[Any, int]
+) -> dict[Context, _Call]:
+    """The calls of a fixed point as `abstract_states` explored them (a point's observations
+    so far are its prefix node there: `prefixes`), named by their node in V's prefix forest
+    instead (what `_fixed_point` records)."""
+    forest = [node_of.get(key, -1) for key in prefixes]  # -1: pushed, never explored
     calls: dict[Context, _Call] = {}
     for context, explored_call in explored.items():
-        program, args, _ = context
         call = calls[context] = _Call()
-        call.seen = {(node_of[(program, args, observed)], state)
-                     for observed, state in explored_call.seen}
+        call.seen = {(forest[node], state) for node, state in explored_call.seen}
         call.exits = set(explored_call.exits)
     return calls
 
