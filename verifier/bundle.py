@@ -56,6 +56,8 @@ BUNDLE_SUFFIX = ".bundle.json.gz"
 OBLIGATIONS = ("coverage", "termination", "reference-correctness")
 Abstract = tuple[int, ...]
 Context = tuple[str, Args, Abstract]
+_SHIFT = 32  # a V node (below 2**32) packed under a state index: sorted as one integer
+_LOW = (1 << _SHIFT) - 1
 
 
 def bundle_path(certificate: Path) -> Path:
@@ -100,7 +102,9 @@ def build_bundle(checkpoint: Checkpoint, vset: VerificationSet) -> bytes:
     state_index = {s: k for k, s in enumerate(states)}
     contexts = []
     for (program, args, entry), rec in sorted(calls.items()):
-        points = sorted([state_index[s], node] for node, s in rec.seen)
+        # [state, node] pairs in order, sorted as one integer each (JSON writes tuples as lists)
+        packed = sorted([state_index[s] << _SHIFT | node for node, s in rec.seen])
+        points = [(k >> _SHIFT, k & _LOW) for k in packed]
         contexts.append([program, list(args), state_index[entry], points,
                          sorted(state_index[s] for s in rec.exits)])
     projected = {node for rec in calls.values() for node, _ in rec.seen}
@@ -263,20 +267,21 @@ def _fixed_point(
     return calls
 
 
-def _forest(states: Mapping[Any, Action]) -> tuple[dict[Any, int], list[list[Any]]]:
+def _forest(states: Mapping[Any, Action]) -> tuple[dict[Any, int], list[tuple[Any, ...]]]:
     """V as rows of a prefix forest, parents before children, and each key's row."""
     keys = sorted(states, key=lambda k: (len(k[2]), k[0], k[1], k[2]))
     node_of: dict[Any, int] = {}
-    rows: list[list[Any]] = []
+    rows: list[tuple[Any, ...]] = []  # tuples: JSON writes them as the lists documented
     for key in keys:
         program, args, observed = key
         action = states[key]
-        row: list[Any] = [-1 if len(observed) == 1 else node_of[(program, args, observed[:-1])],
-                          list(observed[-1]), [action.program, list(action.args), action.ret]]
         if len(observed) == 1:
-            row += [program, list(args)]
-        node_of[key] = len(rows)
-        rows.append(row)
+            rows.append((-1, observed[0], (action.program, action.args, action.ret),
+                         program, args))
+        else:
+            rows.append((node_of[(program, args, observed[:-1])], observed[-1],
+                         (action.program, action.args, action.ret)))
+        node_of[key] = len(rows) - 1
     return node_of, rows
 
 
