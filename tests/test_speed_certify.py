@@ -5,6 +5,7 @@ interned fixed point explores exactly what a plain exploration over observation 
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,16 @@ from typing import Any
 import pytest
 from verifier.bundle import build_bundle
 from verifier.checkpoint import load_checkpoint
-from verifier.runtime import reference_action
+from verifier.errors import ReferenceBug
+from verifier.runtime import (
+    call_local_steps,
+    reference_action,
+    reference_call_local_steps,
+    run_reference,
+)
 from verifier.smt import semantics_for
-from verifier.tasks.base import NOP, RECURSIVE
-from verifier.tasks.registry import get_task
+from verifier.tasks.base import NOP, RECURSIVE, Action, call
+from verifier.tasks.registry import TASKS, get_task
 from verifier.vset.build import build_vset
 from verifier.vset.fixpoint import abstract_states, domain_for
 
@@ -102,3 +109,52 @@ def test_interned_fixed_point_explores_what_a_plain_one_does(task_name: str) -> 
     assert {context: {(record.prefixes[node][2], state) for node, state in call.seen}
             for context, call in record.calls.items()} == seen
     assert {context: call.exits for context, call in record.calls.items()} == exits
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+def test_call_local_reference_steps_are_those_of_the_trace(task_name: str) -> None:
+    """The concrete search's interpreter loop gives each step's call-local state and action in
+    the order `call_local_steps` reads them off a recorded trace, and the same run."""
+    task = get_task(task_name)
+    rng = random.Random(7)
+    for formulation in task.formulations:
+        for size in (1, 2, 3, 5):
+            value = task.sample_input(rng, size)
+            run = run_reference(task, formulation, value)
+            fast, steps = reference_call_local_steps(task, formulation, value)
+            assert steps == [(key, step.action) for key, step in call_local_steps(run.steps)]
+            assert (fast.halted, fast.step_count, fast.max_depth, fast.steps) == (
+                run.halted, run.step_count, run.max_depth, [])
+            assert task.output(fast.env) == task.output(run.env)
+
+
+@pytest.mark.parametrize("broken", ["raises", "stops", "not-an-action"])
+def test_a_broken_routine_fails_alike_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    task = get_task("bubblesort")
+    routines = dict(task.routines(RECURSIVE))
+    name = sorted(p.name for p in task.programs if not p.primitive)[-1]
+
+    def faulty(args: Any, observation: Any) -> Any:
+        if broken == "raises":
+            raise IndexError("tuple index out of range")
+        if broken == "not-an-action":
+            yield 3
+        return
+        yield  # a generator that ends without returning an action
+
+    routines[name] = faulty
+    monkeypatch.setattr(task, "routines", lambda formulation: routines)
+    value = task.sample_input(random.Random(0), 4)
+    with pytest.raises(ReferenceBug) as slow:
+        run_reference(task, RECURSIVE, value)
+    with pytest.raises(ReferenceBug) as fast:
+        reference_call_local_steps(task, RECURSIVE, value)
+    assert str(fast.value) == str(slow.value)
+
+
+def test_call_hands_out_one_action_per_value() -> None:
+    first = call("SWAP", 1, 2, ret=True)
+    assert first == Action("SWAP", (1, 2), True) and call("SWAP", 1, 2, ret=True) is first
+    assert call("SWAP", 1, 2) == Action("SWAP", (1, 2), False)
