@@ -158,3 +158,29 @@ def test_call_hands_out_one_action_per_value() -> None:
     first = call("SWAP", 1, 2, ret=True)
     assert first == Action("SWAP", (1, 2), True) and call("SWAP", 1, 2, ret=True) is first
     assert call("SWAP", 1, 2) == Action("SWAP", (1, 2), False)
+
+
+def test_check_gathers_each_parent_state_across_chunks() -> None:
+    """The agreement check keeps a level's (h, c) as columns and gathers each step's parent
+    column: in chunks of 5 (parents spread over many chunks) it finds what one chunk finds,
+    and both agree with replaying each state's whole call through the LSTM."""
+    import torch
+    from verifier.check import check_model
+    from verifier.npi import Decider, pad_args
+
+    checkpoint = load_checkpoint(ROOT / "models" / "bubblesort.pt")
+    model, task = checkpoint.model.eval(), checkpoint.task
+    states = build_vset(task).states
+    one, chunked = check_model(model, task, states), check_model(model, task, states, batch_size=5)
+    assert (one.checked, one.disagreements, one.fragile) == (chunked.checked, chunked.disagreements,
+                                                            chunked.fragile)
+    assert chunked.min_margin == pytest.approx(one.min_margin, abs=1e-5)
+    decide = Decider(model.config, task)
+    names = model.config.program_names
+    with torch.no_grad():
+        for (program, args, observations), action in states.items():
+            end, programs, arguments, _ = model(
+                torch.tensor([names.index(program)]), torch.tensor([pad_args(args)]),
+                torch.tensor([list(observations)]))
+            (chosen,), _ = decide(end[:, -1], programs[:, -1], arguments[:, -1])
+            assert (chosen == action) == (not one.disagreements)
