@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from verifier.bundle import build_bundle
 from verifier.checkpoint import load_checkpoint
 from verifier.errors import ReferenceBug
@@ -18,6 +19,7 @@ from verifier.runtime import (
     call_local_steps,
     reference_action,
     reference_call_local_steps,
+    reference_execution,
     run_reference,
 )
 from verifier.smt import semantics_for
@@ -126,6 +128,10 @@ def test_call_local_reference_steps_are_those_of_the_trace(task_name: str) -> No
             assert (fast.halted, fast.step_count, fast.max_depth, fast.steps) == (
                 run.halted, run.step_count, run.max_depth, [])
             assert task.output(fast.env) == task.output(run.env)
+            lean = reference_execution(task, formulation, value)  # what sets a model's limits
+            assert (lean.halted, lean.step_count, lean.max_depth, lean.steps) == (
+                run.halted, run.step_count, run.max_depth, [])
+            assert task.output(lean.env) == task.output(run.env)
 
 
 @pytest.mark.parametrize("broken", ["raises", "stops", "not-an-action"])
@@ -134,7 +140,7 @@ def test_a_broken_routine_fails_alike_on_both_paths(
 ) -> None:
     task = get_task("bubblesort")
     routines = dict(task.routines(RECURSIVE))
-    name = sorted(p.name for p in task.programs if not p.primitive)[-1]
+    name = max(p.name for p in task.programs if not p.primitive)
 
     def faulty(args: Any, observation: Any) -> Any:
         if broken == "raises":
@@ -151,7 +157,9 @@ def test_a_broken_routine_fails_alike_on_both_paths(
         run_reference(task, RECURSIVE, value)
     with pytest.raises(ReferenceBug) as fast:
         reference_call_local_steps(task, RECURSIVE, value)
-    assert str(fast.value) == str(slow.value)
+    with pytest.raises(ReferenceBug) as lean:
+        reference_execution(task, RECURSIVE, value)
+    assert str(fast.value) == str(slow.value) == str(lean.value)
 
 
 def test_call_hands_out_one_action_per_value() -> None:
@@ -165,6 +173,7 @@ def test_check_gathers_each_parent_state_across_chunks() -> None:
     column: in chunks of 5 (parents spread over many chunks) it finds what one chunk finds,
     and both agree with replaying each state's whole call through the LSTM."""
     import torch
+
     from verifier.check import check_model
     from verifier.npi import Decider, pad_args
 

@@ -342,6 +342,20 @@ def reference_call_local_steps(
 
     A routine that misbehaves (raises, ends without returning, yields a non-action or an
     illegal call) is run again through `run_reference`, which raises what it always raised."""
+    return _lean_reference(task, formulation, value, True)
+
+
+def reference_execution(task: Task, formulation: str, value: Any) -> Execution:
+    """`run_reference(task, formulation, value, record=False)` (the run that sets a model's
+    limits: its step count, call depth and final environment) through the same lean loop."""
+    return _lean_reference(task, formulation, value, False)[0]
+
+
+def _lean_reference(
+    task: Task, formulation: str, value: Any, keep: bool
+) -> tuple[Execution, list[tuple[StateKey, Action]]]:
+    """The reference program on one input without the generic interpreter's structures; with
+    `keep`, each step's call-local state and action, in the order calls end."""
     routines = task.routines(formulation)
     env = task.initial_env(value)
     observe, apply = task.observe, task.apply
@@ -354,7 +368,6 @@ def reference_call_local_steps(
         while stack:
             frame = stack[-1]
             observation = observe(env)
-            observed = frame[3] = frame[3] + (observation,)
             routine = frame[2]
             if routine is None:
                 routine = frame[2] = routines[frame[0]](frame[1], observation)
@@ -363,7 +376,9 @@ def reference_call_local_steps(
                 action = routine.send(observation)
             if not isinstance(action, Action):
                 raise ReferenceBug("not an action")
-            frame[4].append(((frame[0], frame[1], observed), action))
+            if keep:
+                observed = frame[3] = frame[3] + (observation,)
+                frame[4].append(((frame[0], frame[1], observed), action))
             steps += 1
             program = legal.get((action.program, action.args)) or _legal(task, action, legal)
             if program.primitive:
@@ -380,17 +395,19 @@ def reference_call_local_steps(
     except VerifierError as error:
         if not isinstance(error, (ReferenceBug, PolicyError)):
             raise  # ours (a --timeout budget running out): pass it on
-        return _reference_again(task, formulation, value)
+        return _reference_again(task, formulation, value, keep)
     except Exception:
-        return _reference_again(task, formulation, value)
+        return _reference_again(task, formulation, value, keep)
     return Execution(value, env, True, None, steps, depth), found
 
 
 def _reference_again(
-    task: Task, formulation: str, value: Any
+    task: Task, formulation: str, value: Any, keep: bool
 ) -> tuple[Execution, list[tuple[StateKey, Action]]]:
-    """`reference_call_local_steps` through the generic interpreter (it raises the error)."""
-    run = run_reference(task, formulation, value)
+    """`_lean_reference` through the generic interpreter (it raises the error)."""
+    run = run_reference(task, formulation, value, record=keep)
+    if not keep:
+        return run, []
     steps = [(key, step.action) for key, step in call_local_steps(run.steps)]
     run.steps = []
     return run, steps
