@@ -22,6 +22,11 @@
 4. Non-recursive models (prefixes rarely repeat) memoized vs plain: not slower.
 5. For information: the addition row's model again on a second 5,000-digit input with the
    cache left warm by the first, as `evaluate` runs its inputs.
+6. Cold `certify` of every model with a shipped proof (`npi-verify certify MODEL --no-cache -o
+   FILE`, a process of its own, once each; target: under 5 s on an idle machine), and the
+   proof gate `npi-verify check proofs/` with the V cache warm (a first pass fills a fresh
+   cache directory, the second is timed; target: under 15 s). These are absolute targets:
+   the ratio is the time over the target. `--no-certify` leaves them out.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -294,14 +300,57 @@ def markdown(rows: list[Row], where: str, seconds: float) -> str:
         "gives it. The 2-thread columns show the collapse that the 1-thread default avoids; "
         "numpy's BLAS left at one thread per core costs CPU time for nothing on the numpy "
         "workload.",
+        "- The cold `certify` and proof-gate rows have absolute targets (5 s, 15 s): their "
+        "ratio is the time over the target, so below 1.00x meets it.",
     ]
     return "\n".join(lines) + "\n"
+
+
+PROVED = ("addition", "bubblesort", "bubblesort-int", "bubblesort-values", "hanoi", "quicksort",
+          "toposort")  # the models with a certificate in proofs/
+CERTIFY_TARGET = 5.0  # seconds, cold, per model
+GATE_TARGET = 15.0  # seconds, the whole warm proof gate
+
+
+def _timed_command(arguments: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds of `python -m verifier ARGUMENTS` in a process of its own."""
+    before = os.times()
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "verifier", *arguments], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - started
+    after = os.times()
+    return wall, (after.children_user - before.children_user
+                  + after.children_system - before.children_system)
+
+
+def certify_rows(folder: Path) -> list[Row]:
+    """Cold `certify` of each proved model, and the warm proof gate (see the docstring)."""
+    rows = []
+    for name in PROVED:
+        wall, cpu = _timed_command(["certify", f"models/{name}.pt", "--no-cache",
+                                    "-o", str(folder / f"{name}.json")])
+        ratio = wall / CERTIFY_TARGET
+        print(f"cold certify {name}: {wall:.1f} s (CPU {cpu:.1f} s)", flush=True)
+        rows.append(Row(f"cold `certify` models/{name}.pt (`--no-cache`, its own process)",
+                        f"{wall:.1f} s (CPU {cpu:.1f} s, cross-check worker included)",
+                        ratio, "< 5 s", wall < CERTIFY_TARGET))
+    cache = {"NPI_VERIFY_CACHE_DIR": str(folder / "cache")}
+    _timed_command(["check", "proofs/"], cache)  # fills the cache
+    wall, cpu = _timed_command(["check", "proofs/"], cache)
+    print(f"warm proof gate: {wall:.1f} s (CPU {cpu:.1f} s)", flush=True)
+    rows.append(Row(f"`npi-verify check proofs/` ({len(PROVED)} certificates), V cache warm",
+                    f"{wall:.1f} s (CPU {cpu:.1f} s)", wall / GATE_TARGET, "< 15 s",
+                    wall < GATE_TARGET))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="also write the results as markdown here")
+    parser.add_argument("--no-certify", action="store_true",
+                        help="leave out the cold certify and warm proof gate rows")
     args = parser.parse_args()
     use_inference_threads(DEFAULT_THREADS)  # torch's and numpy's BLAS pools, as the CLI does
     where = machine()
@@ -319,6 +368,9 @@ def main() -> None:
                                args.repeats),
         *thread_rows(args.repeats),
     ]
+    if not args.no_certify:
+        with tempfile.TemporaryDirectory() as folder:
+            rows += certify_rows(Path(folder))
     seconds = time.perf_counter() - started
     where += "; at the end " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
     for row in rows:

@@ -61,6 +61,8 @@ BUNDLE_SUFFIX = ".bundle.json.gz"
 OBLIGATIONS = ("coverage", "termination", "reference-correctness")
 Abstract = tuple[int, ...]
 Context = tuple[str, Args, Abstract]
+_SHIFT = 32  # a V node (below 2**32) packed under a state index: sorted as one integer
+_LOW = (1 << _SHIFT) - 1
 
 
 def bundle_path(certificate: Path) -> Path:
@@ -91,9 +93,14 @@ def build_bundle(
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
-    domain = domain_for(semantics)
     node_of, vset_rows = _forest(vset.states)
-    calls = _fixed_point(task, domain, vset.states, node_of)
+    record = vset.abstract.record
+    if record is not None:  # V was built in this process: its fixed point, as explored
+        domain = record.domain
+        calls = _recorded(record.calls, record.prefixes, node_of)
+    else:  # V came from the cache: explore its fixed point again, with V's actions as labels
+        domain = domain_for(semantics)
+        calls = _fixed_point(task, domain, vset.states, node_of)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(
@@ -103,7 +110,9 @@ def build_bundle(
     state_index = {s: k for k, s in enumerate(states)}
     contexts = []
     for (program, args, entry), rec in sorted(calls.items()):
-        points = sorted([state_index[s], node] for node, s in rec.seen)
+        # [state, node] pairs in order, sorted as one integer each (JSON writes tuples as lists)
+        packed = sorted([state_index[s] << _SHIFT | node for node, s in rec.seen])
+        points = [(k >> _SHIFT, k & _LOW) for k in packed]
         contexts.append([program, list(args), state_index[entry], points,
                          sorted(state_index[s] for s in rec.exits)])
     projected = {node for rec in calls.values() for node, _ in rec.seen}
@@ -190,6 +199,21 @@ class _Call:
         self.return_sites: list[tuple[Context, int, bool]] = []
 
 
+def _recorded(
+    explored: Mapping[Context, Any], prefixes: Sequence[Any], node_of: Mapping[Any, int]
+) -> dict[Context, _Call]:
+    """The calls of a fixed point as `abstract_states` explored them (a point's observations
+    so far are its prefix node there: `prefixes`), named by their node in V's prefix forest
+    instead (what `_fixed_point` records)."""
+    forest = [node_of.get(key, -1) for key in prefixes]  # -1: pushed, never explored
+    calls: dict[Context, _Call] = {}
+    for context, explored_call in explored.items():
+        call = calls[context] = _Call()
+        call.seen = {(forest[node], state) for node, state in explored_call.seen}
+        call.exits = set(explored_call.exits)
+    return calls
+
+
 def _fixed_point(
     task: Task, domain: Domain, actions: Mapping[Any, Action], node_of: Mapping[Any, int]
 ) -> dict[Context, _Call]:
@@ -261,20 +285,21 @@ def _fixed_point(
     return calls
 
 
-def _forest(states: Mapping[Any, Action]) -> tuple[dict[Any, int], list[list[Any]]]:
+def _forest(states: Mapping[Any, Action]) -> tuple[dict[Any, int], list[tuple[Any, ...]]]:
     """V as rows of a prefix forest, parents before children, and each key's row."""
     keys = sorted(states, key=lambda k: (len(k[2]), k[0], k[1], k[2]))
     node_of: dict[Any, int] = {}
-    rows: list[list[Any]] = []
+    rows: list[tuple[Any, ...]] = []  # tuples: JSON writes them as the lists documented
     for key in keys:
         program, args, observed = key
         action = states[key]
-        row: list[Any] = [-1 if len(observed) == 1 else node_of[(program, args, observed[:-1])],
-                          list(observed[-1]), [action.program, list(action.args), action.ret]]
         if len(observed) == 1:
-            row += [program, list(args)]
-        node_of[key] = len(rows)
-        rows.append(row)
+            rows.append((-1, observed[0], (action.program, action.args, action.ret),
+                         program, args))
+        else:
+            rows.append((node_of[(program, args, observed[:-1])], observed[-1],
+                         (action.program, action.args, action.ret)))
+        node_of[key] = len(rows) - 1
     return node_of, rows
 
 

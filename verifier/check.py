@@ -19,7 +19,7 @@ from torch import Tensor
 from verifier.npi import NPI, Decider, Decision, pad_args
 from verifier.runtime import StateKey
 from verifier.tasks import Task
-from verifier.tasks.base import Action
+from verifier.tasks.base import Action, Args
 
 FRAGILE_MARGIN = 1e-3
 NOISE_MARGIN = 1e-5  # float32 rounding can flip a decision this close to a tie: not trusted
@@ -63,25 +63,36 @@ def check_model(
     levels: dict[int, list[StateKey]] = {}
     for key in states:
         levels.setdefault(len(key[2]), []).append(key)
-    memory: dict[StateKey, tuple[Tensor, Tensor]] = {}
+    c = model.config
+    zero = torch.zeros(c.layers, 1, c.d_hidden)
+    # The previous level's (h, c), one column per state, then a zero column (row -1) for
+    # the first step of a call: a step gathers its parents' columns in one indexing.
+    row_of: dict[StateKey, int] = {}
+    previous = (zero, zero)
+    padded: dict[Args, list[int]] = {}
     disagreements: list[Disagreement] = []
     margins: list[Tensor] = []
     fragile_keys: list[StateKey] = []
     for depth in sorted(levels):
         keys = levels[depth]
+        new_rows: dict[StateKey, int] = {}
+        hs: list[Tensor] = []
+        cs: list[Tensor] = []
         for start in range(0, len(keys), batch_size):
             chunk = keys[start : start + batch_size]
-            decided, margin, new_memory = _step(model, ids, decide, chunk, memory)
-            for key, action, m, mem in zip(chunk, decided, margin.tolist(), new_memory):
-                memory[key] = mem
+            rows = [row_of[(p, a, obs[:-1])] if len(obs) > 1 else -1 for p, a, obs in chunk]
+            decided, margin, (h, cell) = _step(model, ids, decide, chunk, previous, rows, padded)
+            for k, (key, action, m) in enumerate(zip(chunk, decided, margin.tolist())):
+                new_rows[key] = start + k
                 if action != states[key]:
                     disagreements.append(Disagreement(key, action, states[key]))
                 if m < FRAGILE_MARGIN:
                     fragile_keys.append(key)
             margins.append(margin)
-        for key in list(memory):  # parents of the next level only
-            if len(key[2]) < depth:
-                del memory[key]
+            hs.append(h)
+            cs.append(cell)
+        row_of = new_rows  # the parents of the next level only
+        previous = (torch.cat(hs + [zero], dim=1), torch.cat(cs + [zero], dim=1))
     double = _float64_copy(model) if fragile_keys else model
     flipped = sum(_float64_differs(double, decide, key, states[key]) for key in fragile_keys)
     every = torch.cat(margins) if margins else torch.zeros(0)
@@ -123,22 +134,23 @@ def _step(
     ids: dict[str, int],
     decide: Decider,
     keys: list[StateKey],
-    memory: dict[StateKey, tuple[Tensor, Tensor]],
-) -> tuple[list[Action], Tensor, list[tuple[Tensor, Tensor]]]:
-    c = model.config
-    zeros = torch.zeros(c.layers, c.d_hidden)
-    parents = [memory[(p, a, obs[:-1])] if len(obs) > 1 else None for p, a, obs in keys]
-    h0 = torch.stack([m[0] if m else zeros for m in parents], dim=1)  # (layers, batch, d_hidden)
-    c0 = torch.stack([m[1] if m else zeros for m in parents], dim=1)
+    previous: tuple[Tensor, Tensor],
+    rows: list[int],
+    padded: dict[Args, list[int]],
+) -> tuple[list[Action], Tensor, tuple[Tensor, Tensor]]:
+    """One LSTM step of each key from its parent's (h, c): column `rows[k]` of `previous`
+    (layers, columns, d_hidden). Returns the decisions, their margins and the new (h, c)."""
+    index = torch.tensor(rows)
+    h0, c0 = previous[0][:, index], previous[1][:, index]  # (layers, batch, d_hidden)
     programs = torch.tensor([ids[p] for p, _, _ in keys])
-    args = torch.tensor([pad_args(a) for _, a, _ in keys])
+    args = torch.tensor([padded.get(a) or padded.setdefault(a, pad_args(a)) for _, a, _ in keys])
     observations = torch.tensor([obs[-1] for _, _, obs in keys]).unsqueeze(1)
     end, program_logits, arg_logits, (h, cell) = model(programs, args, observations, (h0, c0))
     end, program_logits, arg_logits = end[:, 0], program_logits[:, 0], arg_logits[:, 0]
     actions, decision = decide(end, program_logits, arg_logits)
-    margin = _margins(end, program_logits, arg_logits, decide.arg_mask, decision, c.arities)
+    margin = _margins(end, program_logits, arg_logits, decide.arg_mask, decision, model.config.arities)
     margin = torch.nan_to_num(margin, nan=-1.0)  # non-finite logits decide nothing
-    return actions, margin, list(zip(h.unbind(1), cell.unbind(1)))
+    return actions, margin, (h, cell)
 
 
 def _margins(

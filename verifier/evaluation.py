@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from verifier.npi import NPIPolicy
-from verifier.runtime import Execution, Limits, execute, run_reference
+from verifier.runtime import Execution, Limits, execute, reference_execution
 from verifier.tasks import Task
 
 STEP_FACTOR = 4  # a model may take 4x the reference program's steps ...
@@ -18,7 +18,7 @@ DEPTH_SLACK = 8
 
 def model_limits(task: Task, formulation: str, value: Any) -> Limits:
     """Limits derived from the reference program's cost on the same input (design §3)."""
-    return limits_after(run_reference(task, formulation, value, record=False))
+    return limits_after(reference_execution(task, formulation, value))
 
 
 def limits_after(reference: Execution) -> Limits:

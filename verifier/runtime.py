@@ -330,3 +330,88 @@ def call_local_steps(
         for step in call:
             observations += (step.observation,)
             yield (step.program, step.args, observations), step
+
+
+def reference_call_local_steps(
+    task: Task, formulation: str, value: Any, max_steps: int | None = None
+) -> tuple[Execution, list[tuple[StateKey, Action]]]:
+    """The reference program on one input, unlimited, and each of its steps' call-local state
+    and action in the order of `call_local_steps(run_reference(...).steps)` (calls in the order
+    they end), without building a trace first: the same interpreter loop for one input and the
+    reference policy, with no queries, steps or batch structures. The execution keeps no steps.
+
+    A routine that misbehaves (raises, ends without returning, yields a non-action or an
+    illegal call) is run again through `run_reference`, which raises what it always raised.
+    With `max_steps`, a run that has not halted after that many steps stops unhalted."""
+    return _lean_reference(task, formulation, value, True, max_steps)
+
+
+def reference_execution(task: Task, formulation: str, value: Any) -> Execution:
+    """`run_reference(task, formulation, value, record=False)` (the run that sets a model's
+    limits: its step count, call depth and final environment) through the same lean loop."""
+    return _lean_reference(task, formulation, value, False)[0]
+
+
+def _lean_reference(
+    task: Task, formulation: str, value: Any, keep: bool, max_steps: int | None = None
+) -> tuple[Execution, list[tuple[StateKey, Action]]]:
+    """The reference program on one input without the generic interpreter's structures; with
+    `keep`, each step's call-local state and action, in the order calls end."""
+    routines = task.routines(formulation)
+    env = task.initial_env(value)
+    observe, apply = task.observe, task.apply
+    legal: dict[tuple[str, Args], Program] = {}
+    found: list[tuple[StateKey, Action]] = []
+    # a frame: [program, args, routine, observations so far, its (state, action)s, return after call]
+    stack: list[list[Any]] = [[task.entry, (), None, (), [], False]]
+    steps, depth = 0, 1
+    limit = -1 if max_steps is None else max_steps
+    try:
+        while stack:
+            if steps == limit:
+                return Execution(value, env, False, STEP_LIMIT, steps, depth), found
+            frame = stack[-1]
+            observation = observe(env)
+            routine = frame[2]
+            if routine is None:
+                routine = frame[2] = routines[frame[0]](frame[1], observation)
+                action = next(routine)
+            else:
+                action = routine.send(observation)
+            if not isinstance(action, Action):
+                raise ReferenceBug("not an action")
+            if keep:
+                observed = frame[3] = frame[3] + (observation,)
+                frame[4].append(((frame[0], frame[1], observed), action))
+            steps += 1
+            program = legal.get((action.program, action.args)) or _legal(task, action, legal)
+            if program.primitive:
+                if program.name != NOP:
+                    apply(env, program.name, action.args)
+                if action.ret:
+                    found += stack.pop()[4]
+                    while stack and stack[-1][5]:
+                        found += stack.pop()[4]
+            else:
+                frame[5] = action.ret
+                stack.append([program.name, action.args, None, (), [], False])
+                depth = max(depth, len(stack))
+    except VerifierError as error:
+        if not isinstance(error, (ReferenceBug, PolicyError)):
+            raise  # ours (a --timeout budget running out): pass it on
+        return _reference_again(task, formulation, value, keep)
+    except Exception:
+        return _reference_again(task, formulation, value, keep)
+    return Execution(value, env, True, None, steps, depth), found
+
+
+def _reference_again(
+    task: Task, formulation: str, value: Any, keep: bool
+) -> tuple[Execution, list[tuple[StateKey, Action]]]:
+    """`_lean_reference` through the generic interpreter (it raises the error)."""
+    run = run_reference(task, formulation, value, record=keep)
+    if not keep:
+        return run, []
+    steps = [(key, step.action) for key, step in call_local_steps(run.steps)]
+    run.steps = []
+    return run, steps

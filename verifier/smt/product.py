@@ -162,8 +162,9 @@ class ProductDomain:
 
     def post(self, state: Abstract, program: str, args: Args) -> frozenset[Abstract]:
         key = (state, program, args)
-        if key not in self._posts:
+        found = self._posts.get(key)
+        if found is None:
             k = self.semantics.route(program, args)
             local = self.domains[k].post(self._project(state, k), program, args)
-            self._posts[key] = frozenset(self._replace(state, k, after) for after in local)
-        return self._posts[key]
+            found = self._posts[key] = frozenset(self._replace(state, k, after) for after in local)
+        return found

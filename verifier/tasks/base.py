@@ -93,8 +93,21 @@ RETURN = Action(NOP, (), True)
 
 
 def call(program: str, *args: int, ret: bool = False) -> Action:
-    """The action that runs `program(*args)`, then returns from this call if `ret`."""
-    return Action(program, tuple(args), ret)
+    """The action that runs `program(*args)`, then returns from this call if `ret`.
+
+    Actions are immutable values, and a task has few distinct ones: each is made once and
+    handed out again (making a frozen dataclass was a third of a reference run's time)."""
+    key = (program, args, ret)
+    action = _CALLS.get(key)
+    if action is None:
+        if len(_CALLS) >= _MAX_CALLS:
+            _CALLS.clear()
+        action = _CALLS[key] = Action(program, tuple(args), ret)
+    return action
+
+
+_CALLS: dict[tuple[str, tuple[int, ...], bool], Action] = {}
+_MAX_CALLS = 100_000  # distinct actions kept (a task has programs x argument values of them)
 
 
 Routine = Callable[[Args, Observation], Generator[Action, Observation, None]]

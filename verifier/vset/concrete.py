@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.errors import PluginError, ReferenceBug
-from verifier.runtime import Limits, StateKey, call_local_steps, run_reference
+from verifier.runtime import StateKey, reference_call_local_steps
 from verifier.tasks.base import RECURSIVE, Action, Task
 from verifier.tasks.registry import task_label
 
@@ -34,29 +34,30 @@ class ConcreteStates:
 
     def add_run(self, task: Task, formulation: str, value: Any) -> frozenset[StateKey]:
         keys = set()
-        run = run_reference(task, formulation, value, limits=Limits(max_steps=SMALL_INPUT_STEPS))
+        run, steps = reference_call_local_steps(task, formulation, value, SMALL_INPUT_STEPS)
         if not run.halted:  # the search's inputs are small: a reference this long loops
             raise ReferenceBug(f"{task_label(task, formulation)}: the reference program does not "
                                f"halt within {SMALL_INPUT_STEPS:,} steps on the small input "
                                f"{task.input_to_json(value)}")
         self.non_halting += not run.halted
         self.wrong += run.halted and not task.check(value, task.output(run.env))
-        for key, step in call_local_steps(run.steps):
+        for key, action in steps:
             keys.add(key)
-            if key not in self.actions and (problem := task.observation_problem(step.observation)):
-                raise PluginError(f"{task_label(task)}: {problem} (input "
-                                  f"{task.input_to_json(value)})")
-            if key not in self.actions:
-                self.actions[key] = step.action
+            known = self.actions.get(key)
+            if known is None:
+                if problem := task.observation_problem(key[2][-1]):
+                    raise PluginError(f"{task_label(task)}: {problem} (input "
+                                      f"{task.input_to_json(value)})")
+                self.actions[key] = action
                 self.witness[key] = value
-            elif self.actions[key] != step.action:  # not a function of the call-local state
+            elif known != action:  # not a function of the call-local state
                 raise ReferenceBug(
                     f"{task_label(task, formulation)}: the reference "
                     f"program reads more than its call's arguments and observations: after "
                     f"{key[0]}{list(key[1])} observed {list(key[2])} it does "
                     f"{task.format_action(self.actions[key])} on input "
                     f"{task.input_to_json(self.witness[key])} but "
-                    f"{task.format_action(step.action)} on input {task.input_to_json(value)}"
+                    f"{task.format_action(action)} on input {task.input_to_json(value)}"
                 )
         self.inputs_run += 1
         return frozenset(keys)

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.runtime import StateKey, run_reference
+from verifier.runtime import StateKey, reference_execution
 from verifier.tasks.base import Action, Task
 from verifier.traces import greedy_cover_sets
 from verifier.vset.concrete import ConcreteStates
@@ -98,7 +98,7 @@ class VerificationSet:
             large = [self.task.sample_input(rng, size) for _ in range(LARGE_TEST_INPUTS)]
             found = LargeReferenceRuns(len(large), size)
             for value in large:
-                run = run_reference(self.task, self.formulation, value, record=False)
+                run = reference_execution(self.task, self.formulation, value)
                 found.non_halting += not run.halted
                 found.wrong += run.halted and not self.task.check(value, self.task.output(run.env))
             self._large = found
