@@ -55,6 +55,7 @@ TERMINATION = "termination"
 CORRECTNESS = "reference-correctness"
 PROVED, REFUTED, UNKNOWN = "proved", "refuted", "unknown"
 QUERY_TIMEOUT_MS = 30_000
+GROUND_TIMEOUT_MS = 2_000  # the quantifier-free attempt: where it fails, the quantified query
 ARGUMENT = (
     "every call that returns satisfies its postcondition (induction on returns; lemmas pre and "
     "post); along a chain of nested recursive calls the ranking values strictly decrease and "
@@ -396,7 +397,7 @@ class _Prover:
         extra = [] if condition is None else [condition]
         answer = None
         if grounded is not None:  # quantifier-free first (see verifier.smt.instantiate)
-            answer, solver = _check(grounded[0] + extra, grounded[1])
+            answer, solver = _check(grounded[0] + extra, grounded[1], GROUND_TIMEOUT_MS)
             if answer == z3.unsat:
                 facts, goal = grounded[0], grounded[1]
         facts = facts + extra
@@ -416,16 +417,18 @@ class _Prover:
         return status == PROVED
 
 
-def _check(facts: list[z3.BoolRef], goal: z3.BoolRef) -> tuple[z3.CheckSatResult, z3.Solver]:
-    solver = _solver()
+def _check(
+    facts: list[z3.BoolRef], goal: z3.BoolRef, timeout_ms: int = QUERY_TIMEOUT_MS
+) -> tuple[z3.CheckSatResult, z3.Solver]:
+    solver = _solver(timeout_ms)
     solver.add(*facts)
     solver.add(z3.Not(goal))
     return solver.check(), solver
 
 
-def _solver() -> z3.Solver:
+def _solver(timeout_ms: int = QUERY_TIMEOUT_MS) -> z3.Solver:
     solver = z3.Solver()
-    solver.set("timeout", QUERY_TIMEOUT_MS)
+    solver.set("timeout", timeout_ms)
     return solver
 
 

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 
 import z3
 
-MAX_INSTANCES = 20_000  # per query; beyond this the caller keeps the quantified form
+MAX_INSTANCES = 1_000  # per query; beyond this the caller keeps the quantified form (a larger
+# ground query is often harder for the solver than the quantified one)
 
 
 def ground(facts: list[z3.BoolRef], goal: z3.BoolRef) -> tuple[list[z3.BoolRef], z3.BoolRef] | None:
