@@ -12,7 +12,7 @@ from verifier.smt import semantics_for
 from verifier.smt.contracts import Contract
 from verifier.tasks import get_task
 from verifier.tasks.base import RECURSIVE, RETURN, Args, Observation, call
-from verifier.tasks.quicksort.task import J, LE, MOVABLE, PIVOT, RIGHT
+from verifier.tasks.quicksort.task import LE, MOVABLE, PIVOT, RIGHT, J
 from verifier.vset.build import build_vset
 from verifier.vset.result import VerificationSet
 

@@ -181,10 +181,10 @@ class QuickSortSemantics(Semantics):
         """The recursive program's contracts (module functions below). QUICKSORT sorts its
         frame's cells A[lo..hi] (lo, hi = the top frame, mirrored in p_lo, p_hi), leaves every
         other cell alone, pops exactly its own frame and leaves the frames below it as they
-        were; it needs and keeps `blocked(A, lo, hi)`: every cell left of lo is <= every cell
-        of the frame and every cell right of hi is >= it. That relative fact is what carries
-        the values across a recursive call: a sorted left part stays <= the pivot because the
-        call that sorted it kept it blocked below the pivot's cell. PARTITION is Lomuto's:
+        were; it needs and keeps `blocked(A, lo, hi)`: A[lo-1] <= every cell of the frame <=
+        A[hi+1] (where those neighbours exist). That relative fact is what carries the values
+        across a recursive call: a sorted left part stays <= the pivot because the call that
+        sorted it kept it bounded by its neighbour, the pivot's cell. PARTITION is Lomuto's:
         pivot index in [lo, hi], A[lo..pivot-1] <= A[pivot] < A[pivot+1..hi], cells outside
         [lo, hi] unchanged, blocked kept. COMPSWAP_LOOP keeps Lomuto's loop invariant
         A[lo..pivot-1] <= A[hi] < A[pivot..j-1]. Ranking functions: hi - lo (QUICKSORT), hi - j
@@ -338,17 +338,17 @@ _CONTRACTS = {
         pre=_frame,
         post=_quicksort_post,
         rank=lambda e: e["phi"] - e["plo"],
-        text="pre: sp >= 1, (p_lo, p_hi) = the top frame (lo, hi), 1 <= lo, hi <= n, A[1..lo-1] <= "
-             "A[lo..hi] <= A[hi+1..n]; post: the frame popped, the frames below and p_lo, p_hi "
+        text="pre: sp >= 1, (p_lo, p_hi) = the top frame (lo, hi), 1 <= lo, hi <= n, A[lo-1] <= "
+             "A[lo..hi] <= A[hi+1]; post: the frame popped, the frames below and p_lo, p_hi "
              "= the new top as they were, A[lo..hi] sorted, cells outside unchanged, still "
-             "A[1..lo-1] <= A[lo..hi] <= A[hi+1..n]; rank hi - lo",
+             "A[lo-1] <= A[lo..hi] <= A[hi+1]; rank hi - lo",
     ),
     "PARTITION": Contract(
         pre=lambda e: z3.And(_bounds(e), e["plo"] < e["phi"], blocked(e["A"], e["n"], e["plo"], e["phi"])),
         post=_partition_post,
-        text="pre: 1 <= lo < hi <= n, A[1..lo-1] <= A[lo..hi] <= A[hi+1..n]; post: lo <= pivot <= hi "
+        text="pre: 1 <= lo < hi <= n, A[lo-1] <= A[lo..hi] <= A[hi+1]; post: lo <= pivot <= hi "
              "(not null), A[lo..pivot-1] <= A[pivot] < A[pivot+1..hi], cells outside [lo, hi] "
-             "unchanged, still A[1..lo-1] <= A[lo..hi] <= A[hi+1..n]",
+             "unchanged, still A[lo-1] <= A[lo..hi] <= A[hi+1]",
     ),
     "COMPSWAP_LOOP": Contract(
         pre=lambda e: z3.And(_scanning(e), _lomuto(e, e["piv"], e["j"]),
@@ -356,9 +356,9 @@ _CONTRACTS = {
         post=_loop_post,
         rank=lambda e: e["phi"] - e["j"],
         text="pre: 1 <= lo <= pivot <= j <= hi <= n (neither null), A[lo..pivot-1] <= A[hi] < "
-             "A[pivot..j-1], A[1..lo-1] <= A[lo..hi] <= A[hi+1..n]; post: j = hi, lo <= pivot <= "
+             "A[pivot..j-1], A[lo-1] <= A[lo..hi] <= A[hi+1]; post: j = hi, lo <= pivot <= "
              "hi, A[lo..pivot-1] <= A[hi] < A[pivot..hi-1], cells outside [lo, hi] unchanged, "
-             "A[1..lo-1] <= A[lo..hi] <= A[hi+1..n]; rank hi - j",
+             "A[lo-1] <= A[lo..hi] <= A[hi+1]; rank hi - j",
     ),
     "COMPSWAP": Contract(
         pre=lambda e: z3.And(_scanning(e), e["j"] < e["phi"]),
