@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import z3
 
 from verifier.smt import Semantics, SymEnv, bit
-from verifier.tasks.base import Args
+from verifier.smt.contracts import Contract
+from verifier.tasks.base import RECURSIVE, Args
 
 if TYPE_CHECKING:
     from verifier.tasks.hanoi.task import Hanoi, Towers
@@ -53,3 +54,23 @@ class HanoiSemantics(Semantics):
 
     def encode(self, env: Towers) -> SymEnv:  # a concrete environment, for the cross-check
         return {"k": z3.IntVal(env.k)}
+
+    def contract(self, formulation: str, program: str, args: Args) -> Contract | None:
+        """HANOI (recursive) restores the disk counter and recurses on k - 1 disks: rank k.
+
+        The symbolic environment is k alone, so this is also the strongest specification it
+        can state: a call returns with the k it was entered with. That says nothing about the
+        pegs (where the disks end up, whether every move was legal), which is what `check`
+        judges; so no `specification()` is declared and reference correctness stays tested
+        by `check` rather than being called proved from a fact about k. Termination is
+        proved: both recursive calls enter with k - 1 >= 0 < k."""
+        if formulation != RECURSIVE or program != "HANOI":
+            return None
+        return _HANOI
+
+
+_HANOI = Contract(
+    post=lambda entry, exit: exit["k"] == entry["k"],
+    rank=lambda env: env["k"],
+    text="post: k as at entry; rank k (the disks left to move)",
+)
