@@ -277,8 +277,9 @@ def test_lemma_recorded_as_refuted_is_refused(certified: Path, tmp_path: Path) -
 def test_lemma_cvc5_does_not_prove_is_refused(certified: Path, tmp_path: Path) -> None:
     def weaken(bundle: dict[str, Any]) -> None:  # drop every assertion but the last (not goal)
         lemma = bundle["lemmas"][_lemma_index(bundle, "rank")]
-        head, _, _ = lemma["smt2"].partition("(assert")
-        lemma["smt2"] = head + "(assert" + lemma["smt2"].rsplit("(assert", 1)[1]
+        script = lemma["smt2"][0]
+        head, _, _ = script.partition("(assert")
+        lemma["smt2"][0] = head + "(assert" + script.rsplit("(assert", 1)[1]
 
     assert "cvc5 answers sat to the termination lemma recorded as proved" in refusal(
         tamper(certified, tmp_path, weaken))
@@ -286,10 +287,17 @@ def test_lemma_cvc5_does_not_prove_is_refused(certified: Path, tmp_path: Path) -
 
 def test_a_lemma_that_is_not_one_script_is_refused(certified: Path, tmp_path: Path) -> None:
     def scoped(bundle: dict[str, Any]) -> None:
-        bundle["lemmas"][0]["smt2"] = "(push 1)\n" + bundle["lemmas"][0]["smt2"]
+        bundle["lemmas"][0]["smt2"][0] = "(push 1)\n" + bundle["lemmas"][0]["smt2"][0]
 
     assert refusal(tamper(certified, tmp_path, scoped)) == (
         "a lemma's query is not one script ending in (check-sat)")
+
+
+def test_a_proved_lemma_without_queries_is_refused(certified: Path, tmp_path: Path) -> None:
+    def empty(bundle: dict[str, Any]) -> None:
+        bundle["lemmas"][_lemma_index(bundle, "post")]["smt2"] = []
+
+    assert "the lemma recorded as proved has no query" in refusal(tamper(certified, tmp_path, empty))
 
 
 def test_unproved_claims_need_no_lemmas(certified: Path, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def test_hanoi_terminates_for_every_number_of_disks() -> None:
     found = _induction()
     assert found.proved(TERMINATION), _not_proved(found)
     assert found.recursive_sites == 2
-    assert {lemma.kind for lemma in found.of(TERMINATION)} == {"rank", "post"}
+    assert {lemma.kind for lemma in found.of(TERMINATION)} == {"rank", "post", "pre", "entry"}
     # the pegs are not in the symbolic environment: correctness stays tested, and says why
     assert not found.proved(CORRECTNESS)
     assert _not_proved(found) == [("specification", UNKNOWN)]

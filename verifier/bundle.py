@@ -32,7 +32,8 @@ Its fields (format `npi-verify-bundle/1`):
   rank, post, entry, specification, permutation, ranking), `name`, `site` (for a path lemma:
   `[program, args, actions]`, the routine and the action sequence `[program, args, return]`
   that ends at the call or the return it is about), `status` (proved, refuted, unknown) and
-  `smt2`, its query as a whole SMT-LIB2 script whose answer `unsat` proves it.
+  `smt2`, its queries, one per conjunct of its goal, each a whole SMT-LIB2 script: `unsat`
+  to every one proves it.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def _lemma(lemma: Lemma) -> dict[str, Any]:
         lemma.routine[0], list(lemma.routine[1]),
         [[a.program, list(a.args), a.ret] for a in lemma.actions]]
     return {"obligation": lemma.obligation, "kind": lemma.kind, "name": lemma.name,
-            "site": site, "status": lemma.status, "smt2": lemma.smt2}
+            "site": site, "status": lemma.status, "smt2": list(lemma.smt2)}
 
 
 def _solver_record(

@@ -78,7 +78,7 @@ class Lemma:
     name: str
     status: str
     detail: str
-    smt2: str
+    smt2: tuple[str, ...]  # one query per conjunct of the goal; `unsat` for each proves it
     routine: Routine | None = None  # the routine and action sequence of a path lemma
     actions: tuple[Action, ...] = ()
 
@@ -384,37 +384,54 @@ class _Prover:
     # --- solving ------------------------------------------------------------------------------
 
     def _note(self, obligation: str, kind: str, name: str, status: str, detail: str) -> None:
-        self.lemmas.append(Lemma(obligation, kind, name, status, detail, ""))
+        self.lemmas.append(Lemma(obligation, kind, name, status, detail, ()))
 
     def _solve(self, obligation: str, kind: str, name: str, facts: list[z3.BoolRef],
                goal: z3.BoolRef, entry: SymEnv, final: bool = True,
                site: tuple[Routine, tuple[Action, ...]] | None = None,
                condition: z3.BoolRef | None = None) -> bool:
-        """Record the lemma `facts and condition -> goal` with the solver's answer; whether it
-        is proved. With `final` false, record it only if it is proved (a first, cheaper
-        attempt). `condition` is a path condition: quantifier-free, left out of instantiation."""
-        grounded = ground(facts, goal)
+        """Record the lemma `facts and condition -> goal` with the solver's answers; whether it
+        is proved. The goal's conjuncts are proved one query each (smaller queries, which the
+        re-checker's cvc5 also decides), each first quantifier-free. With `final` false, record
+        it only if it is proved (a first, cheaper attempt). `condition` is a path condition:
+        quantifier-free, left out of instantiation."""
         extra = [] if condition is None else [condition]
-        answer = None
-        if grounded is not None:  # quantifier-free first (see verifier.smt.instantiate)
+        scripts, status, detail = [], PROVED, ""
+        for part in _conjuncts(goal):
+            answer, solver, used = self._prove_part(facts, part, extra)
+            if answer != z3.unsat and not final:
+                return False
+            scripts.append(_benchmark(*used))
+            if answer == z3.sat and status == PROVED:
+                status = REFUTED
+                detail = "counter-model: " + _describe_model(solver.model(), entry)
+            elif answer != z3.unsat and status == PROVED:
+                status = UNKNOWN
+                detail = f"the solver answered unknown ({solver.reason_unknown()})"
+        routine, actions = site if site is not None else (None, ())
+        self.lemmas.append(Lemma(obligation, kind, name, status, detail, tuple(scripts), routine,
+                                 actions))
+        return status == PROVED
+
+    def _prove_part(
+        self, facts: list[z3.BoolRef], goal: z3.BoolRef, extra: list[z3.BoolRef]
+    ) -> tuple[z3.CheckSatResult, z3.Solver, tuple[list[z3.BoolRef], z3.BoolRef]]:
+        """One conjunct: quantifier-free first (see verifier.smt.instantiate), else as written;
+        the answer, the solver, and the query answered."""
+        grounded = ground(facts, goal)
+        if grounded is not None:
             answer, solver = _check(grounded[0] + extra, grounded[1], GROUND_TIMEOUT_MS)
             if answer == z3.unsat:
-                facts, goal = grounded[0], grounded[1]
-        facts = facts + extra
-        if answer != z3.unsat:
-            answer, solver = _check(facts, goal)
-        if answer != z3.unsat and not final:
-            return False
-        if answer == z3.unsat:
-            status, detail = PROVED, ""
-        elif answer == z3.sat:
-            status, detail = REFUTED, "counter-model: " + _describe_model(solver.model(), entry)
-        else:
-            status, detail = UNKNOWN, f"the solver answered unknown ({solver.reason_unknown()})"
-        smt2 = _benchmark(facts, goal)
-        routine, actions = site if site is not None else (None, ())
-        self.lemmas.append(Lemma(obligation, kind, name, status, detail, smt2, routine, actions))
-        return status == PROVED
+                return answer, solver, (grounded[0] + extra, grounded[1])
+        answer, solver = _check(facts + extra, goal)
+        return answer, solver, (facts + extra, goal)
+
+
+def _conjuncts(goal: z3.BoolRef) -> list[z3.BoolRef]:
+    """The goal's conjuncts, nested conjunctions flattened (the goal itself if it is none)."""
+    if not z3.is_and(goal):
+        return [goal]
+    return [part for child in goal.children() for part in _conjuncts(child)] or [goal]
 
 
 def _check(
