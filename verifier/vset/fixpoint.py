@@ -42,42 +42,87 @@ def domain_for(semantics: smt.Semantics) -> Domain:
 
 Context = tuple[str, Args, Abstract]  # (program, args, abstract state at entry)
 Point = tuple[tuple[Observation, ...], Abstract]  # a call's observations so far, its state now
+# A caller's point waiting for a callee's exits: its context, observations, whether the call
+# returns, and its state at the call.
+ReturnSite = tuple[Context, tuple[Observation, ...], bool, Abstract]
 
 
 @dataclass
-class _Call:
+class Call:
     """One explored context: the points reached in it, its exit states, and the points of
-    its callers waiting for those exits."""
+    its callers waiting for those exits. A state is the abstraction, followed by the values
+    of the semantics' relations between the call's entry and now where it declares any."""
 
     seen: set[Point] = field(default_factory=set)
     exits: set[Abstract] = field(default_factory=set)
-    return_sites: list[tuple[Context, tuple[Observation, ...], bool]] = field(default_factory=list)
+    return_sites: list[ReturnSite] = field(default_factory=list)
+    keeps: bool = True  # every primitive it ran, and every call it made, keeps the relations
 
 
 def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) -> AbstractStates:
+    """The over-approximation of V: the reference actions of every call-local state of the
+    abstract fixed point (`explore`)."""
+    started = time.perf_counter()
+    actions, calls = explore(task, domain, formulation)
+    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
+
+
+def explore(
+    task: Task, domain: Domain, formulation: str = RECURSIVE
+) -> tuple[dict[StateKey, Action], dict[Context, Call]]:
     """Least fixed point of call exploration with function summaries (design §5.2).
 
     A worklist of (context, observations, abstract state) items: the reference action depends
     only on the observations, and what follows only on the state now, so two histories that
     agree on both are explored once. A call to a subprogram records a return site with the
-    callee; when the callee's exit set grows, only the new exits go to its return sites."""
-    started = time.perf_counter()
+    callee; when the callee's exit set grows, only the new exits go to its return sites.
+
+    A summary relates a call's exits to its entry through the domain: `enter` gives a call's
+    first points, and `ret` the caller's points after each exit, given the caller's entry and
+    its point at the call (where the semantics declares relations, an exit that no
+    environment fitting all three can reach is dropped there). A call that has so far run only
+    primitives that keep every relation's value (`keeps_relations`), and made only such calls,
+    hands its exits back with the caller's relation values unchanged, without asking Z3; once
+    it runs one that does not, it hands every exit back again through `ret`, and so does
+    every call waiting for it. Returns the reference actions and the explored calls."""
     routines = task.routines(formulation)
     size = domain.semantics.observation_size
     primitive = {p.name for p in task.programs if p.primitive}
     actions: dict[StateKey, Action] = {}
-    calls: dict[Context, _Call] = {}
+    calls: dict[Context, Call] = {}
     # Last in, first out: a call that loops reaches MAX_CALL_STEPS without first exploring
     # every shorter history (the fixed point does not depend on the order).
     work: list[tuple[Context, tuple[Observation, ...], Abstract]] = []
     exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
 
-    def open_call(context: Context) -> _Call:
+    width = domain.width
+
+    def open_call(context: Context) -> Call:
         if context not in calls:
-            calls[context] = _Call()
+            calls[context] = Call()
             entry = context[2]
-            work.append((context, (entry[:size],), entry))
+            work.extend((context, (entry[:size],), first) for first in sorted(domain.enter(entry)))
         return calls[context]
+
+    def returned(callee: Call, site: ReturnSite, reached: Iterable[Abstract]) -> None:
+        context, observed, ret, at = site
+        after = set()
+        for exit in sorted(reached):
+            if callee.keeps:  # the caller's relations hold as they did at the call
+                after.add(exit[:width] + at[width:])
+            else:
+                after |= domain.ret(context[2], at, exit)
+        continue_with(context, observed, ret, after)
+
+    def lose_keeps(call: Call) -> None:
+        pending = [call]
+        while pending:
+            call = pending.pop()
+            if call.keeps:
+                call.keeps = False
+                for site in call.return_sites:
+                    returned(call, site, call.exits)
+                    pending.append(calls[site[0]])
 
     def continue_with(
         context: Context, observed: tuple[Observation, ...], ret: bool, after: Iterable[Abstract]
@@ -96,8 +141,8 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
             new = reached - call.exits
             if new:
                 call.exits |= new
-                for site, observed, ret in call.return_sites:
-                    continue_with(site, observed, ret, new)
+                for site in call.return_sites:
+                    returned(call, site, new)
             continue
         context, observed, current = work.pop()
         seen = calls[context].seen
@@ -123,13 +168,21 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
                 raise ReferenceBug(f"{task_label(task, formulation)}: "
                                    f"{error}") from None
         if action.program in primitive:
-            after = (current,) if action.program == NOP else domain.post(current, action.program, action.args)
+            if action.program == NOP:
+                after: Iterable[Abstract] = (current,)
+            else:
+                after = domain.post(current, action.program, action.args)
+                if not domain.keeps_relations(action.program, action.args):
+                    lose_keeps(calls[context])
             continue_with(context, observed, action.ret, after)
         else:
-            callee = open_call((action.program, action.args, current))
-            callee.return_sites.append((context, observed, action.ret))
-            continue_with(context, observed, action.ret, callee.exits)
-    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
+            callee = open_call((action.program, action.args, current[:width]))
+            site = (context, observed, action.ret, current)
+            callee.return_sites.append(site)
+            returned(callee, site, callee.exits)
+            if not callee.keeps:
+                lose_keeps(calls[context])
+    return actions, calls
 
 
 def _describe(

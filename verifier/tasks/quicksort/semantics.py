@@ -7,7 +7,7 @@ from typing import Any
 import z3
 
 from verifier.smt import (
-    Predicate, Semantics, StackView, SymEnv, Universal, Vocabulary, array_of, bit,
+    Predicate, Relation, Semantics, StackView, SymEnv, Universal, Vocabulary, array_of, bit,
     distinct,
 )  # fmt: skip
 from verifier.tasks.base import Args, Task
@@ -141,7 +141,26 @@ class QuickSortSemantics(Semantics):
             Predicate("pivot==lo", lambda env: bit(env["piv"] == env["plo"])),
             Predicate("1<=lo and hi<=n", lambda env: bit(z3.And(1 <= env["plo"], env["phi"] <= env["n"]))),
             Predicate("every frame's lo >= 1 and hi <= n", in_range),
+            Predicate("second frame lo<hi", lambda env: bit(z3.And(
+                env["sp"] >= 2, env["LO"][env["sp"] - 1] < env["HI"][env["sp"] - 1]))),
         )
+
+    def relations(self) -> tuple[Relation, ...]:
+        """A call consumes its top frame and leaves the frames below it as they were (the
+        frame rule): depth one below, at, or one above the entry's, and every frame below
+        the entry's top unchanged."""
+
+        def below_kept(entry: SymEnv, env: SymEnv) -> Universal:
+            def body(k: Any) -> z3.BoolRef:
+                kept = z3.And(env["LO"][k] == entry["LO"][k], env["HI"][k] == entry["HI"][k])
+                return z3.Implies(z3.And(k >= 1, k < entry["sp"]), kept)
+
+            return Universal(("index",), body)
+
+        return tuple(
+            Relation(f"depth==entry{d:+d}", lambda entry, env, d=d: bit(env["sp"] == entry["sp"] + d))
+            for d in (-1, 0, 1)
+        ) + (Relation("frames below the entry's top kept", below_kept),)
 
     def vocabulary(self, env: SymEnv) -> Vocabulary:
         """The stack of (lo, hi) frames and the null flags of pivot and j. The pointers and
