@@ -28,6 +28,15 @@ Its fields (format `npi-verify-bundle/1`):
   per post: the template with the state fixed and every found state blocked is `unsat`, and
   with each found state fixed is `sat`. `termination` and `reference-correctness` are empty
   lists: those obligations have no solver queries yet.
+
+Where the semantics declares relations (`verifier.smt.Relation`: a call's exit related to its
+entry), a point is the abstraction followed by their values and a call's entry state is the
+abstraction alone; `abstraction` adds `relations` (how many) and `linked` (the components a
+return query asks about, `AbstractDomain.linked`), and the bundle adds `enters`
+(`[entry, relation values]`: a call's first points, template kind "enter"), `returns`
+(`[linked entry + linked site point + linked exit point, relation values]`, kind "return")
+and `keeps` (`[program, args]`: primitives proved to keep every relation, kind "keeps", whose
+query is `unsat`); posts from a point with relation values use kind "relational post".
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ It imports nothing from npi-verify: only the standard library, numpy, safetensor
    weights digest (recomputed from the safetensors bytes) against both;
 2. that the abstract fixed point is closed: every initial state opens the entry call, and in
    every call each point's successors (the recorded abstract post of its primitive, or the
-   exit summary of the call it makes) are points of the call, or exits where it returns; every
+   exit summary of the call it makes, through the recorded relation compositions where the
+   semantics declares relations) are points of the call, or exits where it returns; every
    call's summary is exactly what its returning points produce;
 3. that V is the projection of the fixed point (every point's observations are a node of V,
    every node is some point's) with one recorded reference label per node;
@@ -297,23 +298,15 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
 
 def keeping_calls(b: Bundle, contexts: dict) -> dict[tuple, bool]:
     """The calls that run only primitives keeping the relations and call only such calls."""
-    keeps = {key: True for key in contexts}
-    changed = True
+    keeps, changed = dict.fromkeys(contexts, True), True
     while changed:
         changed = False
         for key, (seen, _) in contexts.items():
-            if not keeps[key]:
-                continue
-            for node, state in seen:
-                program, args, _ = b.nodes[node][2]
-                args = tuple(args)
-                if b.programs[program][0]:
-                    ok = program == b.nop or (program, args) in b.keeps
-                else:
-                    ok = keeps.get((program, args, state[: b.width]), True)
-                if not ok:
-                    keeps[key], changed = False, True
-                    break
+            labels = [(b.nodes[n][2][0], tuple(b.nodes[n][2][1]), s[: b.width]) for n, s in seen]
+            if keeps[key] and not all(
+                    p == b.nop or (p, a) in b.keeps if b.programs[p][0] else keeps.get((p, a, s), True)
+                    for p, a, s in labels):
+                keeps[key], changed = False, True
     return keeps
 
 
