@@ -24,14 +24,16 @@ class QuickSortSemantics(Semantics):
     """Declared predicates (hints): p_lo, p_hi equal the top frame; pivot == j; the Lomuto
     invariant at the pivot (pivot == j or A[pivot] > A[hi]); p_lo <= pivot <= j <= p_hi, and
     its form between COMPSWAP's pivot move and the loop's j move (p_lo <= pivot <= j+1,
-    j < p_hi); pivot == p_lo; 1 <= p_lo and p_hi <= n; and, universally over the stack, every
-    frame's bounds lie in 1..n (so the frame a POP uncovers is in range too). The stack depth
-    and the null flags are discovered from the vocabulary (predicates.json).
+    j < p_hi); pivot == p_lo; 1 <= p_lo and p_hi <= n; universally over the stack, every
+    frame's bounds lie in 1..n (so the frame a POP uncovers is in range too); and the second
+    frame's lo < hi. The stack depth and the null flags are discovered from the vocabulary
+    (predicates.json).
 
-    V still over-approximates (unreachable states, all in QUICKSORT): a call's summary maps
-    its entry state to its exit states without relating them, so after the first recursive
-    call returns nothing says that the frame it uncovers is the one pushed before it (its
-    lo < hi bit, and that the stack is not empty)."""
+    Relations (`relations`) make V exact: a call consumes its top frame and keeps the ones
+    below, so when the first recursive call returns, the frame it uncovers is the one pushed
+    before it (its lo < hi bit is the caller's second-frame bit, and the stack is not empty).
+    With summaries that relate only entry states to exit states, V had 7 unwitnessed
+    QUICKSORT states after that return."""
 
     def __init__(self, task: Task) -> None:
         self.task = task
