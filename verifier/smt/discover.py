@@ -297,6 +297,9 @@ class _Recorder:
         return self.domain.keeps_relations(program, args)
 
     def ret(self, entry: Abstract, site: Abstract, exit: Abstract) -> frozenset[Abstract]:
+        self.posts += 1  # a return composition counts like a post against the budget
+        if self.budget is not None and self.posts > self.budget:
+            raise _TooLarge
         after = self.domain.ret(entry, site, exit)
         self.reached |= after
         return after
