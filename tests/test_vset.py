@@ -97,18 +97,19 @@ def test_relational_fixed_point_holds_every_concrete_point(
             terms += [r.term(entry, now) for r in domain.relations]
         return tuple(value(t) for t in terms)
 
+    def close(open_calls: list, depth: int, env: Any) -> None:
+        """Calls deeper than `depth` have returned, in `env`: it is an exit of each."""
+        for context, entry, _ in open_calls[depth:]:
+            assert point(entry, env) in calls[context].exits
+        del open_calls[depth:]
+
     rng = random.Random(3)
     checked = 0
     for value_ in [[2, 1, 3], [3, 3, 1, 2]] + [task.sample_input(rng, rng.randint(1, 5)) for _ in range(2)]:
         env = semantics.encode(task.initial_env(value_))
         open_calls: list[tuple[Any, Any, list]] = []  # (context, entry env, observations)
-        def close(depth: int) -> None:  # calls deeper than `depth` have returned in `env`
-            for context, entry, _ in open_calls[depth:]:
-                assert point(entry, env) in calls[context].exits
-            del open_calls[depth:]
-
         for step in run_reference(task, RECURSIVE, value_).steps:
-            close(step.depth + 1)
+            close(open_calls, step.depth + 1, env)
             if len(open_calls) == step.depth:
                 entry = env
                 open_calls.append(((step.program, step.args, point(None, entry)), entry, []))
@@ -120,7 +121,7 @@ def test_relational_fixed_point_holds_every_concrete_point(
             checked += 1
             if task.program(step.action.program).primitive and step.action.program != NOP:
                 env = semantics.apply(env, step.action.program, step.action.args)
-        close(0)
+        close(open_calls, 0, env)
     assert checked > 100
 
 
