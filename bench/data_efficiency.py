@@ -219,7 +219,8 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         "",
         "- A run that is not certified ends *refuted* (the rounds ran out) or *inconclusive*: "
         "the model disagrees with the reference only on states of V that no input was found to "
-        "reach (V over-approximates the reachable states there, as for quicksort, see "
+        "reach (V over-approximates the reachable states there, as for bubble sort with the "
+        "value encoder, see "
         "docs/verification.md), or a decision is a near tie. No trace can show such a state, "
         "so the loop stops there (exit 3); those seeds are left out of the trace counts.",
         "- After a refuted round the loop adds the counterexample's input, then the inputs "

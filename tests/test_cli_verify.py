@@ -268,14 +268,17 @@ def test_unwritable_output_is_a_one_line_error(invoke: Invoke, tmp_path: Path) -
 
 def test_vset_names_the_unwitnessed_states_step_by_step(invoke: Invoke) -> None:
     """Where V is not exact, `vset` shows the states no input reaches (what a hidden predicate
-    would have to remove) with the actions between their observations; --json flags them."""
+    would have to remove) with the actions between their observations; --json flags them.
+    Quicksort's V is exact (relational summaries) and lists none."""
     code, out, _ = invoke("vset", "--task", "quicksort")
-    lines = [line for line in out.splitlines() if line.startswith("  unwitnessed: in QUICKSORT()")]
-    assert code == 0 and len(lines) == 5 and "... and 2 more" in out
-    assert "PARTITION() ;" in lines[1]
-    code, out, _ = invoke("vset", "--task", "quicksort", "--json")
+    assert code == 0 and "exact: True; unwitnessed: 0" in out and "unwitnessed: in" not in out
+    code, out, _ = invoke("vset", "--task", "bubblesort-values")
+    lines = [line for line in out.splitlines() if line.startswith("  unwitnessed: in BUBBLESORT()")]
+    assert code == 0 and len(lines) == 5 and "... and 7885 more" in out
+    assert "BUBBLE() ;" in lines[1]
+    code, out, _ = invoke("vset", "--task", "bubblesort-values", "--json")
     report = json.loads(out)
-    assert sum(not state["witnessed"] for state in report["states"]) == report["unwitnessed"] == 7
+    assert sum(not state["witnessed"] for state in report["states"]) == report["unwitnessed"] == 7890
 
 
 def test_check_refuses_a_proof_claimed_but_not_found_again(

@@ -313,3 +313,37 @@ def test_unproved_claims_need_no_lemmas(certified: Path, tmp_path: Path) -> None
 
     resign(copy, tested)
     assert "re-checked independently" in independent.recheck(copy)
+
+
+@pytest.fixture(scope="module")
+def certified_quicksort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A certified quicksort model: its fixed point has relational summaries."""
+    folder = tmp_path_factory.mktemp("quicksort")
+    shutil.copy(ROOT / "models" / "quicksort.pt", folder / "model.pt")
+    run = run_cli("certify", folder / "model.pt", "-o", folder / "cert.json")
+    assert run.code == 0, (run.out, run.err)
+    return folder / "cert.json"
+
+
+@pytest.mark.slow
+def test_relational_bundle_rechecks(certified_quicksort: Path) -> None:
+    bundle = json.loads(gzip.decompress(bundle_path(certified_quicksort).read_bytes()))
+    assert bundle["abstraction"]["relations"] == 4 and bundle["returns"] and bundle["keeps"]
+    assert "43 states of V" in independent.recheck(certified_quicksort)
+
+
+@pytest.mark.slow
+def test_relational_records_tampered_are_refused(certified_quicksort: Path, tmp_path: Path) -> None:
+    """A dropped return composition, a dropped proof that a primitive keeps the relations,
+    and a claim that a stack operation keeps them (no query shows it) are each refused."""
+    def claim_stack_keeps(bundle: dict[str, Any]) -> None:
+        bundle["keeps"].append(["STACK", [2]])
+
+    for name, edit, reason in (
+        ("returns", lambda b: b["returns"].pop(0), "lacks the return of exit"),
+        ("keeps", lambda b: b["keeps"].pop(0), "lacks the transition of"),
+        ("stack", claim_stack_keeps, "lacks the transition of STACK"),  # its plain posts
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        assert reason in refusal(tamper(certified_quicksort, folder, edit)), name

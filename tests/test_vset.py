@@ -12,13 +12,15 @@ import z3
 from tests.conftest import vset_of
 from verifier.errors import UnboundedCall
 from verifier.runtime import run_reference, split_calls
-from verifier.smt import AbstractDomain, Universal, semantics_for
+from verifier.smt import AbstractDomain, Relation, Universal, semantics_for
 from verifier.smt.product import ProductDomain, ProductSemantics
 from verifier.tasks import TASKS
-from verifier.tasks.base import RECURSIVE, Task
+from verifier.tasks.base import NOP, RECURSIVE, Task
 from verifier.vset import crosscheck
 from verifier.vset.build import build_vset, raise_if_growing
+from verifier.vset.concrete import concrete_states
 from verifier.vset.crosscheck import CrossCheckElsewhere, cross_check
+from verifier.vset.fixpoint import domain_for, explore
 
 WITH_SEMANTICS = [name for name, task in TASKS.items() if semantics_for(task) is not None]
 
@@ -52,16 +54,96 @@ def test_addition_v_is_exact_for_all_sizes(vsets: dict) -> None:
     assert v.per_program() == {"ADD": 24_901, "ADD1": 343, "CARRY": 306, "LSHIFT": 51_506}
 
 
-@pytest.mark.slow
-def test_quicksort_v_over_approximates_only_after_a_recursive_call(vsets: dict) -> None:
-    """What is left of the over-approximation: 7 QUICKSORT states, each after the first
-    recursive call returns (non-relational summaries; see QuickSortSemantics)."""
-    v = vsets["quicksort"]
-    assert v.coverage_proved and not v.exact
-    assert (len(v.states), len(v.concrete.actions)) == (50, 43)
-    assert len(v.unwitnessed) == 7
-    for program, _, observations in v.unwitnessed:
-        assert program == "QUICKSORT" and (len(observations) == 1 or len(observations) == 5)
+@pytest.fixture(scope="module")
+def quicksort_fixed_point() -> tuple[Any, dict]:
+    """Quicksort's abstract fixed point with its calls, and its domain."""
+    task = TASKS["quicksort"]
+    domain = domain_for(semantics_for(task))
+    return domain, explore(task, domain)
+
+
+def test_quicksort_v_is_exact_for_all_sizes(quicksort_fixed_point: tuple[Any, dict]) -> None:
+    """Relational summaries (the frame rule: a call consumes its top frame and keeps the ones
+    below) remove the 7 states a caller reached after its first recursive call returned with
+    non-relational summaries; 43 call-local states is what reference runs reach."""
+    _, (actions, _) = quicksort_fixed_point
+    assert len(actions) == 43
+    concrete = concrete_states(TASKS["quicksort"], RECURSIVE, target=actions)
+    assert set(concrete.actions) == set(actions)
+
+
+def test_relational_fixed_point_holds_every_concrete_point(
+    quicksort_fixed_point: tuple[Any, dict],
+) -> None:
+    """Soundness of the relations: replaying reference runs, every point a call reaches (its
+    observations so far; the abstraction, then each relation between the call's entry
+    environment and now, evaluated on the Z3 environments the semantics' primitives give from
+    the encoded input) is a point of the fixed point's call from that entry; every exit is in
+    its summary."""
+    domain, (_, calls) = quicksort_fixed_point
+    task, semantics = TASKS["quicksort"], domain.semantics
+    width = domain.width
+
+    def value(term: Any) -> int:
+        if isinstance(term, Universal):
+            solver = z3.Solver()
+            solver.add(z3.Not(term.body(*[z3.Int(f"x{k}") for k in range(len(term.kinds))])))
+            return int(solver.check() == z3.unsat)
+        return z3.simplify(term).as_long()
+
+    def point(entry: Any, now: Any) -> tuple[int, ...]:
+        terms = semantics.abstraction(now)
+        if entry is not None:
+            terms += [r.term(entry, now) for r in domain.relations]
+        return tuple(value(t) for t in terms)
+
+    def close(open_calls: list, depth: int, env: Any) -> None:
+        """Calls deeper than `depth` have returned, in `env`: it is an exit of each."""
+        for context, entry, _ in open_calls[depth:]:
+            assert point(entry, env) in calls[context].exits
+        del open_calls[depth:]
+
+    rng = random.Random(3)
+    checked = 0
+    for value_ in [[2, 1, 3], [3, 3, 1, 2]] + [task.sample_input(rng, rng.randint(1, 5)) for _ in range(2)]:
+        env = semantics.encode(task.initial_env(value_))
+        open_calls: list[tuple[Any, Any, list]] = []  # (context, entry env, observations)
+        for step in run_reference(task, RECURSIVE, value_).steps:
+            close(open_calls, step.depth + 1, env)
+            if len(open_calls) == step.depth:
+                entry = env
+                open_calls.append(((step.program, step.args, point(None, entry)), entry, []))
+            context, entry, observed = open_calls[-1]
+            observed.append(step.observation)
+            now = point(entry, env)
+            assert len(now) == width + len(domain.relations)
+            assert (tuple(observed), now) in calls[context].seen, (value_, step)
+            checked += 1
+            if task.program(step.action.program).primitive and step.action.program != NOP:
+                env = semantics.apply(env, step.action.program, step.action.args)
+        close(open_calls, 0, env)
+    assert checked > 100
+
+
+def test_relations_are_proved_kept_never_assumed() -> None:
+    """Only the primitives Z3 proves to keep every relation carry their values over: quicksort's
+    stack operations do not; a relation that SWAP breaks is not kept by SWAP; without
+    relations, entering and returning are identities."""
+    task = TASKS["quicksort"]
+    domain = domain_for(semantics_for(task))
+    assert not any(domain.keeps_relations("STACK", (k,)) for k in range(3))
+    assert domain.keeps_relations("MOVE", (0, 1)) and domain.keeps_relations("SWAP", (2, 3))
+
+    class ArrayKept(type(semantics_for(task))):  # type: ignore[misc]
+        def relations(self) -> tuple[Relation, ...]:
+            return (Relation("A kept", lambda entry, env: z3.If(
+                entry["A"] == env["A"], z3.IntVal(1), z3.IntVal(0))),)
+
+    broken = AbstractDomain(ArrayKept(task))
+    assert broken.keeps_relations("MOVE", (0, 1)) and not broken.keeps_relations("SWAP", (2, 3))
+    plain = domain_for(semantics_for(TASKS["bubblesort"]))
+    state = next(iter(plain.initial_states()))
+    assert plain.enter(state) == {state} and plain.ret(state, state, state) == {state}
 
 
 @pytest.mark.slow

@@ -34,6 +34,15 @@ Its fields (format `npi-verify-bundle/1`):
   that ends at the call or the return it is about), `status` (proved, refuted, unknown) and
   `smt2`, its queries, one per conjunct of its goal, each a whole SMT-LIB2 script: `unsat`
   to every one proves it.
+
+Where the semantics declares relations (`verifier.smt.Relation`: a call's exit related to its
+entry), a point is the abstraction followed by their values and a call's entry state is the
+abstraction alone; `abstraction` adds `relations` (how many) and `linked` (the components a
+return query asks about, `AbstractDomain.linked`), and the bundle adds `enters`
+(`[entry, relation values]`: a call's first points, template kind "enter"), `returns`
+(`[linked entry + linked site point + linked exit point, relation values]`, kind "return")
+and `keeps` (`[program, args]`: primitives proved to keep every relation, kind "keeps", whose
+query is `unsat`); posts from a point with relation values use kind "relational post".
 """
 
 from __future__ import annotations
@@ -41,16 +50,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import z3
 
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
 from verifier.induction import Induction, Lemma
-from verifier.vset.fixpoint import Domain, domain_for
+from verifier.vset.fixpoint import Domain, domain_for, explore
 from verifier.vset.result import VerificationSet
 from verifier.smt import AbstractDomain, semantics_for
 from verifier.smt.product import ProductDomain
@@ -62,8 +71,6 @@ BUNDLE_SUFFIX = ".bundle.json.gz"
 OBLIGATIONS = ("coverage", "termination", "reference-correctness")
 Abstract = tuple[int, ...]
 Context = tuple[str, Args, Abstract]
-_SHIFT = 32  # a V node (below 2**32) packed under a state index: sorted as one integer
-_LOW = (1 << _SHIFT) - 1
 
 
 def bundle_path(certificate: Path) -> Path:
@@ -94,35 +101,28 @@ def build_bundle(
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
+    domain = domain_for(semantics)
     node_of, vset_rows = _forest(vset.states)
-    record = vset.abstract.record
-    if record is not None:  # V was built in this process: its fixed point, as explored
-        domain = record.domain
-        calls = _recorded(record.calls, record.prefixes, node_of)
-    else:  # V came from the cache: explore its fixed point again, with V's actions as labels
-        domain = domain_for(semantics)
-        calls = _fixed_point(task, domain, vset.states, node_of)
+    calls = _fixed_point(task, domain, vset.formulation, node_of)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(
         domain, ProductDomain) else [list(range(len(semantics.ranges())))]
-    states = sorted({s for c, rec in calls.items() for s in (c[2], *rec.exits)}
-                    | {point[1] for rec in calls.values() for point in rec.seen})
+    states = sorted({s for c, (_, exits) in calls.items() for s in (c[2], *exits)}
+                    | {point[1] for seen, _ in calls.values() for point in seen})
     state_index = {s: k for k, s in enumerate(states)}
     contexts = []
-    for (program, args, entry), rec in sorted(calls.items()):
-        # [state, node] pairs in order, sorted as one integer each (JSON writes tuples as lists)
-        packed = sorted([state_index[s] << _SHIFT | node for node, s in rec.seen])
-        points = [(k >> _SHIFT, k & _LOW) for k in packed]
+    for (program, args, entry), (seen, exits) in sorted(calls.items()):
+        points = sorted([state_index[s], node] for node, s in seen)
         contexts.append([program, list(args), state_index[entry], points,
-                         sorted(state_index[s] for s in rec.exits)])
-    projected = {node for rec in calls.values() for node, _ in rec.seen}
+                         sorted(state_index[s] for s in exits)])
+    projected = {node for seen, _ in calls.values() for node, _ in seen}
     if len(projected) != len(vset.states):  # the record must be the fixed point V came from
         raise VerifierError(f"{task.name}: the recorded fixed point projects to "
                             f"{len(projected)} call-local states, V has {len(vset.states)}")
 
     initials = [part.initial_states() for part in parts]
-    templates, queries, posts, routes = _solver_record(parts, initials)
+    templates, queries, posts, routes, relational = _solver_record(parts, initials)
     data = {
         "format": BUNDLE_FORMAT,
         "task": task.name,
@@ -135,12 +135,14 @@ def build_bundle(
         "abstraction": {"observation_size": size, "width": len(semantics.ranges()),
                         "parts": [{"name": getattr(p.semantics, "name", task.name),
                                    "indices": ix} for p, ix in zip(parts, indices)],
-                        "routes": sorted([p, list(a), k] for p, a, k in routes)},
+                        "routes": sorted([p, list(a), k] for p, a, k in routes),
+                        **_relations_record(domain)},
         "states": [list(s) for s in states],
         "initial": [sorted(map(list, found)) for found in initials],
         "posts": posts,
         "vset": vset_rows,
         "contexts": contexts,
+        **({name: rows for name, rows in relational.items()} if relational["enters"] else {}),
         "templates": templates,
         "queries": {"coverage": queries, **{name: [] for name in OBLIGATIONS[1:]}},
         "lemmas": [] if induction is None else [_lemma(lemma) for lemma in induction.lemmas],
@@ -160,147 +162,107 @@ def _lemma(lemma: Lemma) -> dict[str, Any]:
 
 def _solver_record(
     parts: Sequence[AbstractDomain], initials: Sequence[frozenset[Abstract]]
-) -> tuple[list[dict[str, Any]], list[list[Any]], list[list[Any]], set[tuple[str, Args, int]]]:
+) -> tuple[list[dict[str, Any]], list[list[Any]], list[list[Any]], set[tuple[str, Args, int]],
+           dict[str, list[list[Any]]]]:
     """Per part: the SMT-LIB2 templates of its initial condition and of each primitive it
     computed posts for, the coverage queries of its initial set and of each post, its posts,
-    and the route of each primitive to the part."""
+    and the route of each primitive to the part; and where the semantics declares relations,
+    the records of `enter`, `ret` and the primitives that keep the relations."""
     templates: list[dict[str, Any]] = []
     queries: list[list[Any]] = []
     posts: list[list[Any]] = []
     routes: set[tuple[str, Args, int]] = set()
+    relational: dict[str, list[list[Any]]] = {"enters": [], "returns": [], "keeps": []}
+
+    def template(k: int, kind: str, program: str | None, args: Args | None, now: Sequence[Any],
+                 after: Sequence[Any] | None, assertions: Sequence[z3.BoolRef]) -> int:
+        templates.append({"part": k, "kind": kind, "program": program,
+                          "args": None if args is None else list(args),
+                          "vars": [str(n) for n in now],
+                          "next_vars": None if after is None else [str(n) for n in after],
+                          "smt2": smt2(assertions)})
+        return len(templates) - 1
+
     for k, part in enumerate(parts):
         names, text = _initial_template(part)
         templates.append({"part": k, "kind": "initial", "program": None, "args": None,
                           "vars": names, "next_vars": None, "smt2": text})
         queries += _queries(len(templates) - 1, names, None, None, initials[k])
-        for (program, args) in sorted(part._templates):
-            solver, now, after = part._templates[(program, args)]
-            names, next_names = [str(n) for n in now], [str(n) for n in after]
-            templates.append({"part": k, "kind": "post", "program": program,
-                              "args": list(args), "vars": names, "next_vars": next_names,
-                              "smt2": smt2(solver.assertions())})
+        for key in sorted(part._templates):
+            program, args = key[:2]
+            relational_post = len(key) == 3
+            solver, now, after = part._templates[key]
+            t = template(k, "relational post" if relational_post else "post", program, args,
+                         now, after, solver.assertions())
+            names, next_names = templates[t]["vars"], templates[t]["next_vars"]
             for (state, p, a), successors in sorted(part._posts.items()):
-                if (p, a) == (program, args):
+                if (p, a) == (program, args) and (len(state) > part.width) == relational_post:
                     routes.add((program, args, k))
                     posts.append([k, list(state), program, list(args), sorted(map(list, successors))])
-                    queries += _queries(len(templates) - 1, names, next_names, state, successors)
-    return templates, queries, posts, routes
+                    queries += _queries(t, names, next_names, state, successors)
+        width = part.width
+        for kind, records, name in (("enter", part._enters, "enters"),
+                                    ("return", part._returns, "returns")):
+            if kind not in part._relational:
+                continue
+            solver, now, after = part._relational[kind]
+            t = template(k, kind, None, None, now, after, solver.assertions())
+            for state, found in sorted(records.items()):
+                fixed = state if kind == "enter" else state[0] + state[1] + state[2]
+                found = frozenset(f[width:] for f in found) if kind == "enter" else found
+                relational[name].append([list(fixed), sorted(map(list, found))])
+                queries += _queries(t, templates[t]["vars"], templates[t]["next_vars"], fixed, found)
+        for (program, args), kept in sorted(part._keeps.items()):
+            if kept:
+                t = template(k, "keeps", program, args, [], None, part._keep_queries[(program, args)])
+                relational["keeps"].append([program, list(args)])
+                queries.append([t, "unsat", ""])
+    return templates, queries, posts, routes, relational
+
+
+def _relations_record(domain: Domain) -> dict[str, Any]:
+    """Where the semantics declares relations: how many (a point is the abstraction, then
+    their values) and the components `ret` asks about (`AbstractDomain.linked`)."""
+    if isinstance(domain, ProductDomain) or not domain.relations:
+        return {}
+    return {"relations": len(domain.relations), "linked": list(domain.linked)}
 
 
 def bundle_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _Call:
-    __slots__ = ("seen", "exits", "return_sites")
-
-    def __init__(self) -> None:
-        self.seen: set[tuple[int, Abstract]] = set()  # (V node of the observations, state now)
-        self.exits: set[Abstract] = set()
-        self.return_sites: list[tuple[Context, int, bool]] = []
-
-
-def _recorded(
-    explored: Mapping[Context, Any], prefixes: Sequence[Any], node_of: Mapping[Any, int]
-) -> dict[Context, _Call]:
-    """The calls of a fixed point as `abstract_states` explored them (a point's observations
-    so far are its prefix node there: `prefixes`), named by their node in V's prefix forest
-    instead (what `_fixed_point` records)."""
-    forest = [node_of.get(key, -1) for key in prefixes]  # -1: pushed, never explored
-    calls: dict[Context, _Call] = {}
-    for context, explored_call in explored.items():
-        call = calls[context] = _Call()
-        call.seen = {(forest[node], state) for node, state in explored_call.seen}
-        call.exits = set(explored_call.exits)
-    return calls
-
-
 def _fixed_point(
-    task: Task, domain: Domain, actions: Mapping[Any, Action], node_of: Mapping[Any, int]
-) -> dict[Context, _Call]:
-    """The calls of the abstract fixed point (`verifier.vset.fixpoint.abstract_states`), explored
-    again with V's actions as the labels, recording each call's points and exit summary.
-    A call's observations so far are named by their node in V's prefix forest."""
-    size = domain.semantics.observation_size
-    primitive = {p.name for p in task.programs if p.primitive}
-    label = [action for _, action in sorted((node_of[k], a) for k, a in actions.items())]
-    child: dict[tuple[int, tuple[int, ...]], int] = {}
-    root: dict[tuple[str, Args, tuple[int, ...]], int] = {}
-    for (program, args, observed), node in node_of.items():
-        if len(observed) == 1:
-            root[(program, args, observed[0])] = node
-        else:
-            child[(node_of[(program, args, observed[:-1])], observed[-1])] = node
-    calls: dict[Context, _Call] = {}
-    work: list[tuple[Context, int, Abstract]] = []
-    exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
-
-    def lacking(context: Context, state: Abstract) -> VerifierError:
-        return VerifierError(f"{task.name}: V lacks a call-local state of its own fixed point "
-                             f"(in {context[0]}{list(context[1])}, observing {list(state[:size])})")
-
-    def open_call(context: Context) -> _Call:
-        if context not in calls:
-            calls[context] = _Call()
-            node = root.get((context[0], context[1], context[2][:size]))
-            if node is None:
-                raise lacking(context, context[2])
-            work.append((context, node, context[2]))
-        return calls[context]
-
-    def continue_with(context: Context, node: int, ret: bool, after: Iterable[Abstract]) -> None:
-        if ret:
-            exits.append((context, frozenset(after)))
-            return
-        for state in sorted(after):
-            next_node = child.get((node, state[:size]))
-            if next_node is None:
-                raise lacking(context, state)
-            work.append((context, next_node, state))
-
-    for entry in sorted(domain.initial_states()):
-        open_call((task.entry, (), entry))
-    while work or exits:
-        if exits:
-            context, reached = exits.popleft()
-            call = calls[context]
-            new = reached - call.exits
-            if new:
-                call.exits |= new
-                for site, node, ret in call.return_sites:
-                    continue_with(site, node, ret, new)
-            continue
-        context, node, current = work.pop()
-        if (node, current) in calls[context].seen:
-            continue
-        calls[context].seen.add((node, current))
-        action = label[node]
-        if action.program in primitive:
-            after = (current,) if action.program == NOP else domain.post(
-                current, action.program, action.args)
-            continue_with(context, node, action.ret, after)
-        else:
-            callee = open_call((action.program, action.args, current))
-            callee.return_sites.append((context, node, action.ret))
-            continue_with(context, node, action.ret, callee.exits)
+    task: Task, domain: Domain, formulation: str, node_of: Mapping[Any, int]
+) -> dict[Context, tuple[set[tuple[int, Abstract]], set[Abstract]]]:
+    """The calls of the abstract fixed point (`verifier.vset.fixpoint.explore`), each with its
+    points (V node of the call's observations so far, state now) and its exit summary."""
+    calls = {}
+    for context, call in explore(task, domain, formulation)[1].items():
+        program, args, _ = context
+        try:
+            seen = {(node_of[(program, args, observed)], state) for observed, state in call.seen}
+        except KeyError as missing:
+            raise VerifierError(f"{task.name}: V lacks a call-local state of its own fixed "
+                                f"point ({missing.args[0]})") from None
+        calls[context] = (seen, call.exits)
     return calls
 
 
-def _forest(states: Mapping[Any, Action]) -> tuple[dict[Any, int], list[tuple[Any, ...]]]:
+def _forest(states: Mapping[Any, Action]) -> tuple[dict[Any, int], list[list[Any]]]:
     """V as rows of a prefix forest, parents before children, and each key's row."""
     keys = sorted(states, key=lambda k: (len(k[2]), k[0], k[1], k[2]))
     node_of: dict[Any, int] = {}
-    rows: list[tuple[Any, ...]] = []  # tuples: JSON writes them as the lists documented
+    rows: list[list[Any]] = []
     for key in keys:
         program, args, observed = key
         action = states[key]
+        row: list[Any] = [-1 if len(observed) == 1 else node_of[(program, args, observed[:-1])],
+                          list(observed[-1]), [action.program, list(action.args), action.ret]]
         if len(observed) == 1:
-            rows.append((-1, observed[0], (action.program, action.args, action.ret),
-                         program, args))
-        else:
-            rows.append((node_of[(program, args, observed[:-1])], observed[-1],
-                         (action.program, action.args, action.ret)))
-        node_of[key] = len(rows) - 1
+            row += [program, list(args)]
+        node_of[key] = len(rows)
+        rows.append(row)
     return node_of, rows
 
 

@@ -7,7 +7,8 @@ It imports nothing from npi-verify: only the standard library, numpy, safetensor
    weights digest (recomputed from the safetensors bytes) against both;
 2. that the abstract fixed point is closed: every initial state opens the entry call, and in
    every call each point's successors (the recorded abstract post of its primitive, or the
-   exit summary of the call it makes) are points of the call, or exits where it returns; every
+   exit summary of the call it makes, through the recorded relation compositions where the
+   semantics declares relations) are points of the call, or exits where it returns; every
    call's summary is exactly what its returning points produce;
 3. that V is the projection of the fixed point (every point's observations are a node of V,
    every node is some point's) with one recorded reference label per node;
@@ -154,9 +155,15 @@ class Bundle:
         if sorted(i for p in self.parts for i in p) != list(range(self.width)):
             raise ValueError("the parts do not own each abstract component once")
         self.routes = {(p, tuple(a)): int(k) for p, a, k in abstraction["routes"]}
+        # Relations (optional): a point is the abstraction, then their values; a call's entry
+        # is the abstraction alone.
+        self.relations, self.linked = int(abstraction.get("relations", 0)), abstraction.get("linked", [])
         self.states = [tuple(s) for s in data["states"]]
-        if any(len(s) != self.width for s in self.states):
+        if any(len(s) not in (self.width, self.width + self.relations) for s in self.states):
             raise ValueError("an abstract state of the wrong width")
+        self.enters = {tuple(e): frozenset(map(tuple, f)) for e, f in data.get("enters", [])}
+        self.returns = {tuple(k): frozenset(map(tuple, f)) for k, f in data.get("returns", [])}
+        self.keeps = {(p, tuple(a)) for p, a in data.get("keeps", [])}
         self.initial = [{tuple(s) for s in found} for found in data["initial"]]
         self.posts: dict[tuple, frozenset[tuple]] = {}
         for k, state, program, args, successors in data["posts"]:
@@ -202,6 +209,14 @@ def check_vset(b: Bundle) -> tuple[list[tuple[str, tuple]], list[int], dict]:
 
 
 def joint_post(b: Bundle, state: tuple, program: str, args: tuple) -> frozenset[tuple]:
+    if len(state) > b.width:  # relations: carried over where the primitive keeps them
+        if (program, args) in b.keeps:
+            return frozenset(a + state[b.width:] for a in joint_post(b, state[: b.width], program, args))
+        found = b.posts.get((0, state, program, args))
+        if found is None:
+            raise Refused(f"the fixed point lacks the transition of {program}{list(args)} from "
+                          f"point {list(state)}")
+        return found
     part = b.routes.get((program, args))
     if part is None:
         raise Refused(f"no part is recorded for primitive {program}{list(args)}")
@@ -251,9 +266,11 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
     for initial in sorted(joint_initial):
         if (b.entry, (), initial) not in contexts:
             raise Refused(f"the fixed point has no {b.entry} call from initial state {list(initial)}")
+    keeps = keeping_calls(b, contexts)
     for (program, args, entry), (seen, exits) in contexts.items():
         root = index.get(((program, args), entry[: b.size]))
-        if (root, entry) not in seen:
+        firsts = [entry + r for r in b.enters.get(entry, ())] if b.relations else [entry]
+        if (b.relations and entry not in b.enters) or any((root, f) not in seen for f in firsts):
             raise Refused(f"call {program}{list(args)} from {list(entry)} lacks its first point")
         produced: set[tuple] = set()
         for node, state in seen:
@@ -264,11 +281,13 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
                 after = frozenset([state]) if label_program == b.nop else joint_post(
                     b, state, label_program, label_args)
             else:
-                callee = contexts.get((label_program, label_args, state))
+                called = (label_program, label_args, state[: b.width])
+                callee = contexts.get(called)
                 if callee is None:
                     raise Refused(f"the fixed point lacks the call {label_program}{list(label_args)}"
                                   f" from abstract state {list(state)}")
-                after = callee[1]
+                after = callee[1] if not b.relations else frozenset(
+                    r for x in callee[1] for r in returned(b, entry, state, x, keeps[called]))
             if ret:
                 produced |= after
                 continue
@@ -281,6 +300,33 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
             raise Refused(f"the summary of call {program}{list(args)} from {list(entry)} is not "
                           "what its returning points produce")
     return points
+
+
+def keeping_calls(b: Bundle, contexts: dict) -> dict[tuple, bool]:
+    """The calls that run only primitives keeping the relations and call only such calls."""
+    keeps, changed = dict.fromkeys(contexts, True), True
+    while changed:
+        changed = False
+        for key, (seen, _) in contexts.items():
+            labels = [(b.nodes[n][2][0], tuple(b.nodes[n][2][1]), s[: b.width]) for n, s in seen]
+            if keeps[key] and not all(
+                    p == b.nop or (p, a) in b.keeps if b.programs[p][0] else keeps.get((p, a, s), True)
+                    for p, a, s in labels):
+                keeps[key], changed = False, True
+    return keeps
+
+
+def returned(b: Bundle, entry: tuple, site: tuple, exit: tuple, keeps: bool) -> frozenset[tuple]:
+    """A caller's points after a callee's exit: the caller's relation values carried over where
+    the callee keeps them, else the recorded composition of the relations."""
+    w = b.width
+    if keeps:
+        return frozenset([exit[:w] + site[w:]])
+    key = (tuple(entry[k] for k in b.linked) + tuple(site[k] for k in b.linked) + site[w:]
+           + tuple(exit[k] for k in b.linked) + exit[w:])
+    if key not in b.returns:
+        raise Refused(f"the fixed point lacks the return of exit {list(exit)} to point {list(site)}")
+    return frozenset(exit[:w] + r for r in b.returns[key])
 
 
 def literal(value: int) -> str:
@@ -313,8 +359,20 @@ def coverage_queries(b: Bundle) -> dict[tuple[int, str], str]:
         if t is None:
             raise Refused(f"the bundle has no initial-condition template for part {part}")
         add(t, b.templates[t]["vars"], b.templates[t]["vars"], None, found)
+    for kind, records in (("enter", b.enters), ("return", b.returns)):
+        t = templates.get((0, kind, None, None))
+        if records and t is None:
+            raise Refused(f"the bundle has no {kind} template")
+        for state, found in sorted(records.items()):
+            add(t, b.templates[t]["vars"], b.templates[t]["next_vars"], state, found)
+    for program, args in sorted(b.keeps):
+        t = templates.get((0, "keeps", program, args))
+        if t is None:
+            raise Refused(f"the bundle has no query that {program}{list(args)} keeps the relations")
+        needed[(t, "")] = "unsat"
     for (part, state, program, args), found in sorted(b.posts.items()):
-        t = templates.get((part, "post", program, args))
+        kind = "post" if len(state) == len(b.parts[part]) else "relational post"
+        t = templates.get((part, kind, program, args))
         if t is None:
             raise Refused(f"the bundle has no template for primitive {program}{list(args)}")
         add(t, b.templates[t]["vars"], b.templates[t]["next_vars"], state, found)

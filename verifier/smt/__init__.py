@@ -63,6 +63,18 @@ class Predicate:
 
 
 @dataclass(frozen=True)
+class Relation:
+    """A relational predicate: its name and, for a call's entry environment and the
+    environment now, its 0/1 term (say "the stack pointer is one below its value at entry",
+    or "every frame below the entry's top is as it was"). Relations make function summaries
+    relate a call's exit to its entry (see `AbstractDomain.ret`); like every abstract
+    component, their values are computed by Z3, never assumed."""
+
+    name: str
+    term: Callable[[SymEnv, SymEnv], Term]
+
+
+@dataclass(frozen=True)
 class ArrayView:
     """An array of the vocabulary: `read(i)` is its cell at index i; `first` and `last` are
     the ends of the part that holds data (the templates compare cells at and next to them)."""
@@ -130,6 +142,12 @@ class Semantics(ABC):
 
     def hints(self) -> tuple[Predicate, ...]:
         """Declared predicates: the ones no template of `verifier.smt.discover` finds."""
+        return ()
+
+    def relations(self) -> tuple[Relation, ...]:
+        """Relational predicates between a call's entry environment and the environment now,
+        carried by every point of the abstract fixed point after the abstraction (none by
+        default: a call's summary then maps its entry state to its exit states alone)."""
         return ()
 
     def vocabulary(self, env: SymEnv) -> Vocabulary:
@@ -208,13 +226,36 @@ class AbstractDomain:
     of those variables. A `Universal` term is bound without a quantifier: value 0 asserts its
     body false at fresh witnesses (exact), value 1 asserts its body at every combination of
     the semantics' instance terms (weaker than the universal statement). Both weakenings only
-    add models, so the posts over-approximate and stay sound for environments of every size."""
+    add models, so the posts over-approximate and stay sound for environments of every size.
+
+    Where the semantics declares relations (`Semantics.relations`), a point of the fixed point
+    is the abstraction followed by the relations' values between the call's entry environment
+    and the environment now: `enter` gives a call's first points, `post` moves the relations
+    along with the abstraction, and `ret` composes a callee's exit with its caller's point.
+    Without relations a point is the abstraction alone and `enter`, `ret` are identities."""
 
     semantics: Semantics
     timeout_ms: int = QUERY_TIMEOUT_MS
     stats: SolverStats = field(default_factory=SolverStats)
     _posts: dict[tuple[Abstract, str, Args], frozenset[Abstract]] = field(default_factory=dict)
     _templates: dict[tuple[str, Args], tuple] = field(default_factory=dict)
+    _enters: dict[Abstract, frozenset[Abstract]] = field(default_factory=dict)
+    _returns: dict[tuple[Abstract, Abstract, Abstract], frozenset[Abstract]] = field(
+        default_factory=dict)
+    _rets: dict[tuple[Abstract, Abstract, Abstract], frozenset[Abstract]] = field(
+        default_factory=dict)
+    _relational: dict[str, tuple] = field(default_factory=dict)
+    _keeps: dict[tuple[str, Args], bool] = field(default_factory=dict)
+    _keep_queries: dict[tuple[str, Args], Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def relations(self) -> tuple[Relation, ...]:
+        return tuple(self.semantics.relations())
+
+    @functools.cached_property
+    def width(self) -> int:
+        """The number of components of an abstract state (a call's entry state)."""
+        return len(self.semantics.ranges())
 
     def initial_states(self) -> frozenset[Abstract]:
         sem = self.semantics
@@ -222,38 +263,159 @@ class AbstractDomain:
         facts, (names,) = self._bind([env], [("abstract", sem.abstraction(env))])
         solver = self._new_solver()
         solver.add(sem.domain(env), sem.initial(env), *facts)
-        return self._all_values(solver, names)
+        return self._all_values(solver, names, sem.ranges())
+
+    def enter(self, entry: Abstract) -> frozenset[Abstract]:
+        """The first points of a call entered in abstract state `entry`: the state followed
+        by each value the relations can take between an environment and itself."""
+        if not self.relations:
+            return frozenset([entry])
+        if entry not in self._enters:
+            solver, now, after = self._relational_template("enter")
+            found = self._solve(solver, now, entry, after, [2] * len(self.relations))
+            self._enters[entry] = frozenset(entry + r for r in found)
+        return self._enters[entry]
 
     def post(self, state: Abstract, program: str, args: Args) -> frozenset[Abstract]:
+        """The abstract states after primitive `program(*args)` from `state`. A primitive that
+        leaves every relation's value as it was (`keeps_relations`) moves the abstraction
+        alone and carries the relations' values over."""
+        width = self.width
+        if len(state) > width and self.keeps_relations(program, args):
+            return frozenset(a + state[width:] for a in self.post(state[:width], program, args))
         key = (state, program, args)
         if key not in self._posts:
-            solver, now, after = self._template(program, args)
-            solver.push()  # the state's values and the blocking clauses live in this scope
-            solver.add(*[name == v for name, v in zip(now, state, strict=True)])
-            self._posts[key] = self._all_values(solver, after)
-            solver.pop()
+            relational = len(state) > width
+            solver, now, after = self._template(program, args, relational)
+            sizes = self.semantics.ranges() + [2] * (len(state) - width)
+            self._posts[key] = self._solve(solver, now, state, after, sizes)
         return self._posts[key]
 
-    def _template(self, program: str, args: Args) -> tuple[z3.Solver, list, list]:
-        """One solver per primitive, holding the domain and the terms before and after it bound
-        to variables, built once and reused for every state (term building is slow in Python)."""
+    def keeps_relations(self, program: str, args: Args) -> bool:
+        """Whether Z3 proves that the primitive leaves the value of every relation between
+        any entry environment and the environment it acts on unchanged (a universal relation:
+        its body, at any choice of its variables). False where Z3 cannot decide."""
+        if not self.relations:
+            return True
         key = (program, args)
+        if key not in self._keeps:
+            sem = self.semantics
+            entry, env = sem.fresh("entry"), sem.fresh("e")
+            moved = sem.apply(env, program, args)
+            same = []
+            for relation in self.relations:
+                before, after = relation.term(entry, env), relation.term(entry, moved)
+                if isinstance(before, Universal):
+                    chosen = [z3.Int(f"keep_x{m}") for m in range(len(before.kinds))]
+                    before, after = before.body(*chosen), after.body(*chosen)
+                same.append(before == after)
+            solver = self._new_solver()
+            solver.add(sem.domain(entry), sem.domain(env), z3.Not(z3.And(same)))
+            self._keeps[key] = self._check(solver) == z3.unsat
+            self._keep_queries[key] = solver.assertions()
+        return self._keeps[key]
+
+    def ret(self, entry: Abstract, site: Abstract, exit: Abstract) -> frozenset[Abstract]:
+        """The caller's points after a call returns: the callee's exit abstraction with the
+        caller's relations, for a caller entered in `entry` that made the call at point `site`
+        and a callee exit `exit` (relations relative to the callee's entry). Empty where Z3
+        finds no environments that fit all three: the exit cannot follow that call."""
+        if not self.relations:
+            return frozenset([exit])
+        full = (entry, site, exit)
+        if full in self._rets:
+            return self._rets[full]
+        width, linked = self.width, self.linked
+        key = (tuple(entry[k] for k in linked), tuple(site[k] for k in linked) + site[width:],
+               tuple(exit[k] for k in linked) + exit[width:])
+        if key not in self._returns:
+            solver, now, after = self._relational_template("return")
+            self._returns[key] = self._solve(
+                solver, now, key[0] + key[1] + key[2], after, [2] * len(self.relations))
+        self._rets[full] = frozenset(exit[:width] + r for r in self._returns[key])
+        return self._rets[full]
+
+    @functools.cached_property
+    def linked(self) -> tuple[int, ...]:
+        """The components of the abstraction that `ret` asks about: those whose terms read an
+        environment variable that some relation reads. Leaving the others out of its query
+        only adds models (sound); with them, it grows with every combination of them."""
+        sem = self.semantics
+        entry, env = sem.fresh("reads0"), sem.fresh("reads")
+        read = set()
+        for relation in self.relations:
+            read |= _reads(relation.term(entry, env), entry) | _reads(relation.term(entry, env), env)
+        return tuple(k for k, term in enumerate(sem.abstraction(env)) if _reads(term, env) & read)
+
+    def _solve(
+        self, solver: z3.Solver, now: list, state: Abstract, after: list, sizes: list[int]
+    ) -> frozenset[Abstract]:
+        solver.push()  # the state's values and the blocking clauses live in this scope
+        solver.add(*[name == v for name, v in zip(now, state, strict=True)])
+        found = self._all_values(solver, after, sizes)
+        solver.pop()
+        return found
+
+    def _relate(self, entry: SymEnv, env: SymEnv) -> list[Term]:
+        return [relation.term(entry, env) for relation in self.relations]
+
+    def _template(
+        self, program: str, args: Args, relational: bool = False
+    ) -> tuple[z3.Solver, list, list]:
+        """One solver per primitive, holding the domain and the terms before and after it bound
+        to variables, built once and reused for every state (term building is slow in Python).
+        A relational one adds the relations with a third environment, the call's entry."""
+        key = (program, args, relational) if relational else (program, args)
         if key not in self._templates:
             sem = self.semantics
             env = sem.fresh("e")
             moved = sem.apply(env, program, args)
-            groups = [("now", sem.abstraction(env)), ("after", sem.abstraction(moved))]
-            facts, (now, after) = self._bind([env, moved], groups)
+            now, after = sem.abstraction(env), sem.abstraction(moved)
+            envs, domains = [env, moved], [sem.domain(env)]
+            if relational:
+                entry = sem.fresh("entry")
+                now, after = now + self._relate(entry, env), after + self._relate(entry, moved)
+                envs, domains = [env, moved, entry], domains + [sem.domain(entry)]
+            facts, (now, after) = self._bind(envs, [("now", now), ("after", after)])
             solver = self._new_solver()
-            solver.add(sem.domain(env), *facts)
+            solver.add(*domains, *facts)
             self._templates[key] = (solver, now, after)
         return self._templates[key]
 
+    def _relational_template(self, kind: str) -> tuple[z3.Solver, list, list]:
+        """The solver of `enter` (an environment's abstraction -> the relations between it and
+        itself) or of `ret` (a caller's entry abstraction, its point at the call, the callee's
+        exit point -> the relations between the caller's entry and the callee's exit)."""
+        if kind not in self._relational:
+            sem = self.semantics
+            if kind == "enter":
+                env = sem.fresh("e")
+                envs = [env]
+                groups = [("now", sem.abstraction(env)), ("after", self._relate(env, env))]
+            else:
+                outer, env, done = sem.fresh("entry"), sem.fresh("e"), sem.fresh("exit")
+                envs = [env, outer, done]
+
+                def linked(e: SymEnv) -> list[Term]:
+                    terms = sem.abstraction(e)
+                    return [terms[k] for k in self.linked]
+
+                now = (linked(outer) + linked(env) + self._relate(outer, env)
+                       + linked(done) + self._relate(env, done))
+                groups = [("now", now), ("after", self._relate(outer, done))]
+            facts, (now, after) = self._bind(envs, groups, axioms_of=envs)
+            solver = self._new_solver()
+            solver.add(*[sem.domain(e) for e in envs], *facts)
+            self._relational[kind] = (solver, now, after)
+        return self._relational[kind]
+
     def _bind(
-        self, envs: list[SymEnv], groups: list[tuple[str, Sequence[Term]]]
+        self, envs: list[SymEnv], groups: list[tuple[str, Sequence[Term]]],
+        axioms_of: list[SymEnv] | None = None,
     ) -> tuple[list[z3.BoolRef], list[list[z3.ArithRef]]]:
         """Facts binding each term of each group to a fresh variable, plus the instances of the
-        semantics' axioms (true of every environment) over the instance terms of `envs`."""
+        semantics' axioms (true of every environment) about `axioms_of` (the first of `envs`
+        unless given) over the instance terms of `envs`."""
         facts: list[z3.BoolRef] = []
         bound: list[list[z3.ArithRef]] = []
         universals: list[tuple[z3.ArithRef, Universal]] = []
@@ -270,7 +432,7 @@ class AbstractDomain:
                 facts += [z3.Or(name == 0, name == 1), z3.Implies(name == 0, z3.Not(term.body(*chosen)))]
                 universals.append((name, term))
             bound.append(names)
-        axioms = self.semantics.axioms(envs[0])
+        axioms = [a for env in (axioms_of or envs[:1]) for a in self.semantics.axioms(env)]
         if universals or axioms:
             pool = self.semantics.instance_terms(envs, witnesses)
             for name, term in universals:
@@ -279,12 +441,14 @@ class AbstractDomain:
                 facts += axiom.instances(pool)
         return facts, bound
 
-    def _all_values(self, solver: z3.Solver, names: list[z3.ArithRef]) -> frozenset[Abstract]:
+    def _all_values(
+        self, solver: z3.Solver, names: list[z3.ArithRef], sizes: list[int]
+    ) -> frozenset[Abstract]:
         """Every value tuple the bound variables take on models of the solver's assertions
         (all-SAT with blocking clauses, which the caller's scope removes).
 
         If the solver answers `unknown`, fall back to testing each remaining candidate tuple in
-        the terms' declared ranges one by one against the assertions and keep the ones it
+        the terms' ranges (`sizes`) one by one against the assertions and keep the ones it
         cannot rule out (sound: the blocking clauses exclude only tuples already found), or
         raise UndecidedPost where there are too many candidates to test."""
         found: set[Abstract] = set()
@@ -302,12 +466,14 @@ class AbstractDomain:
             if result == z3.unsat:
                 return frozenset(found)
             premise = z3.And(solver.assertions())
-            return frozenset(found | self._candidates_not_refuted(premise, names, found))
+            return frozenset(found | self._candidates_not_refuted(premise, names, found, sizes))
 
     def _candidates_not_refuted(
-        self, premise: z3.BoolRef, names: list[z3.ArithRef], found: set[Abstract]
+        self, premise: z3.BoolRef, names: list[z3.ArithRef], found: set[Abstract],
+        sizes: list[int],
     ) -> set[Abstract]:
-        sizes = self.semantics.ranges()
+        if len(sizes) != len(names):
+            raise ValueError(f"{len(names)} variables, {len(sizes)} ranges")
         if math.prod(sizes) > FALLBACK_CANDIDATES:
             raise UndecidedPost(
                 f"{self.semantics.task.name}: Z3 could not decide an abstract post and "
@@ -338,6 +504,27 @@ class AbstractDomain:
         if result == z3.unknown:
             self.stats.unknown += 1
         return result
+
+
+def _reads(term: Term, env: SymEnv) -> set[str]:
+    """The names of the variables of `env` that a term (a universal's body) reads."""
+    if isinstance(term, Universal):
+        term = term.body(*[z3.Int(f"reads_x{m}") for m in range(len(term.kinds))])
+    names = {str(value): name for name, value in env.items()}
+    found: set[str] = set()
+    seen: set[int] = set()
+    pending = [term]
+    while pending:
+        t = pending.pop()
+        if t.get_id() in seen:
+            continue
+        seen.add(t.get_id())
+        if z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+            if str(t) in names:
+                found.add(names[str(t)])
+        else:
+            pending.extend(t.children())
+    return found
 
 
 _SEMANTICS: dict[int, tuple[Task, Semantics | None]] = {}

@@ -286,6 +286,24 @@ class _Recorder:
         self.reached |= states
         return states
 
+    @property
+    def width(self) -> int:
+        return self.domain.width
+
+    def enter(self, entry: Abstract) -> frozenset[Abstract]:
+        return self.domain.enter(entry)
+
+    def keeps_relations(self, program: str, args: Any) -> bool:
+        return self.domain.keeps_relations(program, args)
+
+    def ret(self, entry: Abstract, site: Abstract, exit: Abstract) -> frozenset[Abstract]:
+        self.posts += 1  # a return composition counts like a post against the budget
+        if self.budget is not None and self.posts > self.budget:
+            raise _TooLarge
+        after = self.domain.ret(entry, site, exit)
+        self.reached |= after
+        return after
+
     def post(self, state: Abstract, program: str, args: Any) -> frozenset[Abstract]:
         self.posts += 1
         if self.budget is not None and self.posts > self.budget:

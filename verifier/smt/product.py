@@ -160,6 +160,21 @@ class ProductDomain:
             states.add(state)
         return frozenset(states)
 
+    @property
+    def width(self) -> int:
+        return self.semantics.observation_size + len(self.semantics.hidden_names)
+
+    def enter(self, entry: Abstract) -> frozenset[Abstract]:
+        """A call's first point is its entry state (parts declare no relations)."""
+        return frozenset([entry])
+
+    def ret(self, entry: Abstract, site: Abstract, exit: Abstract) -> frozenset[Abstract]:
+        """The caller continues in the callee's exit state."""
+        return frozenset([exit])
+
+    def keeps_relations(self, program: str, args: Args) -> bool:
+        return True  # there are none
+
     def post(self, state: Abstract, program: str, args: Args) -> frozenset[Abstract]:
         key = (state, program, args)
         found = self._posts.get(key)

@@ -8,7 +8,6 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from verifier import smt
 from verifier.errors import ReferenceBug, UnboundedCall
@@ -29,10 +28,6 @@ class AbstractStates:
     contexts: int  # (program, args, entry abstract state) explored
     stats: SolverStats
     seconds: float
-    # The fixed point itself, kept in memory (never cached) for the proof bundle, which
-    # records it (`verifier.bundle`): each explored call and the domain's Z3 templates and
-    # posts. None for a set read back from the V cache: the bundle then explores it again.
-    record: FixedPoint | None = field(default=None, repr=False, compare=False)
 
 
 Domain = AbstractDomain | ProductDomain
@@ -46,30 +41,35 @@ def domain_for(semantics: smt.Semantics) -> Domain:
 
 
 Context = tuple[str, Args, Abstract]  # (program, args, abstract state at entry)
-Point = tuple[int, Abstract]  # a call's observations so far (a prefix node), its state now
+Point = tuple[tuple[Observation, ...], Abstract]  # a call's observations so far, its state now
+# A caller's point waiting for a callee's exits: its context, observations, whether the call
+# returns, and its state at the call.
+ReturnSite = tuple[Context, tuple[Observation, ...], bool, Abstract]
 
 
 @dataclass
-class _Call:
+class Call:
     """One explored context: the points reached in it, its exit states, and the points of
-    its callers waiting for those exits."""
+    its callers waiting for those exits. A state is the abstraction, followed by the values
+    of the semantics' relations between the call's entry and now where it declares any."""
 
     seen: set[Point] = field(default_factory=set)
     exits: set[Abstract] = field(default_factory=set)
-    return_sites: list[tuple[Context, int, bool]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class FixedPoint:
-    """The explored calls of a fixed point and the domain that computed its posts; a point's
-    prefix node k stands for the call-local state `prefixes[k]`."""
-
-    calls: dict[Context, _Call]
-    domain: Domain
-    prefixes: list[StateKey]
+    return_sites: list[ReturnSite] = field(default_factory=list)
+    keeps: bool = True  # every primitive it ran, and every call it made, keeps the relations
 
 
 def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) -> AbstractStates:
+    """The over-approximation of V: the reference actions of every call-local state of the
+    abstract fixed point (`explore`)."""
+    started = time.perf_counter()
+    actions, calls = explore(task, domain, formulation)
+    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
+
+
+def explore(
+    task: Task, domain: Domain, formulation: str = RECURSIVE
+) -> tuple[dict[StateKey, Action], dict[Context, Call]]:
     """Least fixed point of call exploration with function summaries (design §5.2).
 
     A worklist of (context, observations, abstract state) items: the reference action depends
@@ -77,56 +77,60 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
     agree on both are explored once. A call to a subprogram records a return site with the
     callee; when the callee's exit set grows, only the new exits go to its return sites.
 
-    The observations so far of a call are interned as nodes of a prefix forest (an integer
-    each), so that a point is hashed, and its action found, without walking its history; and
-    the successors of a node under one post are computed once, however many contexts reach
-    them (most posts recur: the domain caches them)."""
-    started = time.perf_counter()
+    A summary relates a call's exits to its entry through the domain: `enter` gives a call's
+    first points, and `ret` the caller's points after each exit, given the caller's entry and
+    its point at the call (where the semantics declares relations, an exit that no
+    environment fitting all three can reach is dropped there). A call that has so far run only
+    primitives that keep every relation's value (`keeps_relations`), and made only such calls,
+    hands its exits back with the caller's relation values unchanged, without asking Z3; once
+    it runs one that does not, it hands every exit back again through `ret`, and so does
+    every call waiting for it. Returns the reference actions and the explored calls."""
     routines = task.routines(formulation)
     size = domain.semantics.observation_size
     primitive = {p.name for p in task.programs if p.primitive}
     actions: dict[StateKey, Action] = {}
-    calls: dict[Context, _Call] = {}
-    prefixes: list[StateKey] = []  # node -> (program, args, observations so far)
-    labels: list[Action | None] = []  # node -> its reference action, once asked for
-    nodes: dict[tuple[Any, ...], int] = {}  # (program, args, o1) or (parent node, o) -> node
-    successors: dict[tuple[int, Any], list[tuple[int, Abstract]]] = {}
+    calls: dict[Context, Call] = {}
     # Last in, first out: a call that loops reaches MAX_CALL_STEPS without first exploring
     # every shorter history (the fixed point does not depend on the order).
-    work: list[tuple[Context, int, Abstract]] = []
+    work: list[tuple[Context, tuple[Observation, ...], Abstract]] = []
     exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
 
-    def node_of(parent: tuple[Any, ...], key: StateKey) -> int:
-        node = nodes.get(parent)
-        if node is None:
-            node = nodes[parent] = len(prefixes)
-            prefixes.append(key)
-            labels.append(None)
-        return node
+    width = domain.width
 
-    def following(node: int, after: Iterable[Abstract]) -> list[tuple[int, Abstract]]:
-        """The (node, state) of each state in `after`, in sorted order, one observation on."""
-        program, args, observed = prefixes[node]
-        found = []
-        for a in sorted(after):
-            observation = a[:size]
-            found.append((node_of((node, observation), (program, args, observed + (observation,))), a))
-        return found
-
-    def open_call(context: Context) -> _Call:
+    def open_call(context: Context) -> Call:
         if context not in calls:
-            calls[context] = _Call()
-            program, args, entry = context
-            observation = entry[:size]
-            node = node_of((program, args, observation), (program, args, (observation,)))
-            work.append((context, node, entry))
+            calls[context] = Call()
+            entry = context[2]
+            work.extend((context, (entry[:size],), first) for first in sorted(domain.enter(entry)))
         return calls[context]
 
-    def continue_with(context: Context, node: int, ret: bool, after: Iterable[Abstract]) -> None:
+    def returned(callee: Call, site: ReturnSite, reached: Iterable[Abstract]) -> None:
+        context, observed, ret, at = site
+        after = set()
+        for exit in sorted(reached):
+            if callee.keeps:  # the caller's relations hold as they did at the call
+                after.add(exit[:width] + at[width:])
+            else:
+                after |= domain.ret(context[2], at, exit)
+        continue_with(context, observed, ret, after)
+
+    def lose_keeps(call: Call) -> None:
+        pending = [call]
+        while pending:
+            call = pending.pop()
+            if call.keeps:
+                call.keeps = False
+                for site in call.return_sites:
+                    returned(call, site, call.exits)
+                    pending.append(calls[site[0]])
+
+    def continue_with(
+        context: Context, observed: tuple[Observation, ...], ret: bool, after: Iterable[Abstract]
+    ) -> None:
         if ret:
             exits.append((context, frozenset(after)))
         else:
-            work.extend([(context, n, a) for n, a in following(node, after)])
+            work.extend((context, observed + (a[:size],), a) for a in sorted(after))
 
     for entry in sorted(domain.initial_states()):
         open_call((task.entry, (), entry))
@@ -137,56 +141,48 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
             new = reached - call.exits
             if new:
                 call.exits |= new
-                for site, node, ret in call.return_sites:
-                    continue_with(site, node, ret, new)
+                for site in call.return_sites:
+                    returned(call, site, new)
             continue
-        context, node, current = work.pop()
+        context, observed, current = work.pop()
         seen = calls[context].seen
-        point = (node, current)
+        point = (observed, current)
         if point in seen:
             continue
         seen.add(point)
-        action = labels[node]
+        program, args, _ = context
+        if len(observed) > MAX_CALL_STEPS:
+            loop = " ".join(_describe(task, routines, program, args, observed)[-8:])
+            raise UnboundedCall(
+                program,
+                f"{program} runs more than {MAX_CALL_STEPS} steps in one call (it loops: ... "
+                f"{loop}); its call-local sequences are unbounded, so the verification set is "
+                "infinite",
+            )
+        key = (program, args, observed)
+        action = actions.get(key)
         if action is None:
-            program, args, observed = key = prefixes[node]
-            if len(observed) > MAX_CALL_STEPS:
-                loop = " ".join(_describe(task, routines, program, args, observed)[-8:])
-                raise UnboundedCall(
-                    program,
-                    f"{program} runs more than {MAX_CALL_STEPS} steps in one call (it loops: ... "
-                    f"{loop}); its call-local sequences are unbounded, so the verification set "
-                    "is infinite",
-                )
             try:
-                action = reference_action(routines, program, args, observed)
+                action = actions[key] = reference_action(routines, program, args, observed)
             except ReferenceBug as error:
                 raise ReferenceBug(f"{task_label(task, formulation)}: "
                                    f"{error}") from None
-            labels[node] = actions[key] = action
         if action.program in primitive:
-            if action.ret:
-                after = (current,) if action.program == NOP else domain.post(
-                    current, action.program, action.args)
-                exits.append((context, frozenset(after)))
-                continue
             if action.program == NOP:
-                work.extend([(context, n, a) for n, a in following(node, (current,))])
-                continue
-            after = domain.post(current, action.program, action.args)
-            # posts are cached by the domain: the same frozenset object for the same post
-            step = (node, after)
-            found = successors.get(step)
-            if found is None:
-                found = successors[step] = following(node, after)
-            work.extend([(context, n, a) for n, a in found])
+                after: Iterable[Abstract] = (current,)
+            else:
+                after = domain.post(current, action.program, action.args)
+                if not domain.keeps_relations(action.program, action.args):
+                    lose_keeps(calls[context])
+            continue_with(context, observed, action.ret, after)
         else:
-            callee = open_call((action.program, action.args, current))
-            callee.return_sites.append((context, node, action.ret))
-            continue_with(context, node, action.ret, callee.exits)
-    stats = domain.stats  # a copy: the bundle's queries on the kept domain are not the fixed point's
-    stats = SolverStats(stats.queries, stats.unknown, stats.seconds)
-    return AbstractStates(actions, len(calls), stats, time.perf_counter() - started,
-                          FixedPoint(calls, domain, prefixes))
+            callee = open_call((action.program, action.args, current[:width]))
+            site = (context, observed, action.ret, current)
+            callee.return_sites.append(site)
+            returned(callee, site, callee.exits)
+            if not callee.keeps:
+                lose_keeps(calls[context])
+    return actions, calls
 
 
 def _describe(
