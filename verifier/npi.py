@@ -12,6 +12,7 @@ The hidden state is reset at every call by the interpreter: `NPIPolicy` keeps ea
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from verifier.config import ARG_SLOTS, NPIConfig
-from verifier.memo import Node, PrefixCache
+from verifier.memo import Node, PrefixCache, Prefixes, PrefixSet
 from verifier.runtime import Query
 from verifier.tasks import Task
-from verifier.tasks.base import Action, Observation
+from verifier.tasks.base import Action, Args, Observation
 
 
 class NPI(nn.Module):
@@ -267,6 +268,67 @@ class NPIPolicy:
                 for i in indices:
                     answers[i] = (action, node)
         return answers
+
+    def prefill(self, prefixes: PrefixSet) -> int:
+        """Compute the model's nodes for the call-local prefixes in `prefixes` that the cache
+        lacks, depth by depth: one batched step per depth, each prefix from its parent's node
+        (so the nodes are those a run would make, only computed together). Stops where the
+        cache's bound would be reached (it never clears the cache) and below nodes whose call
+        returns. Returns how many nodes it computed (also counted in `cache.prefilled`)."""
+        cache = self.cache
+        if cache is None or not prefixes.roots:
+            return 0
+        if cache.size + len(prefixes.roots) >= cache.max_nodes:
+            return 0
+        # It allocates thousands of nodes and arrays that all stay alive: the cyclic garbage
+        # collector's passes over them would find nothing and cost more than the steps.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            computed = self._prefill(cache, prefixes)
+        finally:
+            if collecting:
+                gc.enable()
+        cache.prefilled += computed
+        return computed
+
+    def _prefill(self, cache: PrefixCache, prefixes: PrefixSet) -> int:
+        """`prefill` (with room for every root)."""
+        level: list[tuple[str, Args, Node, Prefixes]] = [
+            (program, args, cache.root(program, args), tree)
+            for (program, args), tree in prefixes.roots.items()
+        ]
+        computed = 0
+        while level:
+            new: list[tuple[Node, Query, Prefixes]] = []
+            below: list[tuple[str, Args, Node, Prefixes]] = []
+            for program, args, parent, tree in level:
+                children = parent.children
+                if not tree or children is None or (parent.depth and parent.action.ret):
+                    continue  # nothing below it, too deep to store, or its call returns there
+                for observation, subtree in tree.items():
+                    node = children.get(observation)
+                    if node is None:
+                        new.append((parent, Query(program, args, observation, parent), subtree))
+                    elif subtree:
+                        below.append((program, args, node, subtree))
+            room = cache.max_nodes - 1 - cache.size
+            if len(new) > room:
+                new = new[: max(room, 0)]
+                level = []  # the cache is full after this depth
+            if new:
+                actions, states = self._first_visits(
+                    [q for _, q, _ in new], [p.state for p, _, _ in new])
+                for (parent, query, subtree), action, state in zip(
+                    new, actions, states, strict=True
+                ):
+                    node = cache.insert(parent, query.observation, action, state)
+                    if subtree:
+                        below.append((query.program, query.args, node, subtree))
+                computed += len(new)
+            if level:
+                level = below
+        return computed
 
     def _first_visits(
         self, queries: Sequence[Query], states: Sequence[Any]
