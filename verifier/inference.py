@@ -156,35 +156,64 @@ class NumpyStep:
     ) -> StepResult:
         """One step of each call from its state (None: a call's zero state). `args` are
         padded to ARG_SLOTS values with zeros where shorter."""
-        full = [s or self.zero_state for s in states]
-        missing = [s for s in full if s.recurrent is None]
+        # each distinct state once (prefixes that extend the same one share it), then its row
+        parents: list[LSTMState] = []
+        where: dict[int, int] = {}
+        rows = []
+        for state in states:
+            state = state or self.zero_state
+            row = where.get(id(state))
+            if row is None:
+                row = where[id(state)] = len(parents)
+                parents.append(state)
+            rows.append(row)
+        missing = [s for s in parents if s.recurrent is None]
         if missing:
             products = self._recurrent(tuple(
-                np.stack([s.h[k] for s in missing]) for k in range(self.layers)))
+                np.stack([s.h[k] for s in missing]) for k in range(self.layers)))  # type: ignore[index]
             for j, s in enumerate(missing):
                 s.recurrent = tuple(p[j] for p in products)
                 s.h = None
-        recurrent = [np.stack([s.recurrent[k] for s in full])  # type: ignore[index]
+        index = None if len(parents) == len(rows) else np.asarray(rows)
+
+        def gathered(arrays: list[np.ndarray]) -> np.ndarray:
+            stacked = np.stack(arrays)
+            return stacked if index is None else stacked[index]
+
+        recurrent = [gathered([s.recurrent[k] for s in parents])  # type: ignore[index]
                      for k in range(self.layers)]  # (batch, 4d) each
         h, c = self._cell(self._first_layer_inputs(programs, args, observations) + recurrent[0],
-                          np.stack([s.c[0] for s in full]))
+                          gathered([s.c[0] for s in parents]))
         hs, cs = [h], [c]
         for k in range(1, self.layers):
             h, c = self._cell(h @ self.w_ih_upper[k - 1] + recurrent[k],
-                              np.stack([s.c[k] for s in full]))
+                              gathered([s.c[k] for s in parents]))
             hs.append(h)
             cs.append(c)
-        returns, chosen, values = [], [], []
-        for row in (h @ self.heads + self.heads_b).tolist():
-            ret, program, args = self._decide(row)
-            returns.append(ret)
-            chosen.append(program)
-            values.append(args)
-        new_states = [
-            LSTMState(tuple(h[j] for h in hs), tuple(c[j] for c in cs))
-            for j in range(len(full))
+        returns, chosen, values = self._decide_all(h @ self.heads + self.heads_b)
+        new_states = [  # each state's rows are views of the batch's arrays
+            LSTMState(h_rows, c_rows)
+            for h_rows, c_rows in zip(zip(*(list(h) for h in hs)), zip(*(list(c) for c in cs)))
         ]
         return StepResult(returns, chosen, values, new_states)
+
+    def _decide_all(
+        self, out: np.ndarray
+    ) -> tuple[list[bool], list[int], list[tuple[int, ...]]]:
+        """`_decide` for every row of a batch's head outputs, with array operations (numpy's
+        argmax also takes the first maximum)."""
+        chosen_array = out[:, 1 : 1 + self.n_programs].argmax(axis=1)
+        chosen = chosen_array.tolist()
+        values: list[tuple[int, ...]] = [()] * len(chosen)
+        for program in set(chosen):
+            columns = self.arg_columns[program]
+            if not columns:
+                continue
+            rows = np.flatnonzero(chosen_array == program)
+            slots = [out[rows, c.start : c.stop].argmax(axis=1).tolist() for c in columns]
+            for j, value in zip(rows.tolist(), zip(*slots)):
+                values[j] = value
+        return (out[:, 0] >= 0).tolist(), chosen, values
 
     def _decide(self, row: list[float]) -> tuple[bool, int, tuple[int, ...]]:
         """One step's decision from its head outputs (return logit, program logits, argument
