@@ -65,6 +65,41 @@ def test_prefill_computes_the_first_visits_ahead_of_the_run() -> None:
     assert filled.cache.misses < lazy.cache.misses // 10
 
 
+def test_a_repeated_input_prefills_nothing() -> None:
+    checkpoint = _checkpoint("addition.pt")
+    value = checkpoint.task.sample_input(random.Random(8), 40)
+    policy = NPIPolicy(checkpoint.model, checkpoint.task)
+    assert policy.cache is not None
+    run_model(policy, checkpoint.task, checkpoint.formulation, [value], 1)
+    prefilled, misses, size = policy.cache.prefilled, policy.cache.misses, policy.cache.size
+    run_model(policy, checkpoint.task, checkpoint.formulation, [value], 1)
+    assert prefilled > 0 and policy.cache.prefilled == prefilled
+    assert (policy.cache.misses, policy.cache.size) == (misses, size)
+
+
+def test_a_warm_cache_is_prefilled_below_its_older_nodes() -> None:
+    """A second input's prefixes extend nodes the first input left: they step from those
+    nodes' states, and the runs are still those without prefill."""
+    checkpoint = _checkpoint("addition.pt")
+    rng = random.Random(9)
+    values = [checkpoint.task.sample_input(rng, 25) for _ in range(3)]
+    warm = NPIPolicy(checkpoint.model, checkpoint.task)
+    batched = warm._first_visits  # one input at a time: only a prefill steps batches here
+    from_older: list[int] = []
+
+    def counted(queries: Any, states: Any) -> Any:
+        from_older.append(len(queries))
+        return batched(queries, states)
+
+    warm._first_visits = counted  # type: ignore[method-assign]
+    runs = [run_model(warm, checkpoint.task, checkpoint.formulation, [v], 1, record=True)[0][0]
+            for v in values]
+    without, _ = _runs(checkpoint, values, False, 1)
+    assert [(r.steps, r.halted, checkpoint.task.output(r.env)) for r in runs] == [
+        (steps, halted, output) for steps, halted, _, output, _ in without]
+    assert sum(from_older) > 0
+
+
 @pytest.mark.parametrize("max_nodes", [1, 5, 40])
 def test_prefill_stays_within_the_cache_bound(max_nodes: int) -> None:
     checkpoint = _checkpoint("addition.pt")

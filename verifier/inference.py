@@ -42,6 +42,14 @@ class LSTMState:
 
 
 @dataclass(frozen=True)
+class BatchStates:
+    """The LSTM states after one batched step: (batch, d_hidden) h and c per layer."""
+
+    h: list[np.ndarray]
+    c: list[np.ndarray]
+
+
+@dataclass(frozen=True)
 class StepResult:
     """Decisions of a batch of steps, as plain lists, and the new state of each."""
 
@@ -196,6 +204,48 @@ class NumpyStep:
             for h_rows, c_rows in zip(zip(*(list(h) for h in hs)), zip(*(list(c) for c in cs)))
         ]
         return StepResult(returns, chosen, values, new_states)
+
+    def step_rows(
+        self,
+        programs: Sequence[int],
+        args: Sequence[tuple[int, ...]],
+        observations: Sequence[tuple[int, ...]],
+        previous: BatchStates | None,
+        rows: Sequence[int],
+    ) -> tuple[list[bool], list[int], list[tuple[int, ...]], BatchStates]:
+        """`__call__` for calls whose states are rows of one earlier batch: call j steps from
+        row `rows[j]` of `previous` (None: every call from its zero state). The states are
+        gathered by index instead of one object at a time, each distinct row's recurrent
+        products computed once. Returns the decisions and the new states as one batch
+        (`states` makes them per-call objects); `args` as the calls have them."""
+        n, d = len(programs), self.d
+        first = self._input_gates_of(list(zip(programs, args, observations)))  # (n, 4d)
+        if previous is None:
+            recurrent = [np.broadcast_to(b, (n, 4 * d)) for b in self.recurrent_bias]
+            c_before = [np.zeros((n, d), dtype=np.float32)] * self.layers
+        else:
+            index = np.asarray(rows)
+            distinct, inverse = np.unique(index, return_inverse=True)
+            products = self._recurrent(tuple(h[distinct] for h in previous.h))
+            recurrent = [p[inverse] for p in products]
+            c_before = [c[index] for c in previous.c]
+        h, c = self._cell(first + recurrent[0], c_before[0])
+        hs, cs = [h], [c]
+        for k in range(1, self.layers):
+            h, c = self._cell(h @ self.w_ih_upper[k - 1] + recurrent[k], c_before[k])
+            hs.append(h)
+            cs.append(c)
+        returns, chosen, values = self._decide_all(h @ self.heads + self.heads_b)
+        return returns, chosen, values, BatchStates(hs, cs)
+
+    @staticmethod
+    def states(batch: BatchStates) -> list[LSTMState]:
+        """Each call's state of a batch (its rows are views of the batch's arrays)."""
+        return [
+            LSTMState(h_rows, c_rows)
+            for h_rows, c_rows in zip(zip(*(list(h) for h in batch.h)),
+                                      zip(*(list(c) for c in batch.c)))
+        ]
 
     def _decide_all(
         self, out: np.ndarray

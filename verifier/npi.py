@@ -293,41 +293,68 @@ class NPIPolicy:
         return computed
 
     def _prefill(self, cache: PrefixCache, prefixes: PrefixSet) -> int:
-        """`prefill` (with room for every root)."""
-        level: list[tuple[str, Args, Node, Prefixes]] = [
-            (program, args, cache.root(program, args), tree)
+        """`prefill` (with room for every root). A prefix whose parent was computed at the
+        previous depth (or is a call's empty prefix) steps from that batch's rows; one whose
+        parent was in the cache before (a warm cache) steps from its node's state."""
+        assert self._numpy_step is not None
+        numpy_step = self._numpy_step
+        # (program, args, parent node, parent's row in `batch` or -1, what follows the parent)
+        level: list[tuple[str, Args, Node, int, Prefixes]] = [
+            (program, args, cache.root(program, args), -1, tree)
             for (program, args), tree in prefixes.roots.items()
         ]
+        batch = None  # the states computed at the previous depth
         computed = 0
         while level:
-            new: list[tuple[Node, Query, Prefixes]] = []
-            below: list[tuple[str, Args, Node, Prefixes]] = []
-            for program, args, parent, tree in level:
+            fresh: list[tuple[str, Args, Node, int, Observation, Prefixes]] = []
+            older: list[tuple[Node, Query, Prefixes]] = []
+            below: list[tuple[str, Args, Node, int, Prefixes]] = []
+            for program, args, parent, row, tree in level:
                 children = parent.children
                 if not tree or children is None or (parent.depth and parent.action.ret):
                     continue  # nothing below it, too deep to store, or its call returns there
                 for observation, subtree in tree.items():
                     node = children.get(observation)
-                    if node is None:
-                        new.append((parent, Query(program, args, observation, parent), subtree))
-                    elif subtree:
-                        below.append((program, args, node, subtree))
+                    if node is not None:
+                        if subtree:
+                            below.append((program, args, node, -1, subtree))
+                    elif row >= 0 or parent.depth == 0:
+                        fresh.append((program, args, parent, row, observation, subtree))
+                    else:
+                        older.append((parent, Query(program, args, observation, parent), subtree))
             room = cache.max_nodes - 1 - cache.size
-            if len(new) > room:
-                new = new[: max(room, 0)]
-                level = []  # the cache is full after this depth
-            if new:
-                actions, states = self._first_visits(
-                    [q for _, q, _ in new], [p.state for p, _, _ in new])
-                for (parent, query, subtree), action, state in zip(
-                    new, actions, states, strict=True
+            full = len(fresh) + len(older) > room
+            if full:  # the cache is full after this depth: stop there
+                fresh = fresh[: max(room, 0)]
+                older = older[: max(room - len(fresh), 0)]
+            if fresh:
+                # rows of the previous batch, or zero states: one depth-1 batch has only those
+                from_rows = batch is not None and fresh[0][3] >= 0
+                returns, chosen, values, batch = numpy_step.step_rows(
+                    [self.program_id[f[0]] for f in fresh], [f[1] for f in fresh],
+                    [f[4] for f in fresh], batch if from_rows else None,
+                    [f[3] for f in fresh])
+                action = self.decide.action
+                for j, ((program, args, parent, _, observation, subtree), state) in enumerate(
+                    zip(fresh, numpy_step.states(batch), strict=True)
                 ):
-                    node = cache.insert(parent, query.observation, action, state)
+                    node = cache.insert(
+                        parent, observation, action(chosen[j], values[j], returns[j]), state)
                     if subtree:
-                        below.append((query.program, query.args, node, subtree))
-                computed += len(new)
-            if level:
-                level = below
+                        below.append((program, args, node, j, subtree))
+            else:
+                batch = None
+            if older:
+                actions, states = self._first_visits(
+                    [q for _, q, _ in older], [p.state for p, _, _ in older])
+                for (parent, query, subtree), action_, state in zip(
+                    older, actions, states, strict=True
+                ):
+                    node = cache.insert(parent, query.observation, action_, state)
+                    if subtree:
+                        below.append((query.program, query.args, node, -1, subtree))
+            computed += len(fresh) + len(older)
+            level = [] if full else below
         return computed
 
     def _first_visits(
