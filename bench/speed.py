@@ -309,11 +309,18 @@ def markdown(rows: list[Row], where: str, seconds: float) -> str:
         "Reading the rows:",
         "",
         "- A `run` costs the reference run that sets its limits, the interpreter's own work, "
-        "and one sequential model step (numpy, `verifier/inference.py`) per call-local prefix "
-        "seen for the first time (*model steps computed*); repeats are lookups. The sorting "
-        "models meet only a few dozen distinct prefixes. Addition's observations carry digits, "
-        "so each new long sum brings thousands of new prefixes, even with the cache warm from "
-        "another sum, and those sequential steps are most of its run time.",
+        "and a model step (numpy, `verifier/inference.py`) per call-local prefix seen for the "
+        "first time; repeats are lookups. The sorting models meet only a few dozen distinct "
+        "prefixes. Addition's observations carry digits, so each new long sum brings thousands "
+        "of new prefixes, even with the cache warm from another sum. The reference run collects "
+        "the prefixes it visits, and the cache is *prefilled* with the model's steps for them, "
+        "one batched step per depth (*model steps prefilled*; `NPIPolicy.prefill`), before the "
+        "model runs: where the model agrees with the reference its run looks them up; the "
+        "prefixes where it does not are computed in the run, one sequential step each "
+        "(*computed in the run*). *Run without prefill* is the same run computing every new "
+        "prefix sequentially. A reference run stops collecting after a window of "
+        "`PREFIX_WINDOW` steps with few new prefixes (the sorting tasks), so they pay almost "
+        "nothing for it.",
         "- The hog rows: a single-threaded run loses only its share of the cores, which on a "
         "machine already busy with other work (see the load average) is more than on an idle "
         "one: its CPU time stays the same with the hog, its wall time is what the scheduler "
