@@ -103,9 +103,9 @@ def test_a_repeated_input_costs_no_model_step() -> None:
     policy._first_visit = counted_one  # type: ignore[method-assign]
     policy._first_visits = counted_batch  # type: ignore[method-assign]
     value = [4, 8, 1, 9, 3, 3, 0]
-    (first, _), = run_model(policy, checkpoint.task, "recursive", [value], 1)
+    (first, _), = run_model(policy, checkpoint.task, "recursive", [value], 1, prefill=False)
     misses = len(steps)
-    (second, _), = run_model(policy, checkpoint.task, "recursive", [value], 1)
+    (second, _), = run_model(policy, checkpoint.task, "recursive", [value], 1, prefill=False)
     assert first.halted and 0 < misses < first.step_count
     assert len(steps) == misses  # the second run was all lookups
     assert policy.cache is not None and policy.cache.hits >= second.step_count

@@ -590,7 +590,7 @@ def run(
     wrong. `--json` prints {"output", "halted", "correct", "reason"} (reason: why it did not
     halt, else null) and, with --trace, "steps"."""
     from verifier.checkpoint import load_checkpoint
-    from verifier.evaluation import model_limits
+    from verifier.evaluation import prefilled_limits
     from verifier.npi import NPIPolicy
     from verifier.runtime import execute
     from verifier.threads import use_inference_threads
@@ -601,7 +601,8 @@ def run(
     task = checkpoint.task
     value = parse_problem(task, input_text)
     refuse_unless_fits(task.min_reference_steps(value), timeout, "this input's run")
-    limits = model_limits(task, checkpoint.formulation, value)
+    policy = NPIPolicy(checkpoint.model, task)
+    (limits,) = prefilled_limits(policy, task, checkpoint.formulation, [value])
     out = sys.stdout
     on_step: Callable[[int, Any], None] | None = None
     if show_trace and as_json:
@@ -619,7 +620,7 @@ def run(
 
     with status() as line:
         (execution,) = execute(
-            task, NPIPolicy(checkpoint.model, task), [value], limits, record=False,
+            task, policy, [value], limits, record=False,
             on_step=on_step,
             progress=lambda _, steps: line.text(f"step {steps:,}/{limits.max_steps:,}"),
         )

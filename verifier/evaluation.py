@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from verifier.memo import PrefixSet
 from verifier.npi import NPIPolicy
 from verifier.runtime import Execution, Limits, execute, reference_execution
 from verifier.tasks import Task
@@ -19,6 +20,23 @@ DEPTH_SLACK = 8
 def model_limits(task: Task, formulation: str, value: Any) -> Limits:
     """Limits derived from the reference program's cost on the same input (design §3)."""
     return limits_after(reference_execution(task, formulation, value))
+
+
+def prefilled_limits(
+    policy: NPIPolicy, task: Task, formulation: str, values: Sequence[Any]
+) -> list[Limits]:
+    """`model_limits` of each input, and, for a memoized policy, its cache prefilled with the
+    call-local prefixes those reference runs visited (`NPIPolicy.prefill`): as long as the
+    model agrees with the reference program it meets the same prefixes, and computing them
+    together, one batched step per depth, costs far less than one sequential step each.
+    Where the model goes its own way it computes its new prefixes as it meets them."""
+    if policy.cache is None:
+        return [model_limits(task, formulation, value) for value in values]
+    prefixes = PrefixSet.for_cache(policy.cache)
+    limits = [limits_after(reference_execution(task, formulation, value, prefixes))
+              for value in values]
+    policy.prefill(prefixes)
+    return limits
 
 
 def limits_after(reference: Execution) -> Limits:
@@ -36,13 +54,17 @@ def run_model(
     batch_size: int,
     record: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    prefill: bool = True,
 ) -> list[tuple[Execution, Limits]]:
     """Run the model on every input, `batch_size` inputs at a time in lockstep. `progress` is
-    told how many inputs have stopped so far and how many steps the current batch has run."""
+    told how many inputs have stopped so far and how many steps the current batch has run.
+    With `prefill` (and a memoized policy), each batch's reference prefixes are computed ahead
+    of its run (`prefilled_limits`); the runs are the same either way."""
     results: list[tuple[Execution, Limits]] = []
     for start in range(0, len(values), batch_size):
         chunk = values[start : start + batch_size]
-        limits = [model_limits(task, formulation, v) for v in chunk]
+        limits = (prefilled_limits(policy, task, formulation, chunk) if prefill
+                  else [model_limits(task, formulation, v) for v in chunk])
         report = None if progress is None else (
             lambda stopped, steps, start=start: progress(start + stopped, steps)
         )

@@ -42,6 +42,14 @@ class LSTMState:
 
 
 @dataclass(frozen=True)
+class BatchStates:
+    """The LSTM states after one batched step: (batch, d_hidden) h and c per layer."""
+
+    h: list[np.ndarray]
+    c: list[np.ndarray]
+
+
+@dataclass(frozen=True)
 class StepResult:
     """Decisions of a batch of steps, as plain lists, and the new state of each."""
 
@@ -156,35 +164,106 @@ class NumpyStep:
     ) -> StepResult:
         """One step of each call from its state (None: a call's zero state). `args` are
         padded to ARG_SLOTS values with zeros where shorter."""
-        full = [s or self.zero_state for s in states]
-        missing = [s for s in full if s.recurrent is None]
+        # each distinct state once (prefixes that extend the same one share it), then its row
+        parents: list[LSTMState] = []
+        where: dict[int, int] = {}
+        rows = []
+        for state in states:
+            state = state or self.zero_state
+            row = where.get(id(state))
+            if row is None:
+                row = where[id(state)] = len(parents)
+                parents.append(state)
+            rows.append(row)
+        missing = [s for s in parents if s.recurrent is None]
         if missing:
             products = self._recurrent(tuple(
-                np.stack([s.h[k] for s in missing]) for k in range(self.layers)))
+                np.stack([s.h[k] for s in missing]) for k in range(self.layers)))  # type: ignore[index]
             for j, s in enumerate(missing):
                 s.recurrent = tuple(p[j] for p in products)
                 s.h = None
-        recurrent = [np.stack([s.recurrent[k] for s in full])  # type: ignore[index]
+        index = None if len(parents) == len(rows) else np.asarray(rows)
+
+        def gathered(arrays: list[np.ndarray]) -> np.ndarray:
+            stacked = np.stack(arrays)
+            return stacked if index is None else stacked[index]
+
+        recurrent = [gathered([s.recurrent[k] for s in parents])  # type: ignore[index]
                      for k in range(self.layers)]  # (batch, 4d) each
         h, c = self._cell(self._first_layer_inputs(programs, args, observations) + recurrent[0],
-                          np.stack([s.c[0] for s in full]))
+                          gathered([s.c[0] for s in parents]))
         hs, cs = [h], [c]
         for k in range(1, self.layers):
             h, c = self._cell(h @ self.w_ih_upper[k - 1] + recurrent[k],
-                              np.stack([s.c[k] for s in full]))
+                              gathered([s.c[k] for s in parents]))
             hs.append(h)
             cs.append(c)
-        returns, chosen, values = [], [], []
-        for row in (h @ self.heads + self.heads_b).tolist():
-            ret, program, args = self._decide(row)
-            returns.append(ret)
-            chosen.append(program)
-            values.append(args)
-        new_states = [
-            LSTMState(tuple(h[j] for h in hs), tuple(c[j] for c in cs))
-            for j in range(len(full))
+        returns, chosen, values = self._decide_all(h @ self.heads + self.heads_b)
+        new_states = [  # each state's rows are views of the batch's arrays
+            LSTMState(h_rows, c_rows)
+            for h_rows, c_rows in zip(zip(*(list(h) for h in hs)), zip(*(list(c) for c in cs)))
         ]
         return StepResult(returns, chosen, values, new_states)
+
+    def step_rows(
+        self,
+        programs: Sequence[int],
+        args: Sequence[tuple[int, ...]],
+        observations: Sequence[tuple[int, ...]],
+        previous: BatchStates | None,
+        rows: Sequence[int],
+    ) -> tuple[list[bool], list[int], list[tuple[int, ...]], BatchStates]:
+        """`__call__` for calls whose states are rows of one earlier batch: call j steps from
+        row `rows[j]` of `previous` (None: every call from its zero state). The states are
+        gathered by index instead of one object at a time, each distinct row's recurrent
+        products computed once. Returns the decisions and the new states as one batch
+        (`states` makes them per-call objects); `args` as the calls have them."""
+        n, d = len(programs), self.d
+        first = self._input_gates_of(list(zip(programs, args, observations)))  # (n, 4d)
+        if previous is None:
+            recurrent = [np.broadcast_to(b, (n, 4 * d)) for b in self.recurrent_bias]
+            c_before = [np.zeros((n, d), dtype=np.float32)] * self.layers
+        else:
+            index = np.asarray(rows)
+            distinct, inverse = np.unique(index, return_inverse=True)
+            products = self._recurrent(tuple(h[distinct] for h in previous.h))
+            recurrent = [p[inverse] for p in products]
+            c_before = [c[index] for c in previous.c]
+        h, c = self._cell(first + recurrent[0], c_before[0])
+        hs, cs = [h], [c]
+        for k in range(1, self.layers):
+            h, c = self._cell(h @ self.w_ih_upper[k - 1] + recurrent[k], c_before[k])
+            hs.append(h)
+            cs.append(c)
+        returns, chosen, values = self._decide_all(h @ self.heads + self.heads_b)
+        return returns, chosen, values, BatchStates(hs, cs)
+
+    @staticmethod
+    def states(batch: BatchStates) -> list[LSTMState]:
+        """Each call's state of a batch (its rows are views of the batch's arrays)."""
+        return [
+            LSTMState(h_rows, c_rows)
+            for h_rows, c_rows in zip(zip(*(list(h) for h in batch.h)),
+                                      zip(*(list(c) for c in batch.c)))
+        ]
+
+    def _decide_all(
+        self, out: np.ndarray
+    ) -> tuple[list[bool], list[int], list[tuple[int, ...]]]:
+        """`_decide` for every row of a batch's head outputs, with array operations (numpy's
+        argmax also takes the first maximum)."""
+        chosen_array = out[:, 1 : 1 + self.n_programs].argmax(axis=1)
+        chosen = chosen_array.tolist()
+        values: list[tuple[int, ...]] = [()] * len(chosen)
+        for program in set(chosen):
+            columns = self.arg_columns[program]
+            if not columns:
+                continue
+            rows = np.flatnonzero(chosen_array == program)
+            slots = [out[rows, c.start : c.stop].argmax(axis=1).tolist() for c in columns]
+            for j, value in zip(rows.tolist(), zip(*slots)):
+                values[j] = value
+        return (out[:, 0] >= 0).tolist(), chosen, values
 
     def _decide(self, row: list[float]) -> tuple[bool, int, tuple[int, ...]]:
         """One step's decision from its head outputs (return logit, program logits, argument

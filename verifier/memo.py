@@ -20,6 +20,13 @@ repeat a prefix) neither grow it without limit nor pay for it:
   subtrees from before the clear) are alive.
 
 Nodes of calls that return (`action.ret`) keep no LSTM state: no step of that call follows.
+
+`PrefixSet` collects the call-local prefixes a run visits (the reference run that sets a
+model's limits) as a bare tree of observations, so that `NPIPolicy.prefill` can compute the
+model's nodes for them depth by depth, one batched step per depth, before the model runs:
+the model's run then looks up what it would otherwise compute one sequential step at a time.
+Prefilled nodes are what the model computes for those prefixes; only the order (and the batch)
+in which they are computed changes.
 """
 
 from __future__ import annotations
@@ -32,6 +39,16 @@ from verifier.tasks.base import Action, Args, Observation
 # its recurrent gate products, `verifier.inference.LSTMState`): ~150 MB at most.
 DEFAULT_MAX_NODES = 25_000
 DEFAULT_MAX_DEPTH = 64
+
+
+# A PrefixSet stops collecting when a window of this many steps found fewer than
+# WINDOW // SPARSE new prefixes: the model meets so few new prefixes that computing them one
+# at a time is cheaper than recording every step (the sorting models meet a few dozen).
+PREFIX_WINDOW = 2048
+PREFIX_SPARSE = 64
+
+# A node of a PrefixSet: the observations seen after its prefix, each with its own node.
+Prefixes = dict[Observation, "Prefixes"]
 
 
 class Node:
@@ -71,6 +88,7 @@ class PrefixCache:
         self.clears = 0
         self.hits = 0
         self.misses = 0
+        self.prefilled = 0  # nodes computed ahead of a run (`NPIPolicy.prefill`), not misses
         self._roots: dict[tuple[str, Args], Node] = {}
 
     def root(self, program: str, args: Args) -> Node:
@@ -132,3 +150,57 @@ class PrefixCache:
     def _make_room(self) -> None:
         if self.size >= self.max_nodes:
             self.clear()
+
+
+class PrefixSet:
+    """The call-local prefixes a run visited: one tree of observations per (program, args),
+    at most `max_nodes` nodes (roots included) and `max_depth` observations deep, the same
+    bounds as the `PrefixCache` it is meant to fill. `complete` turns False when the run had
+    more prefixes than that (or collecting stopped early, see `PREFIX_WINDOW`): the set then
+    holds only some of them, which is all a prefill needs."""
+
+    def __init__(
+        self, max_nodes: int = DEFAULT_MAX_NODES, max_depth: int = DEFAULT_MAX_DEPTH
+    ) -> None:
+        if max_nodes < 1 or max_depth < 1:
+            raise ValueError("max_nodes and max_depth must be positive")
+        self.max_nodes = max_nodes
+        self.max_depth = max_depth
+        self.size = 0
+        self.complete = True
+        self.roots: dict[tuple[str, Args], Prefixes] = {}
+
+    @classmethod
+    def for_cache(cls, cache: PrefixCache) -> PrefixSet:
+        """A set bounded by what `cache` has room for."""
+        return cls(max(1, cache.max_nodes - cache.size - 1), cache.max_depth)
+
+    def root(self, program: str, args: Args) -> Prefixes | None:
+        """The tree of a call of `program(args)` (None: the set is full)."""
+        key = (program, args)
+        node = self.roots.get(key)
+        if node is None:
+            if self.size >= self.max_nodes:
+                self.complete = False
+                return None
+            node = self.roots[key] = {}
+            self.size += 1
+        return node
+
+    def add(self, parent: Prefixes, observation: Observation, depth: int) -> Prefixes | None:
+        """The node of `parent`'s prefix (`depth` observations long) plus `observation`, made
+        if new; None when it would be deeper than `max_depth` or the set is full."""
+        node = parent.get(observation)
+        if node is None:
+            if depth >= self.max_depth:
+                return None
+            if self.size >= self.max_nodes:
+                self.complete = False
+                return None
+            node = parent[observation] = {}
+            self.size += 1
+        return node
+
+    def stop(self) -> None:
+        """Collecting stopped before the run ended: the set holds only some prefixes."""
+        self.complete = False

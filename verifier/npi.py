@@ -12,6 +12,7 @@ The hidden state is reset at every call by the interpreter: `NPIPolicy` keeps ea
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from verifier.config import ARG_SLOTS, NPIConfig
-from verifier.memo import Node, PrefixCache
+from verifier.memo import Node, PrefixCache, Prefixes, PrefixSet
 from verifier.runtime import Query
 from verifier.tasks import Task
-from verifier.tasks.base import Action, Observation
+from verifier.tasks.base import Action, Args, Observation
 
 
 class NPI(nn.Module):
@@ -267,6 +268,94 @@ class NPIPolicy:
                 for i in indices:
                     answers[i] = (action, node)
         return answers
+
+    def prefill(self, prefixes: PrefixSet) -> int:
+        """Compute the model's nodes for the call-local prefixes in `prefixes` that the cache
+        lacks, depth by depth: one batched step per depth, each prefix from its parent's node
+        (so the nodes are those a run would make, only computed together). Stops where the
+        cache's bound would be reached (it never clears the cache) and below nodes whose call
+        returns. Returns how many nodes it computed (also counted in `cache.prefilled`)."""
+        cache = self.cache
+        if cache is None or not prefixes.roots:
+            return 0
+        if cache.size + len(prefixes.roots) >= cache.max_nodes:
+            return 0
+        # It allocates thousands of nodes and arrays that all stay alive: the cyclic garbage
+        # collector's passes over them would find nothing and cost more than the steps.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            computed = self._prefill(cache, prefixes)
+        finally:
+            if collecting:
+                gc.enable()
+        cache.prefilled += computed
+        return computed
+
+    def _prefill(self, cache: PrefixCache, prefixes: PrefixSet) -> int:
+        """`prefill` (with room for every root). A prefix whose parent was computed at the
+        previous depth (or is a call's empty prefix) steps from that batch's rows; one whose
+        parent was in the cache before (a warm cache) steps from its node's state."""
+        assert self._numpy_step is not None
+        numpy_step = self._numpy_step
+        # (program, args, parent node, parent's row in `batch` or -1, what follows the parent)
+        level: list[tuple[str, Args, Node, int, Prefixes]] = [
+            (program, args, cache.root(program, args), -1, tree)
+            for (program, args), tree in prefixes.roots.items()
+        ]
+        batch = None  # the states computed at the previous depth
+        computed = 0
+        while level:
+            fresh: list[tuple[str, Args, Node, int, Observation, Prefixes]] = []
+            older: list[tuple[Node, Query, Prefixes]] = []
+            below: list[tuple[str, Args, Node, int, Prefixes]] = []
+            for program, args, parent, row, tree in level:
+                children = parent.children
+                if not tree or children is None or (parent.depth and parent.action.ret):
+                    continue  # nothing below it, too deep to store, or its call returns there
+                for observation, subtree in tree.items():
+                    node = children.get(observation)
+                    if node is not None:
+                        if subtree:
+                            below.append((program, args, node, -1, subtree))
+                    elif row >= 0 or parent.depth == 0:
+                        fresh.append((program, args, parent, row, observation, subtree))
+                    else:
+                        older.append((parent, Query(program, args, observation, parent), subtree))
+            room = cache.max_nodes - 1 - cache.size
+            full = len(fresh) + len(older) > room
+            if full:  # the cache is full after this depth: stop there
+                fresh = fresh[: max(room, 0)]
+                older = older[: max(room - len(fresh), 0)]
+            if fresh:
+                # rows of the previous batch, or zero states: one depth-1 batch has only those
+                from_rows = batch is not None and fresh[0][3] >= 0
+                returns, chosen, values, batch = numpy_step.step_rows(
+                    [self.program_id[f[0]] for f in fresh], [f[1] for f in fresh],
+                    [f[4] for f in fresh], batch if from_rows else None,
+                    [f[3] for f in fresh])
+                action = self.decide.action
+                for j, ((program, args, parent, _, observation, subtree), state) in enumerate(
+                    zip(fresh, numpy_step.states(batch), strict=True)
+                ):
+                    node = cache.insert(
+                        parent, observation, action(chosen[j], values[j], returns[j]), state)
+                    if subtree:
+                        below.append((program, args, node, j, subtree))
+            else:
+                batch = None
+            if older:
+                actions, states = self._first_visits(
+                    [q for _, q, _ in older], [p.state for p, _, _ in older])
+                for (parent, query, subtree), action_, state in zip(
+                    older, actions, states, strict=True
+                ):
+                    node = cache.insert(parent, query.observation, action_, state)
+                    if subtree:
+                        below.append((query.program, query.args, node, -1, subtree))
+            computed += len(fresh) + len(older)
+            level = [] if full else below
+        return computed
 
     def _first_visits(
         self, queries: Sequence[Query], states: Sequence[Any]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from verifier.errors import PolicyError, ReferenceBug, VerifierError
+from verifier.memo import PREFIX_SPARSE, PREFIX_WINDOW, PrefixSet
 from verifier.tasks.base import NOP, Action, Args, Observation, Program, Routines, Task
 from verifier.tasks.registry import describe_error, task_label
 
@@ -346,32 +347,54 @@ def reference_call_local_steps(
     return _lean_reference(task, formulation, value, True, max_steps)
 
 
-def reference_execution(task: Task, formulation: str, value: Any) -> Execution:
+def reference_execution(
+    task: Task, formulation: str, value: Any, prefixes: PrefixSet | None = None
+) -> Execution:
     """`run_reference(task, formulation, value, record=False)` (the run that sets a model's
-    limits: its step count, call depth and final environment) through the same lean loop."""
-    return _lean_reference(task, formulation, value, False)[0]
+    limits: its step count, call depth and final environment) through the same lean loop.
+    With `prefixes`, the call-local prefixes the run visits are added to that set (as many as
+    its bounds allow; it stops collecting where new prefixes become rare, `PREFIX_WINDOW`)."""
+    return _lean_reference(task, formulation, value, False, prefixes=prefixes)[0]
 
 
 def _lean_reference(
-    task: Task, formulation: str, value: Any, keep: bool, max_steps: int | None = None
+    task: Task, formulation: str, value: Any, keep: bool, max_steps: int | None = None,
+    prefixes: PrefixSet | None = None,
 ) -> tuple[Execution, list[tuple[StateKey, Action]]]:
     """The reference program on one input without the generic interpreter's structures; with
-    `keep`, each step's call-local state and action, in the order calls end."""
+    `keep`, each step's call-local state and action, in the order calls end; with `prefixes`,
+    the call-local prefixes it visits are collected there."""
     routines = task.routines(formulation)
     env = task.initial_env(value)
     observe, apply = task.observe, task.apply
     legal: dict[tuple[str, Args], Program] = {}
     found: list[tuple[StateKey, Action]] = []
-    # a frame: [program, args, routine, observations so far, its (state, action)s, return after call]
-    stack: list[list[Any]] = [[task.entry, (), None, (), [], False]]
+    collecting = prefixes is not None
+    entry = prefixes.root(task.entry, ()) if prefixes is not None else None
+    # a frame: [program, args, routine, observations so far, its (state, action)s, return after
+    # call, its node in `prefixes` (None: not collected), how many observations that node is]
+    stack: list[list[Any]] = [[task.entry, (), None, (), [], False, entry, 0]]
     steps, depth = 0, 1
     limit = -1 if max_steps is None else max_steps
+    window_end, window_size = PREFIX_WINDOW, 0
     try:
         while stack:
             if steps == limit:
                 return Execution(value, env, False, STEP_LIMIT, steps, depth), found
             frame = stack[-1]
             observation = observe(env)
+            if collecting:
+                node = frame[6]
+                if node is not None:
+                    child = node.get(observation)
+                    frame[6] = child if child is not None else prefixes.add(  # type: ignore[union-attr]
+                        node, observation, frame[7])
+                    frame[7] += 1
+                if steps == window_end:  # few new prefixes lately: stop paying for this
+                    if prefixes.size - window_size < PREFIX_WINDOW // PREFIX_SPARSE:  # type: ignore[union-attr]
+                        collecting = False
+                        prefixes.stop()  # type: ignore[union-attr]
+                    window_end, window_size = steps + PREFIX_WINDOW, prefixes.size  # type: ignore[union-attr]
             routine = frame[2]
             if routine is None:
                 routine = frame[2] = routines[frame[0]](frame[1], observation)
@@ -394,7 +417,9 @@ def _lean_reference(
                         found += stack.pop()[4]
             else:
                 frame[5] = action.ret
-                stack.append([program.name, action.args, None, (), [], False])
+                stack.append([program.name, action.args, None, (), [], False,
+                              prefixes.root(program.name, action.args) if collecting else None,
+                              0])  # type: ignore[union-attr]
                 depth = max(depth, len(stack))
     except VerifierError as error:
         if not isinstance(error, (ReferenceBug, PolicyError)):
