@@ -420,7 +420,8 @@ class _Prover:
         the answer, the solver, and the query answered."""
         grounded = ground(facts, goal)
         if grounded is not None:
-            answer, solver = _check(grounded[0] + extra, grounded[1], GROUND_TIMEOUT_MS)
+            answer, solver = _check(grounded[0] + extra, grounded[1],
+                                    min(GROUND_TIMEOUT_MS, QUERY_TIMEOUT_MS))
             if answer == z3.unsat:
                 return answer, solver, (grounded[0] + extra, grounded[1])
         answer, solver = _check(facts + extra, goal)
@@ -435,7 +436,7 @@ def _conjuncts(goal: z3.BoolRef) -> list[z3.BoolRef]:
 
 
 def _check(
-    facts: list[z3.BoolRef], goal: z3.BoolRef, timeout_ms: int = QUERY_TIMEOUT_MS
+    facts: list[z3.BoolRef], goal: z3.BoolRef, timeout_ms: int | None = None
 ) -> tuple[z3.CheckSatResult, z3.Solver]:
     solver = _solver(timeout_ms)
     solver.add(*facts)
@@ -443,9 +444,10 @@ def _check(
     return solver.check(), solver
 
 
-def _solver(timeout_ms: int = QUERY_TIMEOUT_MS) -> z3.Solver:
+def _solver(timeout_ms: int | None = None) -> z3.Solver:
+    """A solver with a time limit: `timeout_ms`, else QUERY_TIMEOUT_MS as it is now."""
     solver = z3.Solver()
-    solver.set("timeout", timeout_ms)
+    solver.set("timeout", QUERY_TIMEOUT_MS if timeout_ms is None else timeout_ms)
     return solver
 
 
