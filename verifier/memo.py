@@ -73,8 +73,8 @@ class Node:
         self.generation = generation
 
 
-class PrefixCache:
-    """A prefix tree of call-local states shared by every call of every input it serves."""
+class _Bounded:
+    """A prefix tree of at most `max_nodes` nodes, at most `max_depth` observations deep."""
 
     def __init__(
         self, max_nodes: int = DEFAULT_MAX_NODES, max_depth: int = DEFAULT_MAX_DEPTH
@@ -83,6 +83,16 @@ class PrefixCache:
             raise ValueError("max_nodes and max_depth must be positive")
         self.max_nodes = max_nodes
         self.max_depth = max_depth
+        self.size = 0
+
+
+class PrefixCache(_Bounded):
+    """A prefix tree of call-local states shared by every call of every input it serves."""
+
+    def __init__(
+        self, max_nodes: int = DEFAULT_MAX_NODES, max_depth: int = DEFAULT_MAX_DEPTH
+    ) -> None:
+        super().__init__(max_nodes, max_depth)
         self.generation = 0
         self.size = 0  # nodes stored since the last clear
         self.clears = 0
@@ -152,7 +162,7 @@ class PrefixCache:
             self.clear()
 
 
-class PrefixSet:
+class PrefixSet(_Bounded):
     """The call-local prefixes a run visited: one tree of observations per (program, args),
     at most `max_nodes` nodes (roots included) and `max_depth` observations deep, the same
     bounds as the `PrefixCache` it is meant to fill. `complete` turns False when the run had
@@ -162,11 +172,7 @@ class PrefixSet:
     def __init__(
         self, max_nodes: int = DEFAULT_MAX_NODES, max_depth: int = DEFAULT_MAX_DEPTH
     ) -> None:
-        if max_nodes < 1 or max_depth < 1:
-            raise ValueError("max_nodes and max_depth must be positive")
-        self.max_nodes = max_nodes
-        self.max_depth = max_depth
-        self.size = 0
+        super().__init__(max_nodes, max_depth)
         self.complete = True
         self.roots: dict[tuple[str, Args], Prefixes] = {}
 
