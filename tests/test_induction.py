@@ -142,3 +142,14 @@ def test_a_reference_that_never_halts_is_a_one_line_error(monkeypatch: pytest.Mo
     monkeypatch.setattr(concrete, "SMALL_INPUT_STEPS", 20_000)
     with pytest.raises(ReferenceBug, match=r"does not halt within 20,000 steps on the small input \[0\]"):
         _planted(monkeypatch, "bubblesort", {"BUBBLESORT": bubblesort})
+
+
+def test_a_contract_that_raises_is_a_one_line_plugin_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from verifier.errors import PluginError
+
+    contract = bubblesort_semantics._CONTRACTS["LSHIFT"]
+    broken = Contract(contract.pre, contract.post, lambda env: env["missing"], contract.text)
+    monkeypatch.setitem(bubblesort_semantics._CONTRACTS, "LSHIFT", broken)
+    with pytest.raises(PluginError, match=r"task 'bubblesort', recursive: its contracts or "
+                                          r"specification raised KeyError"):
+        _induction("bubblesort")

@@ -44,12 +44,14 @@ from typing import Any
 import networkx as nx
 import z3
 
+from verifier.errors import PluginError, VerifierError
 from verifier.runtime import StateKey
 from verifier.smt import Semantics, SymEnv
 from verifier.smt.contracts import Contract
 from verifier.smt.instantiate import ground
 from verifier.smt.script import smt2
 from verifier.tasks.base import NOP, Action, Args, Observation, Task
+from verifier.tasks.registry import describe_error, task_label
 
 TERMINATION = "termination"
 CORRECTNESS = "reference-correctness"
@@ -117,7 +119,13 @@ def prove(
     its reference actions, whose coverage the caller has proved)."""
     started = time.perf_counter()
     prover = _Prover(task, formulation, semantics, states)
-    found = prover.run()
+    try:
+        found = prover.run()
+    except VerifierError:
+        raise  # ours, a --timeout budget among them
+    except Exception as error:  # the task's contracts or specification are broken: name them
+        raise PluginError(f"{task_label(task, formulation)}: its contracts or specification "
+                          f"raised {describe_error(error)}") from None
     found.seconds = time.perf_counter() - started
     return found
 
