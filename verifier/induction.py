@@ -48,7 +48,7 @@ from verifier.errors import PluginError, VerifierError
 from verifier.runtime import StateKey
 from verifier.smt import Semantics, SymEnv
 from verifier.smt.contracts import Contract
-from verifier.smt.instantiate import ground
+from verifier.smt.instantiate import conjuncts, ground
 from verifier.smt.script import smt2
 from verifier.tasks.base import NOP, Action, Args, Observation, Task
 from verifier.tasks.registry import describe_error, task_label
@@ -405,7 +405,7 @@ class _Prover:
         quantifier-free, left out of instantiation."""
         extra = [] if condition is None else [condition]
         scripts, status, detail = [], PROVED, ""
-        for part in _conjuncts(goal):
+        for part in conjuncts([goal]) or [goal]:  # an empty conjunction: one query still
             answer, solver, used = self._prove_part(facts, part, extra)
             if answer != z3.unsat and not final:
                 return False
@@ -434,13 +434,6 @@ class _Prover:
                 return answer, solver, (grounded[0] + extra, grounded[1])
         answer, solver = _check(facts + extra, goal)
         return answer, solver, (facts + extra, goal)
-
-
-def _conjuncts(goal: z3.BoolRef) -> list[z3.BoolRef]:
-    """The goal's conjuncts, nested conjunctions flattened (the goal itself if it is none)."""
-    if not z3.is_and(goal):
-        return [goal]
-    return [part for child in goal.children() for part in _conjuncts(child)] or [goal]
 
 
 def _check(

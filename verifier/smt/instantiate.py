@@ -31,14 +31,14 @@ def ground(facts: list[z3.BoolRef], goal: z3.BoolRef) -> tuple[list[z3.BoolRef],
     would need more than MAX_INSTANCES instances."""
     counter = itertools.count()
     goals = []
-    for part in _conjuncts([goal]):
+    for part in conjuncts([goal]):
         opened = _open(part, counter)
         if opened is None:
             return None
         goals.append(opened)
     plain: list[z3.BoolRef] = []
     universal: list[tuple[z3.BoolRef | None, z3.QuantifierRef]] = []
-    for fact in _conjuncts(facts):
+    for fact in conjuncts(facts):
         split = _universal(fact)
         if split is None:
             if _has_quantifier(fact):
@@ -63,11 +63,12 @@ def ground(facts: list[z3.BoolRef], goal: z3.BoolRef) -> tuple[list[z3.BoolRef],
     return plain + instances, z3.And(goals)
 
 
-def _conjuncts(formulas: Iterable[z3.BoolRef]) -> list[z3.BoolRef]:
+def conjuncts(formulas: Iterable[z3.BoolRef]) -> list[z3.BoolRef]:
+    """The formulas' conjuncts, nested conjunctions flattened."""
     found = []
     for formula in formulas:
         if z3.is_and(formula):
-            found += _conjuncts(formula.children())
+            found += conjuncts(formula.children())
         else:
             found.append(formula)
     return found
