@@ -33,6 +33,14 @@ def _not_proved(found: Induction) -> list[tuple[str, str]]:
     return [(lemma.kind, lemma.status) for lemma in found.lemmas if lemma.status != PROVED]
 
 
+def _planted(monkeypatch: pytest.MonkeyPatch, program: str, routine) -> Induction:
+    """The induction over a V built again with `program`'s reference routine replaced."""
+    task = get_task("quicksort")
+    original = task._routines
+    monkeypatch.setattr(task, "_routines", lambda formulation: {**original(formulation), program: routine})
+    return _prove(build_vset(task, RECURSIVE))
+
+
 def _replace(monkeypatch: pytest.MonkeyPatch, program: str, **parts) -> None:
     contract = quicksort_semantics._CONTRACTS[program]
     fields = {"pre": contract.pre, "post": contract.post, "rank": contract.rank, **parts}
@@ -126,11 +134,7 @@ def test_a_partition_that_never_places_its_pivot_is_not_proved(monkeypatch: pyte
         yield call("COMPSWAP_LOOP")
         yield call("SET_J_NULL", ret=True)
 
-    task = get_task("quicksort")
-    original = task._routines
-    monkeypatch.setattr(task, "_routines", lambda formulation: {**original(formulation), "PARTITION": partition})
-    vset = build_vset(task, RECURSIVE)
-    found = prove(task, RECURSIVE, semantics_for(task), vset.states)
+    found = _planted(monkeypatch, "PARTITION", partition)
     assert not found.proved(CORRECTNESS)
     assert ("post", REFUTED) in _not_proved(found)
 
@@ -144,10 +148,6 @@ def test_a_comparison_turned_round_is_not_proved(monkeypatch: pytest.MonkeyPatch
         else:
             yield RETURN
 
-    task = get_task("quicksort")
-    original = task._routines
-    monkeypatch.setattr(task, "_routines", lambda formulation: {**original(formulation), "COMPSWAP": compswap})
-    vset = build_vset(task, RECURSIVE)
-    found = prove(task, RECURSIVE, semantics_for(task), vset.states)
+    found = _planted(monkeypatch, "COMPSWAP", compswap)
     assert not found.proved(CORRECTNESS)
     assert ("post", REFUTED) in _not_proved(found)
