@@ -1,32 +1,21 @@
 """An independent re-checker of npi-verify certificates and their proof bundles.
 
-It imports nothing from npi-verify: only the standard library, numpy, safetensors and cvc5
-(a different solver from the Z3 that produced the proofs). Given a certificate it checks
-
-1. the certificate's digest, the bundle's sha256 recorded in it, and the model file's
-   weights digest (recomputed from the safetensors bytes) against both;
-2. that the abstract fixed point is closed: every initial state opens the entry call, and in
-   every call each point's successors (the recorded abstract post of its primitive, or the
-   exit summary of the call it makes, through the recorded relation compositions where the
-   semantics declares relations) are points of the call, or exits where it returns; every
-   call's summary is exactly what its returning points produce;
-3. that V is the projection of the fixed point (every point's observations are a node of V,
-   every node is some point's) with one recorded reference label per node;
-4. that the recorded coverage queries are exactly those the fixed point needs, and that cvc5
-   gives each its expected answer; that where the certificate says termination or reference
-   correctness is proved, every lemma it rests on is recorded as proved (`pre` at each call
-   and `post` at each return of V's paths, `rank` at each call inside a cycle of the call
-   graph, `entry`, and for correctness `specification`), and cvc5 answers `unsat` to every
-   lemma recorded as proved;
-5. that the model, evaluated in float64 from the weights file, takes the reference label on
-   every node of V, and that the certificate's counts and minimum margin are what it finds.
-
-Anything else is refused with a one-line reason. Usage: `python -m verifier.independent
-CERT.json...` (or run this file); exit 0 when every certificate passes, 1 otherwise.
-What it trusts: the task's Z3 semantics as written in the templates and the lemmas (they
-state what the primitives do, and a lemma's script states its routine's contract along its
-path), and the reference labels (that they are the reference program's actions is what V's
-fixed point was computed from).
+It imports nothing from npi-verify, only the standard library, numpy, safetensors and cvc5
+(not the Z3 that produced the proofs). For a certificate it checks: (1) its digest, its
+bundle's sha256 and the weights digest recomputed from the safetensors bytes; (2) that the
+abstract fixed point is closed: each initial state opens the entry call, and in each call
+every point's successors (its primitive's recorded post, or the callee's exit summary through
+the recorded relation compositions) are points of the call, or exits where it returns, and
+each summary is exactly what its returning points produce; (3) that V is the fixed point's
+projection with one reference label per node; (4) that the coverage queries are exactly
+those the fixed point needs and cvc5 gives each its expected answer, and that a termination
+or reference-correctness claim of `proved` rests on proved lemmas (`pre` at each call and
+`post` at each return of V's paths, `rank` at each call inside a call-graph cycle, `entry`,
+`specification`), each `unsat` to cvc5; (5) that the model, in float64 from the weights,
+takes the reference label on every node of V, with the certificate's counts and margin.
+Anything else is refused with one line. Usage: `python -m verifier.independent CERT.json...`;
+exit 0 when every certificate passes, 1 otherwise. Trusted: the task's semantics as written
+in the templates and lemma scripts, and the reference labels.
 """
 
 from __future__ import annotations
@@ -39,6 +28,7 @@ import struct
 import sys
 import time
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +40,7 @@ BUNDLE_SUFFIX = ".bundle.json.gz"  # beside the certificate: x.json -> x.bundle.
 WEIGHTS_DIGEST = "npi-verify-weights/1"
 MARGIN_TOLERANCE = 1e-4  # float64 vs the certificate's float32 minimum margin
 QUERY_LIMIT_MS = 60_000  # cvc5's budget per query
+SCOPES = ("(push", "(pop", "(reset")  # commands a recorded query may not hold
 
 
 class Refused(Exception):
@@ -83,8 +74,7 @@ def read_bundle(path: Path, certificate: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
         reason = record.get("unavailable") if isinstance(record, dict) else None
         raise Refused(f"the certificate has no proof bundle{': ' + reason if reason else ''}")
-    stem = path.name[:-5] if path.name.endswith(".json") else path.name
-    name = stem + BUNDLE_SUFFIX
+    name = path.name.removesuffix(".json") + BUNDLE_SUFFIX
     try:
         raw = (path.parent / name).read_bytes()
     except OSError as error:
@@ -117,18 +107,15 @@ def read_weights(path: Path, certificate: dict[str, Any], bundle: dict[str, Any]
     try:
         (length,) = struct.unpack("<Q", raw[:8])
         header = json.loads(raw[8 : 8 + length])
-        metadata = header.pop("__metadata__")
-        config = json.loads(metadata["config"])
+        config = json.loads(header.pop("__metadata__")["config"])
         tensors = load(raw)
     except Exception as error:  # noqa: BLE001 (struct, JSON and safetensors errors alike)
         raise Refused(f"model {named} is not an npi-verify safetensors file ({error})") from None
     digest = hashlib.sha256(f"{WEIGHTS_DIGEST}\n{canonical(config)}\n".encode())
     start = 8 + length
-    for name in sorted(header):
-        entry = header[name]
+    for name, entry in sorted(header.items()):
         digest.update((canonical([name, entry["dtype"], entry["shape"]]) + "\n").encode())
-        first, last = entry["data_offsets"]
-        digest.update(raw[start + first : start + last])
+        digest.update(raw[start + entry["data_offsets"][0] : start + entry["data_offsets"][1]])
     found = digest.hexdigest()
     if found != certificate["model"].get("weights_sha256"):
         raise Refused(f"model {named} has other weights than the certified ones (weights "
@@ -171,11 +158,8 @@ class Bundle:
             if key in self.posts:
                 raise ValueError(f"post {key} recorded twice")
             self.posts[key] = frozenset(tuple(s) for s in successors)
-        self.nodes = data["vset"]
-        self.contexts = data["contexts"]
-        self.templates = data["templates"]
-        self.queries = data["queries"]
-        self.lemmas = data.get("lemmas", [])
+        self.nodes, self.contexts, self.queries = data["vset"], data["contexts"], data["queries"]
+        self.templates, self.lemmas = data["templates"], data.get("lemmas", [])
         self.model_config = data["model"]["config"]
 
 
@@ -226,13 +210,15 @@ def joint_post(b: Bundle, state: tuple, program: str, args: tuple) -> frozenset[
     if found is None:
         raise Refused(f"the fixed point lacks the transition of {program}{list(args)} from "
                       f"abstract state {list(state)}")
-    joint = set()
-    for after in found:
-        moved = list(state)
-        for i, value in zip(where, after, strict=True):
-            moved[i] = value
-        joint.add(tuple(moved))
-    return frozenset(joint)
+    return frozenset(place(state, where, after) for after in found)
+
+
+def place(state: Sequence[int], where: Sequence[int], values: Sequence[int]) -> tuple:
+    """`state` with `values` written at the indices `where`."""
+    moved = list(state)
+    for i, value in zip(where, values, strict=True):
+        moved[i] = value
+    return tuple(moved)
 
 
 def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
@@ -255,18 +241,13 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
     if len(referenced) != len(b.nodes):
         raise Refused(f"V is not the projection of the fixed point: {len(b.nodes) - len(referenced)} "
                       "nodes are no call-local state of it")
-    joint_initial = set()
     for choice in itertools.product(*(sorted(s) for s in b.initial)):
-        state = [0] * b.width
+        initial = (0,) * b.width
         for where, local in zip(b.parts, choice, strict=True):
-            for i, value in zip(where, local, strict=True):
-                state[i] = value
-        joint_initial.add(tuple(state))
-    points = 0
-    for initial in sorted(joint_initial):
+            initial = place(initial, where, local)
         if (b.entry, (), initial) not in contexts:
             raise Refused(f"the fixed point has no {b.entry} call from initial state {list(initial)}")
-    keeps = keeping_calls(b, contexts)
+    keeps, points = keeping_calls(b, contexts), 0
     for (program, args, entry), (seen, exits) in contexts.items():
         root = index.get(((program, args), entry[: b.size]))
         firsts = [entry + r for r in b.enters.get(entry, ())] if b.relations else [entry]
@@ -329,12 +310,8 @@ def returned(b: Bundle, entry: tuple, site: tuple, exit: tuple, keeps: bool) -> 
     return frozenset(exit[:w] + r for r in b.returns[key])
 
 
-def literal(value: int) -> str:
-    return str(value) if value >= 0 else f"(- {-value})"
-
-
 def equal(names: Sequence[str], values: Sequence[int]) -> str:
-    terms = [f"(= {n} {literal(v)})" for n, v in zip(names, values, strict=True)]
+    terms = [f"(= {n} {v if v >= 0 else f'(- {-v})'})" for n, v in zip(names, values, strict=True)]
     return terms[0] if len(terms) == 1 else f"(and {' '.join(terms)})"
 
 
@@ -346,6 +323,11 @@ def coverage_queries(b: Bundle) -> dict[tuple[int, str], str]:
         templates[(template["part"], template["kind"], template["program"], args)] = t
     needed: dict[tuple[int, str], str] = {}
 
+    def find(key: tuple, what: str) -> int:
+        if key not in templates:
+            raise Refused(f"the bundle has no {what}")
+        return templates[key]
+
     def add(t: int, names: list[str], targets: list[str], state: tuple | None,
             found: Iterable[tuple]) -> None:
         fixed = "" if state is None else f"(assert {equal(names, state)})\n"
@@ -355,26 +337,18 @@ def coverage_queries(b: Bundle) -> dict[tuple[int, str], str]:
             needed[(t, fixed + f"(assert {equal(targets, f)})\n")] = "sat"
 
     for part, found in enumerate(b.initial):
-        t = templates.get((part, "initial", None, None))
-        if t is None:
-            raise Refused(f"the bundle has no initial-condition template for part {part}")
+        t = find((part, "initial", None, None), f"initial-condition template for part {part}")
         add(t, b.templates[t]["vars"], b.templates[t]["vars"], None, found)
     for kind, records in (("enter", b.enters), ("return", b.returns)):
-        t = templates.get((0, kind, None, None))
-        if records and t is None:
-            raise Refused(f"the bundle has no {kind} template")
         for state, found in sorted(records.items()):
+            t = find((0, kind, None, None), f"{kind} template")
             add(t, b.templates[t]["vars"], b.templates[t]["next_vars"], state, found)
     for program, args in sorted(b.keeps):
-        t = templates.get((0, "keeps", program, args))
-        if t is None:
-            raise Refused(f"the bundle has no query that {program}{list(args)} keeps the relations")
-        needed[(t, "")] = "unsat"
+        needed[(find((0, "keeps", program, args),
+                     f"query that {program}{list(args)} keeps the relations"), "")] = "unsat"
     for (part, state, program, args), found in sorted(b.posts.items()):
         kind = "post" if len(state) == len(b.parts[part]) else "relational post"
-        t = templates.get((part, kind, program, args))
-        if t is None:
-            raise Refused(f"the bundle has no template for primitive {program}{list(args)}")
+        t = find((part, kind, program, args), f"template for primitive {program}{list(args)}")
         add(t, b.templates[t]["vars"], b.templates[t]["next_vars"], state, found)
     return needed
 
@@ -384,17 +358,14 @@ def check_queries(b: Bundle) -> int:
     if not isinstance(b.queries, dict) or "coverage" not in b.queries:
         raise Refused("the bundle records no coverage queries")
     needed = coverage_queries(b)
-    recorded: dict[tuple[int, str], str] = {}
-    for t, expect, text in b.queries["coverage"]:
-        recorded[(t, text)] = expect
+    recorded = {(t, text): expect for t, expect, text in b.queries["coverage"]}
     for key, expect in needed.items():
         if key not in recorded:
             raise Refused(f"coverage query missing: {describe(b, key, expect)}")
         if recorded[key] != expect:
             raise Refused(f"coverage query {describe(b, key, expect)} records the expected answer "
                           f"{recorded[key]}, but the fixed point needs {expect}")
-    extra = set(recorded) - set(needed)
-    if extra:
+    if extra := set(recorded) - set(needed):
         raise Refused(f"{len(extra)} recorded coverage queries are not queries of the fixed point")
     every = [(t, text, expect, name) for name, queries in sorted(b.queries.items())
              for t, expect, text in queries]
@@ -403,10 +374,9 @@ def check_queries(b: Bundle) -> int:
 
 def describe(b: Bundle, key: tuple[int, str], expect: str) -> str:
     template = b.templates[key[0]]
-    what = ("initial states" if template["kind"] == "initial"
-            else f"post of {template['program']}{template['args']}")
-    first = key[1].splitlines()[0] if key[1] else ""
-    return f"{what} ({expect}) {first}"
+    what = "initial states" if template["kind"] == "initial" else (
+        f"post of {template['program']}{template['args']}")
+    return f"{what} ({expect}) {key[1].splitlines()[0] if key[1] else ''}"
 
 
 def solve_all(b: Bundle, queries: list[tuple[int, str, str, str]]) -> int:
@@ -418,26 +388,14 @@ def solve_all(b: Bundle, queries: list[tuple[int, str, str, str]]) -> int:
         by_template.setdefault(t, []).append((text, expect, obligation))
     for t, group in sorted(by_template.items()):
         solver, run = cvc5_solver()
-        try:
-            run(b.templates[t]["smt2"], f"template{t}")
-        except RuntimeError as error:
-            raise Refused(f"cvc5 cannot read template {t}: {str(error).splitlines()[0]}") from None
+        run(b.templates[t]["smt2"], f"template {t}")
         for text, expect, obligation in group:
-            if "(push" in text or "(pop" in text or "(reset" in text:
+            if any(c in text for c in SCOPES):
                 raise Refused(f"a {obligation} query changes the solver's scopes")
             solver.push()
-            try:
-                run(text, "query")
-            except RuntimeError as error:
-                raise Refused(f"cvc5 cannot read a {obligation} query: "
-                              f"{str(error).splitlines()[0]}") from None
-            try:
-                result = solver.checkSat()
-            except RuntimeError as error:
-                raise Refused(f"cvc5 cannot solve a {obligation} query: "
-                              f"{str(error).splitlines()[0]}") from None
+            run(text, f"a {obligation} query")
+            answer = solve(solver, f"a {obligation} query")
             solver.pop()
-            answer = "sat" if result.isSat() else "unsat" if result.isUnsat() else "unknown"
             if answer != expect:
                 raise Refused(f"cvc5 answers {answer} to a {obligation} query that expects "
                               f"{expect}: {describe(b, (t, text), expect)}")
@@ -462,9 +420,8 @@ def needed_lemmas(b: Bundle, calls: list) -> dict[str, set[tuple]]:
             edges.setdefault(calls[n], set()).add((program, tuple(args)))
         if ret:
             sites["post"].add((calls[n], paths[n]))
-    reach: dict[tuple, set[tuple]] = {}
-    for routine in edges:  # the routines each one calls, directly or not
-        reach[routine], work = set(), [routine]
+    reach: dict[tuple, set[tuple]] = {r: set() for r in edges}  # called, directly or not
+    for routine, work in ((r, [r]) for r in edges):
         while work:
             fresh = edges.get(work.pop(), set()) - reach[routine]
             reach[routine] |= fresh
@@ -500,8 +457,12 @@ def check_lemmas(b: Bundle, certificate: dict[str, Any], calls: list) -> int:
         if not lemma["smt2"]:
             raise Refused(f"the lemma recorded as proved has no query: {lemma['name']}")
         for script in lemma["smt2"]:
-            answer = solve_script(script)
-            if answer != "unsat":
+            body, _, rest = script.rpartition("(check-sat)")
+            if not body or rest.strip() or any(c in body for c in SCOPES + ("(check-sat",)):
+                raise Refused("a lemma's query is not one script ending in (check-sat)")
+            solver, run = cvc5_solver()
+            run(body, "a lemma")
+            if (answer := solve(solver, "a lemma")) != "unsat":
                 raise Refused(f"cvc5 answers {answer} to the {lemma['obligation']} lemma "
                               f"recorded as proved: {lemma['name']}")
     return len(proved)
@@ -515,33 +476,30 @@ def cvc5_solver() -> tuple[Any, Any]:
     except ImportError:
         raise Refused("cvc5 is not installed (pip install 'npi-verify[independent]')") from None
     solver = cvc5.Solver()
-    solver.setOption("incremental", "true")
-    solver.setOption("tlimit-per", str(QUERY_LIMIT_MS))
-    solver.setOption("arrays-exp", "true")  # constant arrays
-    solver.setOption("ee-mode", "central")  # one of toposort's lemmas times out without it
+    for option, value in (("incremental", "true"), ("tlimit-per", str(QUERY_LIMIT_MS)),
+                          ("arrays-exp", "true"),  # constant arrays
+                          ("ee-mode", "central")):  # one of toposort's lemmas times out without it
+        solver.setOption(option, value)
     solver.setLogic("ALL")
     symbols = cvc5.SymbolManager(solver.getTermManager())
     parser = cvc5.InputParser(solver, symbols)
 
-    def run(text: str, name: str) -> None:
-        parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, name)
-        while not (command := parser.nextCommand()).isNull():
-            command.invoke(solver, symbols)
+    def run(text: str, what: str) -> None:
+        try:
+            parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, "input")
+            while not (command := parser.nextCommand()).isNull():
+                command.invoke(solver, symbols)
+        except RuntimeError as error:
+            raise Refused(f"cvc5 cannot read {what}: {str(error).splitlines()[0]}") from None
 
     return solver, run
 
 
-def solve_script(text: str) -> str:
-    """cvc5's answer to a whole SMT-LIB2 script (declarations, assertions, one check-sat)."""
-    body, _, rest = text.rpartition("(check-sat)")
-    if not body or rest.strip() or any(c in body for c in ("(check-sat", "(push", "(pop", "(reset")):
-        raise Refused("a lemma's query is not one script ending in (check-sat)")
-    solver, run = cvc5_solver()
+def solve(solver: Any, what: str) -> str:
     try:
-        run(body, "lemma")
         result = solver.checkSat()
     except RuntimeError as error:
-        raise Refused(f"cvc5 cannot read or solve a lemma: {str(error).splitlines()[0]}") from None
+        raise Refused(f"cvc5 cannot solve {what}: {str(error).splitlines()[0]}") from None
     return "sat" if result.isSat() else "unsat" if result.isUnsat() else "unknown"
 
 
@@ -550,8 +508,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def check_model(b: Bundle, w: dict[str, np.ndarray], calls: list, depth: list[int]) -> float:
-    """The NPI's decision on every node of V, in float64, against the labels; returns the
-    smallest decision margin (return logit from 0, best program and argument over the next)."""
+    """The NPI's decision on every node of V, in float64, against the labels, one batched LSTM
+    step per depth of V; returns the smallest decision margin (return logit from 0, best
+    program and argument over the next)."""
     config = b.model_config
     sizes, names = list(config["observation_sizes"]), list(config["program_names"])
     if names != b.program_names or config.get("numeric_slots"):
@@ -567,62 +526,60 @@ def check_model(b: Bundle, w: dict[str, np.ndarray], calls: list, depth: list[in
     if observations.shape[1] != len(sizes) or (observations < 0).any() or (
             observations >= np.array(sizes)).any():
         raise Refused("an observation of V is out of the model's ranges")
-    arguments = np.array([list(calls[node][1]) + [0] * (slots - len(calls[node][1]))
-                          for node in range(n)], dtype=np.int64).reshape(n, slots)
+    arguments = np.array([list(a) + [0] * (slots - len(a)) for _, a in calls], dtype=np.int64)
     # per node: the one-hot column of each observation and argument, then the call's program
     features = np.concatenate([np.cumsum([0] + sizes[:-1]) + observations,
-                               sum(sizes) + arg_size * np.arange(slots) + arguments,
+                               sum(sizes) + arg_size * np.arange(slots) + arguments.reshape(n, slots),
                                np.array([[ids[call[0]]] for call in calls]).reshape(n, 1)], axis=1)
     labels = np.array([[ids[p], r, *a, *[0] * (slots - len(a))] for _, _, (p, a, r), *_ in b.nodes],
                       dtype=np.int64).reshape(n, 2 + slots)  # program, return, arguments
-    if any(depth[node] != depth[b.nodes[node][0]] + 1 for node in range(n) if b.nodes[node][0] >= 0):
-        raise Refused("V's depths are inconsistent")
-    levels: dict[int, list[int]] = {}
-    for node in range(n):
-        levels.setdefault(depth[node], []).append(node)
+    parents = np.array([node[0] for node in b.nodes], dtype=np.int64)
     position = np.zeros(n, dtype=np.int64)  # each node's row in its level's arrays
-    state = np.zeros((0, 2, layers, d))  # (nodes of the previous level, h/c, layers, d_hidden)
-    smallest = float("inf")
-    for level in sorted(levels):
-        rows = np.array(levels[level])
-        position[rows] = np.arange(len(rows))
-        new_state = np.zeros((len(rows), 2, layers, d))
+    hidden = np.zeros((0, 2, layers, d))  # the previous level's LSTM states (h, c per layer)
+    smallest, depths = float("inf"), np.array(depth)
+    for level in sorted(set(depth)):
+        rows = np.flatnonzero(depths == level)
+        position[rows], previous = np.arange(len(rows)), hidden
+        hidden = np.zeros((len(rows), 2, layers, d))
         for start in range(0, len(rows), 4096):  # bounded memory on wide levels
-            chunk = slice(start, start + 4096)
-            smallest = min(smallest, _decide(b, w, names, calls, rows[chunk], features, labels,
-                                             legal, state, position, new_state[chunk], level))
-        state = new_state
+            chunk, state = rows[start : start + 4096], hidden[start : start + 4096]
+            if level > 1:
+                state[:] = previous[position[parents[chunk]]]
+            out = lstm_step(w, features[chunk], state)
+            smallest = min(smallest, decide(b, w, names, calls, chunk, out, labels, legal, level))
     return smallest
 
 
-def _decide(b: Bundle, w: dict[str, np.ndarray], names: list[str], calls: list, rows: np.ndarray,
-            features: np.ndarray, labels: np.ndarray, legal: np.ndarray, state: np.ndarray,
-            position: np.ndarray, new_state: np.ndarray, level: int) -> float:
-    """One LSTM step for `rows` (children of the previous level), checked against the labels."""
-    x = np.zeros((len(rows), w["encoder.0.weight"].shape[1]))
-    np.put_along_axis(x, features[rows, :-1], 1.0, axis=1)
+def lstm_step(w: dict[str, np.ndarray], features: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """One NPI step from one-hot `features` (program id last) and the LSTM `state`, which it
+    updates in place; returns the top layer's output."""
+    x = np.zeros((len(features), w["encoder.0.weight"].shape[1]))
+    np.put_along_axis(x, features[:, :-1], 1.0, axis=1)
     s = np.maximum(x @ w["encoder.0.weight"].T + w["encoder.0.bias"], 0.0)
     s = s @ w["encoder.2.weight"].T + w["encoder.2.bias"]
-    inputs = np.concatenate([s, w["program_embedding.weight"][features[rows, -1]]], axis=1)
-    parents = np.array([b.nodes[r][0] for r in rows])
-    previous = state[position[np.maximum(parents, 0)]] if len(state) else np.zeros_like(new_state)
-    previous = np.where((parents >= 0)[:, None, None, None], previous, 0.0)
-    for k in range(new_state.shape[2]):
+    inputs = np.concatenate([s, w["program_embedding.weight"][features[:, -1]]], axis=1)
+    for k in range(state.shape[2]):
         gates = (inputs @ w[f"lstm.weight_ih_l{k}"].T + w[f"lstm.bias_ih_l{k}"]
-                 + previous[:, 0, k] @ w[f"lstm.weight_hh_l{k}"].T + w[f"lstm.bias_hh_l{k}"])
+                 + state[:, 0, k] @ w[f"lstm.weight_hh_l{k}"].T + w[f"lstm.bias_hh_l{k}"])
         i, f, g, o = np.split(gates, 4, axis=1)  # torch's gate order
-        c = sigmoid(f) * previous[:, 1, k] + sigmoid(i) * np.tanh(g)
-        inputs = sigmoid(o) * np.tanh(c)
-        new_state[:, 0, k], new_state[:, 1, k] = inputs, c
-    end = (inputs @ w["end_head.weight"].T + w["end_head.bias"])[:, 0]
-    logits = (inputs @ w["key_head.weight"].T + w["key_head.bias"]) @ w["program_keys"].T
+        state[:, 1, k] = sigmoid(f) * state[:, 1, k] + sigmoid(i) * np.tanh(g)
+        state[:, 0, k] = inputs = sigmoid(o) * np.tanh(state[:, 1, k])
+    return inputs
+
+
+def decide(b: Bundle, w: dict[str, np.ndarray], names: list[str], calls: list, rows: np.ndarray,
+           out: np.ndarray, labels: np.ndarray, legal: np.ndarray, level: int) -> float:
+    """The heads' decisions for `rows` from the LSTM's output `out`, checked against the labels;
+    returns their smallest margin."""
+    end = (out @ w["end_head.weight"].T + w["end_head.bias"])[:, 0]
+    logits = (out @ w["key_head.weight"].T + w["key_head.bias"]) @ w["program_keys"].T
     chosen = logits.argmax(axis=1)
     top = np.sort(logits, axis=1)
     margin = np.minimum(np.abs(end), top[:, -1] - top[:, -2] if logits.shape[1] > 1 else np.inf)
     wrong = (chosen != labels[rows, 0]) | ((end >= 0) != labels[rows, 1].astype(bool))
     chosen_args = np.zeros((len(rows), legal.shape[1]), dtype=np.int64)
     for slot in range(legal.shape[1]):  # each argument: the best legal value for the program
-        values = inputs @ w[f"arg_heads.{slot}.weight"].T + w[f"arg_heads.{slot}.bias"]
+        values = out @ w[f"arg_heads.{slot}.weight"].T + w[f"arg_heads.{slot}.bias"]
         allowed = legal[chosen, slot]
         values = np.where(np.arange(values.shape[1]) < allowed[:, None], values, -np.inf)
         chosen_args[:, slot] = values.argmax(axis=1)
@@ -634,8 +591,7 @@ def _decide(b: Bundle, w: dict[str, np.ndarray], names: list[str], calls: list, 
             margin = np.where(allowed >= 2, np.minimum(margin, top[:, -1] - top[:, -2]), margin)
     if wrong.any():
         r = int(np.flatnonzero(wrong)[0])
-        node = int(rows[r])
-        args = chosen_args[r, : int((legal[chosen[r]] > 0).sum())].tolist()
+        node, args = int(rows[r]), chosen_args[r, : int((legal[chosen[r]] > 0).sum())].tolist()
         raise Refused(f"the model decides {[names[chosen[r]], args, bool(end[r] >= 0)]} at V node "
                       f"{node} ({calls[node][0]}{list(calls[node][1])}, depth {level}); the "
                       f"reference label is {b.nodes[node][2]}")
@@ -662,10 +618,7 @@ def recheck(path: Path) -> str:
     if recorded.get("call_local_states") != len(b.nodes):
         raise Refused(f"the certificate counts {recorded.get('call_local_states')} call-local "
                       f"states, V has {len(b.nodes)}")
-    per_program: dict[str, int] = {}
-    for program, _ in calls:
-        per_program[program] = per_program.get(program, 0) + 1
-    if recorded.get("per_program") != dict(sorted(per_program.items())):
+    if recorded.get("per_program") != dict(sorted(Counter(p for p, _ in calls).items())):
         raise Refused("the certificate's states per program are not V's")
     claimed = certificate.get("min_margin")
     if not isinstance(claimed, (int, float)) or not abs(claimed - margin) <= MARGIN_TOLERANCE:
