@@ -119,7 +119,8 @@ def run_vs_reference(name: str, size: int, what: str, repeats: int) -> Row:
                 f"{min(c for _, c in lazy) / min(c for _, c in references):.2f}x); wall: run "
                 f"{min(w for w, _ in runs):.2f} s vs reference {min(w for w, _ in references):.2f} s "
                 f"({reference.step_count:,} steps; {cache.prefilled:,} model steps prefilled, "
-                f"{cache.misses:,} computed in the run, {cache.hits:,} looked up)")
+                f"{cache.misses:,} computed in the run, {cache.hits:,} looked up; "
+                f"{'the model repeats the reference run, not run again' if cache.replayed else 'the model run'})")
     print(f"{what}: {measured}: {ratio:.2f}x", flush=True)
     return Row(f"`run` {name}, {what}, vs reference (CPU time)", measured, ratio, "<= 3x",
                ratio <= 3.0)

@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from tests.test_memo import MODELS, SHIPPED
 from verifier.checkpoint import Checkpoint, load_checkpoint
-from verifier.evaluation import prefilled_limits, run_model
+from verifier.evaluation import prefilled_limits, prefilled_runs, run_model
 from verifier.memo import PREFIX_WINDOW, PrefixCache, PrefixSet
 from verifier.npi import NPIPolicy
 from verifier.runtime import reference_call_local_steps, reference_execution
 from verifier.tasks import TASKS
+from verifier.tasks.base import Action
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -146,14 +147,73 @@ def test_a_full_prefix_set_stops_growing() -> None:
 
 
 def test_collecting_stops_where_new_prefixes_are_rare() -> None:
-    """Bubble sort meets a few dozen prefixes in thousands of steps: after one window the
-    reference run stops recording them (it would cost more than the steps it saves)."""
+    """Bubble sort meets a few dozen prefixes in thousands of steps: once a replay is out of
+    reach (here: prefixes deeper than the set keeps), after one window the reference run
+    stops recording them (it would cost more than the steps it saves)."""
     task = TASKS["bubblesort"]
     value = task.sample_input(random.Random(7), 40)
-    prefixes = PrefixSet()
+    prefixes = PrefixSet(max_depth=2)
     run = reference_execution(task, "recursive", value, prefixes)
-    assert run.step_count > 2 * PREFIX_WINDOW
+    assert run.step_count > 2 * PREFIX_WINDOW and prefixes.actions is None
     assert not prefixes.complete and 0 < prefixes.size < PREFIX_WINDOW // 16
+
+
+def test_collecting_goes_on_while_the_run_can_be_replayed() -> None:
+    """With every step's prefix collected, the whole run is recorded, however rare new
+    prefixes are: a model that repeats it need not run at all."""
+    task = TASKS["bubblesort"]
+    prefixes = PrefixSet()
+    reference_execution(task, "recursive", task.sample_input(random.Random(7), 40), prefixes)
+    assert prefixes.complete and prefixes.actions and len(prefixes.actions) == prefixes.size - len(
+        prefixes.roots)
+
+
+def _plain(run: Any, limits: Any, task: Any) -> tuple:
+    return (run.halted, run.stop_reason, run.step_count, run.max_depth,
+            task.output(run.env) if run.halted else None, limits)
+
+
+@pytest.mark.parametrize(("task_name", "model_name"), SHIPPED)
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_replayed_runs_equal_model_runs(task_name: str, model_name: str, data: Any) -> None:
+    """Where the model provably repeats the reference runs their result stands for its runs:
+    the same stops, step counts, depths and outputs as running it, for every shipped model."""
+    checkpoint = _checkpoint(model_name)
+    task = checkpoint.task
+    values = data.draw(st.lists(TASKS[task_name].strategy(large=False), min_size=1, max_size=3))
+    batch = data.draw(st.sampled_from([1, len(values)]))
+    runs = {}
+    for prefill in (True, False):
+        policy = NPIPolicy(checkpoint.model, task)
+        runs[prefill] = [_plain(run, limits, task) for run, limits in run_model(
+            policy, task, checkpoint.formulation, values, batch_size=batch, prefill=prefill)]
+    assert runs[True] == runs[False]
+
+
+def test_a_certified_model_is_replayed_and_one_changed_decision_is_not() -> None:
+    checkpoint = _checkpoint("addition.pt")
+    task = checkpoint.task
+    value = task.sample_input(random.Random(5), 300)
+    policy = NPIPolicy(checkpoint.model, task)
+    (limits,), repeated = prefilled_runs(policy, task, checkpoint.formulation, [value])
+    assert repeated is not None and repeated[0].step_count * 4 == limits.max_steps
+    prefixes = PrefixSet()
+    reference_execution(task, checkpoint.formulation, value, prefixes)
+    assert policy.cache is not None and policy.cache.repeats(prefixes)
+    node = next(iter(next(iter(policy.cache._roots.values())).children.values()))
+    node.action = Action(node.action.program, node.action.args, not node.action.ret)
+    assert not policy.cache.repeats(prefixes)
+
+
+def test_a_model_that_leaves_the_reference_run_is_run() -> None:
+    """The non-recursive bubble sort is wrong on long arrays: no replay, its own (wrong) run."""
+    checkpoint = _checkpoint("bubblesort-non-recursive.pt")
+    task = checkpoint.task
+    value = task.sample_input(random.Random(2), 20)
+    policy = NPIPolicy(checkpoint.model, task)
+    _, repeated = prefilled_runs(policy, task, checkpoint.formulation, [value])
+    assert repeated is None
 
 
 def test_prefix_set_bounds_must_be_positive() -> None:

@@ -590,7 +590,7 @@ def run(
     wrong. `--json` prints {"output", "halted", "correct", "reason"} (reason: why it did not
     halt, else null) and, with --trace, "steps"."""
     from verifier.checkpoint import load_checkpoint
-    from verifier.evaluation import prefilled_limits
+    from verifier.evaluation import prefilled_runs
     from verifier.npi import NPIPolicy
     from verifier.runtime import execute
     from verifier.threads import use_inference_threads
@@ -602,7 +602,7 @@ def run(
     value = parse_problem(task, input_text)
     refuse_unless_fits(task.min_reference_steps(value), timeout, "this input's run")
     policy = NPIPolicy(checkpoint.model, task)
-    (limits,) = prefilled_limits(policy, task, checkpoint.formulation, [value])
+    (limits,), repeated = prefilled_runs(policy, task, checkpoint.formulation, [value])
     out = sys.stdout
     on_step: Callable[[int, Any], None] | None = None
     if show_trace and as_json:
@@ -618,12 +618,15 @@ def run(
         def on_step(_: int, step: Any) -> None:
             out.write(trace_line(task, step) + "\n")
 
-    with status() as line:
-        (execution,) = execute(
-            task, policy, [value], limits, record=False,
-            on_step=on_step,
-            progress=lambda _, steps: line.text(f"step {steps:,}/{limits.max_steps:,}"),
-        )
+    if repeated is not None and on_step is None:  # the model's run is the reference's
+        (execution,) = repeated
+    else:
+        with status() as line:
+            (execution,) = execute(
+                task, policy, [value], limits, record=False,
+                on_step=on_step,
+                progress=lambda _, steps: line.text(f"step {steps:,}/{limits.max_steps:,}"),
+            )
     output = task.output(execution.env) if execution.halted else None
     right = execution.halted and task.check(value, output)
     reason = None if execution.halted else execution.describe_stop(limits)

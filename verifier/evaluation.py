@@ -30,13 +30,25 @@ def prefilled_limits(
     model agrees with the reference program it meets the same prefixes, and computing them
     together, one batched step per depth, costs far less than one sequential step each.
     Where the model goes its own way it computes its new prefixes as it meets them."""
+    return prefilled_runs(policy, task, formulation, values)[0]
+
+
+def prefilled_runs(
+    policy: NPIPolicy, task: Task, formulation: str, values: Sequence[Any]
+) -> tuple[list[Limits], list[Execution] | None]:
+    """`prefilled_limits`, and the model's runs on `values` where they are known without
+    running it: when the prefilled cache decides, after every call-local prefix the
+    reference runs visited, the action they took there (`PrefixCache.repeats`), the model's
+    run on each input is the reference program's, step for step (its steps not recorded).
+    None otherwise (some prefix uncollected, or the model disagrees somewhere)."""
     if policy.cache is None:
-        return [model_limits(task, formulation, value) for value in values]
+        return [model_limits(task, formulation, value) for value in values], None
     prefixes = PrefixSet.for_cache(policy.cache)
-    limits = [limits_after(reference_execution(task, formulation, value, prefixes))
-              for value in values]
+    references = [reference_execution(task, formulation, value, prefixes) for value in values]
     policy.prefill(prefixes)
-    return limits
+    repeated = references if policy.cache.repeats(prefixes) else None
+    policy.cache.replayed += len(values) if repeated else 0
+    return [limits_after(reference) for reference in references], repeated
 
 
 def limits_after(reference: Execution) -> Limits:
@@ -59,12 +71,18 @@ def run_model(
     """Run the model on every input, `batch_size` inputs at a time in lockstep. `progress` is
     told how many inputs have stopped so far and how many steps the current batch has run.
     With `prefill` (and a memoized policy), each batch's reference prefixes are computed ahead
-    of its run (`prefilled_limits`); the runs are the same either way."""
+    of its run, and a batch on which the model provably repeats the reference runs is not run
+    again (`prefilled_runs`, unless `record`); the runs are the same either way."""
     results: list[tuple[Execution, Limits]] = []
     for start in range(0, len(values), batch_size):
         chunk = values[start : start + batch_size]
-        limits = (prefilled_limits(policy, task, formulation, chunk) if prefill
-                  else [model_limits(task, formulation, v) for v in chunk])
+        limits, repeated = (prefilled_runs(policy, task, formulation, chunk) if prefill
+                            else ([model_limits(task, formulation, v) for v in chunk], None))
+        if repeated is not None and not record:
+            results.extend(zip(repeated, limits))
+            if progress is not None:
+                progress(start + len(chunk), max(r.step_count for r in repeated))
+            continue
         report = None if progress is None else (
             lambda stopped, steps, start=start: progress(start + stopped, steps)
         )

@@ -26,7 +26,9 @@ model's limits) as a bare tree of observations, so that `NPIPolicy.prefill` can 
 model's nodes for them depth by depth, one batched step per depth, before the model runs:
 the model's run then looks up what it would otherwise compute one sequential step at a time.
 Prefilled nodes are what the model computes for those prefixes; only the order (and the batch)
-in which they are computed changes.
+in which they are computed changes. When the set holds every step's prefix and the prefilled
+nodes decide, after each one, the action the reference run took there (`PrefixCache.repeats`),
+the model's run on those inputs is the reference run, step for step, and is not run again.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class PrefixCache(_Bounded):
         self.hits = 0
         self.misses = 0
         self.prefilled = 0  # nodes computed ahead of a run (`NPIPolicy.prefill`), not misses
+        self.replayed = 0  # inputs whose model run was known from their reference run
         self._roots: dict[tuple[str, Args], Node] = {}
 
     def root(self, program: str, args: Args) -> Node:
@@ -150,6 +153,30 @@ class PrefixCache(_Bounded):
             self.size += 1
         return node
 
+    def repeats(self, prefixes: PrefixSet) -> bool:
+        """Whether the model decides, after every prefix of `prefixes`, the action the run that
+        collected them took there (`PrefixSet.actions`), judged from the nodes stored here
+        (a prefill's). Then a model run on the same inputs *is* that run, step for step: by
+        induction over its steps, equal environments give equal observations, so equal
+        call-local prefixes, on which the model takes the run's action. False where the set
+        is incomplete, a prefix has no stored node, or a decision differs."""
+        actions = prefixes.actions
+        if not prefixes.complete or actions is None:
+            return False
+        work = [(self._roots.get(key), tree) for key, tree in prefixes.roots.items()]
+        while work:
+            node, tree = work.pop()
+            children = None if node is None else node.children
+            if children is None:
+                return False
+            for observation, subtree in tree.items():
+                child = children.get(observation)
+                if child is None or child.action != actions.get(id(subtree)):
+                    return False
+                if subtree:
+                    work.append((child, subtree))
+        return True
+
     def clear(self) -> None:
         """Forget every stored prefix; nodes held by running frames stay valid."""
         self._roots = {}
@@ -175,6 +202,10 @@ class PrefixSet(_Bounded):
         super().__init__(max_nodes, max_depth)
         self.complete = True
         self.roots: dict[tuple[str, Args], Prefixes] = {}
+        # The action the run took after each prefix, by the id of the prefix's node (they
+        # stay alive in the tree); None once a step's prefix went uncollected or one prefix
+        # was followed by two different actions. `PrefixCache.repeats` reads it.
+        self.actions: dict[int, Action] | None = {}
 
     @classmethod
     def for_cache(cls, cache: PrefixCache) -> PrefixSet:

@@ -370,6 +370,7 @@ def _lean_reference(
     legal: dict[tuple[str, Args], Program] = {}
     found: list[tuple[StateKey, Action]] = []
     collecting = prefixes is not None
+    replay = prefixes.actions if prefixes is not None else None  # the action after each prefix
     entry = prefixes.root(task.entry, ()) if prefixes is not None else None
     # a frame: [program, args, routine, observations so far, its (state, action)s, return after
     # call, its node in `prefixes` (None: not collected), how many observations that node is]
@@ -390,8 +391,9 @@ def _lean_reference(
                     frame[6] = child if child is not None else prefixes.add(  # type: ignore[union-attr]
                         node, observation, frame[7])
                     frame[7] += 1
-                if steps == window_end:  # few new prefixes lately: stop paying for this
-                    if prefixes.size - window_size < PREFIX_WINDOW // PREFIX_SPARSE:  # type: ignore[union-attr]
+                if steps == window_end:  # few new prefixes lately: stop paying for this,
+                    # unless every step so far is recorded for a replay (`PrefixCache.repeats`)
+                    if replay is None and prefixes.size - window_size < PREFIX_WINDOW // PREFIX_SPARSE:  # type: ignore[union-attr]
                         collecting = False
                         prefixes.stop()  # type: ignore[union-attr]
                     window_end, window_size = steps + PREFIX_WINDOW, prefixes.size  # type: ignore[union-attr]
@@ -403,6 +405,11 @@ def _lean_reference(
                 action = routine.send(observation)
             if not isinstance(action, Action):
                 raise ReferenceBug("not an action")
+            if replay is not None:
+                here = frame[6] if collecting else None
+                seen = None if here is None else replay.setdefault(id(here), action)
+                if seen is None or (seen is not action and seen != action):
+                    replay = prefixes.actions = None  # type: ignore[union-attr]
             if keep:
                 observed = frame[3] = frame[3] + (observation,)
                 frame[4].append(((frame[0], frame[1], observed), action))
