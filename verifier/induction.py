@@ -349,7 +349,7 @@ class _Prover:
         entry_routine = (self.task.entry, ())
         contract = self._contract(entry_routine)
         start = self.sem.fresh("init")
-        facts = [self.sem.domain(start), self.sem.initial(start)]
+        facts = [self.sem.domain(start), self.sem.initial(start), self.sem.initial_contents(start)]
         goal = contract.pre(start) if contract.pre is not None else z3.BoolVal(True)
         self._solve(CORRECTNESS, "entry", f"a valid input's initial environment satisfies the "
                     f"precondition of {self.task.entry}", facts, goal, start)

@@ -92,6 +92,9 @@ class ProductSemantics(Semantics):
     def initial(self, env: SymEnv) -> z3.BoolRef:
         return z3.And([p.initial(self._split(env, k)) for k, p in enumerate(self.parts)])
 
+    def initial_contents(self, env: SymEnv) -> z3.BoolRef:
+        return z3.And([p.initial_contents(self._split(env, k)) for k, p in enumerate(self.parts)])
+
     def apply(self, env: SymEnv, program: str, args: Args) -> SymEnv:
         target = self.route(program, args)
         envs = [self._split(env, k) for k in range(len(self.parts))]
