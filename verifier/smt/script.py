@@ -17,15 +17,38 @@ import z3
 _LET_NAME = re.compile(r"([$?]x)(\d+)")
 
 
-def smt2(assertions: Sequence[z3.BoolRef]) -> str:
+class Binderless:
+    """Which terms contain no binder (quantifier or lambda), remembered across scripts: `smt2`
+    leaves such a term as it is, so a caller writing many scripts over shared terms (the
+    induction's lemmas) walks each of them once. It keeps every term it has seen alive, so
+    that no term id it holds is reused for another term."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[z3.ExprRef, bool]] = {}
+
+    def __call__(self, term: z3.ExprRef) -> bool:
+        key = term.get_id()
+        known = self._known.get(key)
+        if known is not None:
+            return known[1]
+        if z3.is_quantifier(term):
+            free = False
+        else:
+            free = all(self(kid) for kid in term.children()) if z3.is_app(term) else True
+        self._known[key] = (term, free)
+        return free
+
+
+def smt2(assertions: Sequence[z3.BoolRef], binderless: Binderless | None = None) -> str:
     """SMT-LIB2 declarations and assertions, without the check: Z3's text with its let-names
-    (numbered by term ids, which differ between runs) renumbered in order of appearance."""
+    (numbered by term ids, which differ between runs) renumbered in order of appearance.
+    `binderless` may be shared between calls over common terms (the same text, sooner)."""
     solver = z3.Solver()
     solver.add(*assertions)
     text = solver.to_smt2()
     if "lambda" in text:  # SMT-LIB arrays are not functions: reduce Z3's array lambdas away
         solver = z3.Solver()
-        solver.add(*_beta_reduced(assertions))
+        solver.add(*_beta_reduced(assertions, binderless or Binderless()))
         text = solver.to_smt2()
     lines = [line for line in text.splitlines()
              if line.strip() not in ("(check-sat)", "(set-info :status unknown)")
@@ -38,10 +61,11 @@ def smt2(assertions: Sequence[z3.BoolRef]) -> str:
     return _LET_NAME.sub(rename, "\n".join(lines)) + "\n"
 
 
-def _beta_reduced(assertions: Sequence[z3.BoolRef]) -> list[z3.BoolRef]:
+def _beta_reduced(assertions: Sequence[z3.BoolRef], binderless: Binderless) -> list[z3.BoolRef]:
     """The assertions without Z3's array lambdas (the same formulas; other solvers read none):
     a read `select(lambda x. body, i)` becomes `body[i/x]`, and an equation `A == lambda x.
-    body` becomes `forall x. A[x] == body`, also under quantifiers."""
+    body` becomes `forall x. A[x] == body`, also under quantifiers. A term without binders
+    has nothing to reduce: it is kept as it is."""
     done: dict[int, tuple[z3.ExprRef, z3.ExprRef]] = {}  # id -> (term, result): the term is
     # kept alive, so that no term made during the walk is given a freed term's id
     binders = itertools.count()  # bound variables get names no other binder uses
@@ -53,6 +77,8 @@ def _beta_reduced(assertions: Sequence[z3.BoolRef]) -> list[z3.BoolRef]:
         key = term.get_id()
         if key in done:
             return done[key][1]
+        if binderless(term):
+            return term
         result = term
         if z3.is_quantifier(term):
             # the bound variables become constants first, so every term walked is closed
