@@ -59,7 +59,7 @@ import z3
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
 from verifier.induction import Induction, Lemma
-from verifier.vset.fixpoint import Domain, domain_for, explore
+from verifier.vset.fixpoint import Call, Domain, Explored, domain_for, explore
 from verifier.vset.result import VerificationSet
 from verifier.smt import AbstractDomain, semantics_for
 from verifier.smt.product import ProductDomain
@@ -101,9 +101,14 @@ def build_bundle(
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
-    domain = domain_for(semantics)
+    explored = vset.abstract.explored
+    if explored is None or explored.domain.semantics is not semantics or (
+            explored.formulation != vset.formulation):  # V came from the V cache: explore again
+        fresh = domain_for(semantics)
+        explored = Explored(fresh, vset.formulation, explore(task, fresh, vset.formulation)[1])
+    domain = explored.domain
     node_of, vset_rows = _forest(vset.states)
-    calls = _fixed_point(task, domain, vset.formulation, node_of)
+    calls = _fixed_point(task, explored.calls, node_of)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(
@@ -233,12 +238,12 @@ def bundle_sha256(data: bytes) -> str:
 
 
 def _fixed_point(
-    task: Task, domain: Domain, formulation: str, node_of: Mapping[Any, int]
+    task: Task, explored: Mapping[Context, Call], node_of: Mapping[Any, int]
 ) -> dict[Context, tuple[set[tuple[int, Abstract]], set[Abstract]]]:
     """The calls of the abstract fixed point (`verifier.vset.fixpoint.explore`), each with its
     points (V node of the call's observations so far, state now) and its exit summary."""
     calls = {}
-    for context, call in explore(task, domain, formulation)[1].items():
+    for context, call in explored.items():
         program, args, _ = context
         try:
             seen = {(node_of[(program, args, observed)], state) for observed, state in call.seen}

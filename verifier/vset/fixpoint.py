@@ -22,12 +22,16 @@ MAX_CALL_STEPS = 64  # an abstract call longer than this loops (a non-recursive 
 
 @dataclass
 class AbstractStates:
-    """The over-approximation: call-local states with their reference actions."""
+    """The over-approximation: call-local states with their reference actions. `explored`
+    keeps the domain and the calls of the fixed point this process computed (None where the
+    set was read back from the V cache), so that the proof bundle records them without
+    exploring again."""
 
     actions: dict[StateKey, Action]
     contexts: int  # (program, args, entry abstract state) explored
     stats: SolverStats
     seconds: float
+    explored: Explored | None = field(default=None, compare=False, repr=False)
 
 
 Domain = AbstractDomain | ProductDomain
@@ -59,12 +63,23 @@ class Call:
     keeps: bool = True  # every primitive it ran, and every call it made, keeps the relations
 
 
+@dataclass(frozen=True)
+class Explored:
+    """A fixed point as `explore` left it: the domain (with every post it asked Z3 for) and
+    the calls, for the formulation they were explored for."""
+
+    domain: Domain
+    formulation: str
+    calls: dict[Context, Call]
+
+
 def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) -> AbstractStates:
     """The over-approximation of V: the reference actions of every call-local state of the
     abstract fixed point (`explore`)."""
     started = time.perf_counter()
     actions, calls = explore(task, domain, formulation)
-    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
+    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started,
+                          Explored(domain, formulation, calls))
 
 
 def explore(
