@@ -49,7 +49,8 @@ from verifier.runtime import StateKey
 from verifier.smt import Semantics, SymEnv
 from verifier.smt.contracts import Contract
 from verifier.smt.instantiate import conjuncts, ground
-from verifier.smt.script import Binderless, smt2
+from verifier.smt.script import smt2
+from verifier.smt.terms import Binderless
 from verifier.tasks.base import NOP, Action, Args, Observation, Task
 from verifier.tasks.registry import describe_error, task_label
 

@@ -13,36 +13,22 @@ from collections.abc import Sequence
 
 import z3
 
+from verifier.smt.terms import Binderless
+
 
 _LET_NAME = re.compile(r"([$?]x)(\d+)")
-
-
-class Binderless:
-    """Which terms contain no binder (quantifier or lambda), remembered across scripts: `smt2`
-    leaves such a term as it is, so a caller writing many scripts over shared terms (the
-    induction's lemmas) walks each of them once. It keeps every term it has seen alive, so
-    that no term id it holds is reused for another term."""
-
-    def __init__(self) -> None:
-        self._known: dict[int, tuple[z3.ExprRef, bool]] = {}
-
-    def __call__(self, term: z3.ExprRef) -> bool:
-        key = term.get_id()
-        known = self._known.get(key)
-        if known is not None:
-            return known[1]
-        if z3.is_quantifier(term):
-            free = False
-        else:
-            free = all(self(kid) for kid in term.children()) if z3.is_app(term) else True
-        self._known[key] = (term, free)
-        return free
 
 
 def smt2(assertions: Sequence[z3.BoolRef], binderless: Binderless | None = None) -> str:
     """SMT-LIB2 declarations and assertions, without the check: Z3's text with its let-names
     (numbered by term ids, which differ between runs) renumbered in order of appearance.
-    `binderless` may be shared between calls over common terms (the same text, sooner)."""
+    `binderless` may be shared between the scripts of one proof, whose terms overlap (it
+    saves walking them again).
+
+    Beware: Z3's printer decides which shared terms get a `let` from their reference counts,
+    so the text depends on which terms are alive when it prints; a memo that keeps terms
+    alive can change it (sharing `binderless` was checked to leave every shipped proof's
+    bundle byte-identical; a memo of `ground`'s was not: it changed quicksort's)."""
     solver = z3.Solver()
     solver.add(*assertions)
     text = solver.to_smt2()
