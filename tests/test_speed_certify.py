@@ -123,3 +123,20 @@ def test_bundle_from_the_kept_fixed_point_is_the_bundle_from_a_new_one(
     assert info.status == "reused" and reused.abstract is not None
     assert reused.abstract.explored is None
     assert build_bundle(checkpoint, built) == build_bundle(checkpoint, reused)
+
+
+@pytest.mark.parametrize("task_name", ["bubblesort", "quicksort"])
+def test_the_fixed_point_builds_each_call_local_prefix_once(task_name: str) -> None:
+    """Prefix interning: every call of the fixed point names its points by nodes of one
+    shared prefix forest, whose nodes are exactly V's call-local states, each built once."""
+    from verifier.smt import semantics_for
+    from verifier.vset.fixpoint import domain_for, explore
+
+    task = get_task(task_name)
+    actions, calls = explore(task, domain_for(semantics_for(task)))
+    (prefixes,) = {id(call.prefixes): call.prefixes for call in calls.values()}.values()
+    assert len(prefixes.keys) == len(set(prefixes.keys)) == len(actions)
+    assert set(prefixes.keys) == set(actions)
+    for (program, args, _), call in calls.items():
+        assert all(prefixes.keys[node][:2] == (program, args) for node, _ in call.points)
+        assert call.seen == {(prefixes.keys[node][2], state) for node, state in call.points}

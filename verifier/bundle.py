@@ -243,14 +243,17 @@ def _fixed_point(
     """The calls of the abstract fixed point (`verifier.vset.fixpoint.explore`), each with its
     points (V node of the call's observations so far, state now) and its exit summary."""
     calls = {}
+    rows: dict[int, list[int]] = {}  # per prefix forest: its nodes' rows in the bundle's forest
     for context, call in explored.items():
-        program, args, _ = context
-        try:
-            seen = {(node_of[(program, args, observed)], state) for observed, state in call.seen}
-        except KeyError as missing:
-            raise VerifierError(f"{task.name}: V lacks a call-local state of its own fixed "
-                                f"point ({missing.args[0]})") from None
-        calls[context] = (seen, call.exits)
+        keys = call.prefixes.keys
+        row = rows.get(id(keys))
+        if row is None:
+            try:
+                row = rows[id(keys)] = [node_of[key] for key in keys]
+            except KeyError as missing:
+                raise VerifierError(f"{task.name}: V lacks a call-local state of its own fixed "
+                                    f"point ({missing.args[0]})") from None
+        calls[context] = ({(row[node], state) for node, state in call.points}, call.exits)
     return calls
 
 
