@@ -106,25 +106,6 @@ def test_check_gathers_each_parent_state_across_chunks() -> None:
             assert (chosen == action) == (not one.disagreements)
 
 
-def test_bundle_from_the_kept_fixed_point_is_the_bundle_from_a_new_one(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The bundle records the fixed point V was built with (no second exploration); a V read
-    back from the V cache has none kept, and its bundle, exploring again, is the same bytes."""
-    from verifier.bundle import build_bundle
-    from verifier.vcache import load_or_build
-
-    monkeypatch.setenv("NPI_VERIFY_CACHE_DIR", str(tmp_path))
-    checkpoint = load_checkpoint(ROOT / "models" / "bubblesort.pt")
-    built, info = load_or_build(checkpoint.task, checkpoint.formulation)
-    assert info.status == "built" and built.abstract is not None
-    assert built.abstract.explored is not None
-    reused, info = load_or_build(checkpoint.task, checkpoint.formulation)
-    assert info.status == "reused" and reused.abstract is not None
-    assert reused.abstract.explored is None
-    assert build_bundle(checkpoint, built) == build_bundle(checkpoint, reused)
-
-
 @pytest.mark.parametrize("task_name", ["bubblesort", "quicksort"])
 def test_the_fixed_point_builds_each_call_local_prefix_once(task_name: str) -> None:
     """Prefix interning: every call of the fixed point names its points by nodes of one

@@ -59,7 +59,7 @@ import z3
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
 from verifier.induction import Induction, Lemma
-from verifier.vset.fixpoint import Call, Domain, Explored, domain_for, explore
+from verifier.vset.fixpoint import Call, Domain, domain_for, explore
 from verifier.vset.result import VerificationSet
 from verifier.smt import AbstractDomain, semantics_for
 from verifier.smt.product import ProductDomain
@@ -101,14 +101,11 @@ def build_bundle(
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
-    explored = vset.abstract.explored
-    if explored is None or explored.domain.semantics is not semantics or (
-            explored.formulation != vset.formulation):  # V came from the V cache: explore again
-        fresh = domain_for(semantics)
-        explored = Explored(fresh, vset.formulation, explore(task, fresh, vset.formulation)[1])
-    domain = explored.domain
+    # Explored again, not kept from building V: a domain kept alive while the lemmas were
+    # written changed how Z3 printed some of them (toposort's; see verifier.smt.script.smt2).
+    domain = domain_for(semantics)
     node_of, vset_rows = _forest(vset.states)
-    calls = _fixed_point(task, explored.calls, node_of)
+    calls = _fixed_point(task, explore(task, domain, vset.formulation)[1], node_of)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(

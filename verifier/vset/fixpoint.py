@@ -22,16 +22,12 @@ MAX_CALL_STEPS = 64  # an abstract call longer than this loops (a non-recursive 
 
 @dataclass
 class AbstractStates:
-    """The over-approximation: call-local states with their reference actions. `explored`
-    keeps the domain and the calls of the fixed point this process computed (None where the
-    set was read back from the V cache), so that the proof bundle records them without
-    exploring again."""
+    """The over-approximation: call-local states with their reference actions."""
 
     actions: dict[StateKey, Action]
     contexts: int  # (program, args, entry abstract state) explored
     stats: SolverStats
     seconds: float
-    explored: Explored | None = field(default=None, compare=False, repr=False)
 
 
 Domain = AbstractDomain | ProductDomain
@@ -101,23 +97,12 @@ class Call:
         return {(keys[node][2], state) for node, state in self.points}
 
 
-@dataclass(frozen=True)
-class Explored:
-    """A fixed point as `explore` left it: the domain (with every post it asked Z3 for) and
-    the calls, for the formulation they were explored for."""
-
-    domain: Domain
-    formulation: str
-    calls: dict[Context, Call]
-
-
 def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) -> AbstractStates:
     """The over-approximation of V: the reference actions of every call-local state of the
     abstract fixed point (`explore`)."""
     started = time.perf_counter()
     actions, calls = explore(task, domain, formulation)
-    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started,
-                          Explored(domain, formulation, calls))
+    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
 
 
 def explore(
