@@ -118,6 +118,6 @@ def test_the_fixed_point_builds_each_call_local_prefix_once(task_name: str) -> N
     (prefixes,) = {id(call.prefixes): call.prefixes for call in calls.values()}.values()
     assert len(prefixes.keys) == len(set(prefixes.keys)) == len(actions)
     assert set(prefixes.keys) == set(actions)
-    for (program, args, _), call in calls.items():
-        assert all(prefixes.keys[node][:2] == (program, args) for node, _ in call.points)
-        assert call.seen == {(prefixes.keys[node][2], state) for node, state in call.points}
+    for (program, args, _), explored in calls.items():
+        assert all(prefixes.keys[node][:2] == (program, args) for node, _ in explored.points)
+        assert explored.seen == {(prefixes.keys[node][2], state) for node, state in explored.points}

@@ -21,6 +21,7 @@ from verifier.errors import UnboundedCall
 from verifier.evaluation import correct, limits_after
 from verifier.induction import ARGUMENT, CORRECTNESS, TERMINATION, Induction, prove
 from verifier.npi import NPIPolicy
+from verifier.proofcache import load_or_prove
 from verifier.smt import semantics_for
 from verifier.runtime import (
     SEMANTICS,
@@ -33,7 +34,6 @@ from verifier.runtime import (
 )
 from verifier.tasks import Task
 from verifier.tasks.base import NOP, Action
-from verifier.proofcache import load_or_prove
 from verifier.vcache import OFF, CacheInfo, load_or_build
 from verifier.vset.result import VerificationSet
 

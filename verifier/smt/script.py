@@ -15,7 +15,6 @@ import z3
 
 from verifier.smt.terms import Binderless
 
-
 _LET_NAME = re.compile(r"([$?]x)(\d+)")
 
 
