@@ -104,3 +104,20 @@ def test_check_gathers_each_parent_state_across_chunks() -> None:
                 torch.tensor([list(observations)]))
             (chosen,), _ = decide(end[:, -1], programs[:, -1], arguments[:, -1])
             assert (chosen == action) == (not one.disagreements)
+
+
+@pytest.mark.parametrize("task_name", ["bubblesort", "quicksort"])
+def test_the_fixed_point_builds_each_call_local_prefix_once(task_name: str) -> None:
+    """Prefix interning: every call of the fixed point names its points by nodes of one
+    shared prefix forest, whose nodes are exactly V's call-local states, each built once."""
+    from verifier.smt import semantics_for
+    from verifier.vset.fixpoint import domain_for, explore
+
+    task = get_task(task_name)
+    actions, calls = explore(task, domain_for(semantics_for(task)))
+    (prefixes,) = {id(call.prefixes): call.prefixes for call in calls.values()}.values()
+    assert len(prefixes.keys) == len(set(prefixes.keys)) == len(actions)
+    assert set(prefixes.keys) == set(actions)
+    for (program, args, _), explored in calls.items():
+        assert all(prefixes.keys[node][:2] == (program, args) for node, _ in explored.points)
+        assert explored.seen == {(prefixes.keys[node][2], state) for node, state in explored.points}

@@ -59,7 +59,7 @@ import z3
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
 from verifier.induction import Induction, Lemma
-from verifier.vset.fixpoint import Domain, domain_for, explore
+from verifier.vset.fixpoint import Call, Domain, domain_for, explore
 from verifier.vset.result import VerificationSet
 from verifier.smt import AbstractDomain, semantics_for
 from verifier.smt.product import ProductDomain
@@ -101,9 +101,11 @@ def build_bundle(
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
+    # Explored again, not kept from building V: a domain kept alive while the lemmas were
+    # written changed how Z3 printed some of them (toposort's; see verifier.smt.script.smt2).
     domain = domain_for(semantics)
     node_of, vset_rows = _forest(vset.states)
-    calls = _fixed_point(task, domain, vset.formulation, node_of)
+    calls = _fixed_point(task, explore(task, domain, vset.formulation)[1], node_of)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(
@@ -233,19 +235,22 @@ def bundle_sha256(data: bytes) -> str:
 
 
 def _fixed_point(
-    task: Task, domain: Domain, formulation: str, node_of: Mapping[Any, int]
+    task: Task, explored: Mapping[Context, Call], node_of: Mapping[Any, int]
 ) -> dict[Context, tuple[set[tuple[int, Abstract]], set[Abstract]]]:
     """The calls of the abstract fixed point (`verifier.vset.fixpoint.explore`), each with its
     points (V node of the call's observations so far, state now) and its exit summary."""
     calls = {}
-    for context, call in explore(task, domain, formulation)[1].items():
-        program, args, _ = context
-        try:
-            seen = {(node_of[(program, args, observed)], state) for observed, state in call.seen}
-        except KeyError as missing:
-            raise VerifierError(f"{task.name}: V lacks a call-local state of its own fixed "
-                                f"point ({missing.args[0]})") from None
-        calls[context] = (seen, call.exits)
+    rows: dict[int, list[int]] = {}  # per prefix forest: its nodes' rows in the bundle's forest
+    for context, call in explored.items():
+        keys = call.prefixes.keys
+        row = rows.get(id(keys))
+        if row is None:
+            try:
+                row = rows[id(keys)] = [node_of[key] for key in keys]
+            except KeyError as missing:
+                raise VerifierError(f"{task.name}: V lacks a call-local state of its own fixed "
+                                    f"point ({missing.args[0]})") from None
+        calls[context] = ({(row[node], state) for node, state in call.points}, call.exits)
     return calls
 
 

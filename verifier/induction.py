@@ -50,6 +50,7 @@ from verifier.smt import Semantics, SymEnv
 from verifier.smt.contracts import Contract
 from verifier.smt.instantiate import conjuncts, ground
 from verifier.smt.script import smt2
+from verifier.smt.terms import Binderless
 from verifier.tasks.base import NOP, Action, Args, Observation, Task
 from verifier.tasks.registry import describe_error, task_label
 
@@ -154,6 +155,7 @@ class _Prover:
         self.components = self._components()
         self._changes: dict[Routine, frozenset[str]] = {}
         self._primitive: dict[Routine, frozenset[str]] = {}
+        self.binderless = Binderless()  # the lemmas' scripts share most of their terms
 
     # --- structure of V -------------------------------------------------------------------
 
@@ -409,7 +411,7 @@ class _Prover:
             answer, solver, used = self._prove_part(facts, part, extra)
             if answer != z3.unsat and not final:
                 return False
-            scripts.append(_benchmark(*used))
+            scripts.append(_benchmark(*used, self.binderless))
             if answer == z3.sat and status == PROVED:
                 status = REFUTED
                 detail = "counter-model: " + _describe_model(solver.model(), entry)
@@ -452,9 +454,9 @@ def _solver(timeout_ms: int | None = None) -> z3.Solver:
     return solver
 
 
-def _benchmark(facts: list[z3.BoolRef], goal: z3.BoolRef) -> str:
+def _benchmark(facts: list[z3.BoolRef], goal: z3.BoolRef, binderless: Binderless) -> str:
     """The lemma's query as one SMT-LIB2 script: declarations, assertions, (check-sat)."""
-    return smt2([*facts, z3.Not(goal)]) + "(check-sat)\n"
+    return smt2([*facts, z3.Not(goal)], binderless) + "(check-sat)\n"
 
 
 def _describe_model(model: z3.ModelRef, env: SymEnv) -> str:

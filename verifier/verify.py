@@ -21,6 +21,7 @@ from verifier.errors import UnboundedCall
 from verifier.evaluation import correct, limits_after
 from verifier.induction import ARGUMENT, CORRECTNESS, TERMINATION, Induction, prove
 from verifier.npi import NPIPolicy
+from verifier.proofcache import load_or_prove
 from verifier.smt import semantics_for
 from verifier.runtime import (
     SEMANTICS,
@@ -33,7 +34,7 @@ from verifier.runtime import (
 )
 from verifier.tasks import Task
 from verifier.tasks.base import NOP, Action
-from verifier.vcache import CacheInfo, load_or_build
+from verifier.vcache import OFF, CacheInfo, load_or_build
 from verifier.vset.result import VerificationSet
 
 REPLAY_CANDIDATES = 64  # inputs reaching a disagreement replayed to find a wrong answer
@@ -251,7 +252,9 @@ def counterexample_at(
 
 def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -> list[Obligation]:
     task = vset.task
-    proof = _induction(task, vset.formulation, vset)
+    # The proof cache is used where the V cache is: not with --no-cache, nor for a given V.
+    cached = outcome.cache is not None and outcome.cache.status != OFF
+    proof, proof_cache = _induction(task, vset.formulation, vset, cached)
     outcome.induction = proof if isinstance(proof, Induction) else None
     abstract = vset.abstract
     coverage: dict[str, Any] = {
@@ -302,7 +305,7 @@ def _obligations(vset: VerificationSet, result: CheckResult, outcome: Outcome) -
         }),
         Obligation("coverage", status, coverage),
         Obligation("agreement", CHECKED if result.agrees else FAILED, agreement),
-        *_reference_obligations(task, vset.formulation, vset, proof),
+        *_reference_obligations(task, vset.formulation, vset, proof, proof_cache),
     ]
 
 
@@ -313,7 +316,8 @@ def _state_json(key: StateKey, action: Action) -> dict[str, Any]:
 
 
 def _reference_obligations(
-    task: Task, formulation: str, vset: VerificationSet, proof: Induction | str
+    task: Task, formulation: str, vset: VerificationSet, proof: Induction | str,
+    proof_cache: dict[str, str] | None = None,
 ) -> list[Obligation]:
     """Termination and correctness of the reference program: proved for every size from the
     task's contracts over V (`verifier.induction`) where coverage is proved and every lemma
@@ -331,23 +335,31 @@ def _reference_obligations(
     }
     return [
         _reference_obligation(TERMINATION, proof, non_halting,
-                              {**tests, "non_halting": non_halting}),
+                              {**tests, "non_halting": non_halting}, proof_cache),
         _reference_obligation(CORRECTNESS, proof, wrong, {
-            **tests, "wrong_outputs": wrong, "oracle": "the task's independent check"}),
+            **tests, "wrong_outputs": wrong, "oracle": "the task's independent check"},
+            proof_cache),
     ]
 
 
-def _induction(task: Task, formulation: str, vset: VerificationSet) -> Induction | str:
-    """The lemmas over V, or why they were not attempted."""
+def _induction(
+    task: Task, formulation: str, vset: VerificationSet, use_cache: bool
+) -> tuple[Induction | str, dict[str, str] | None]:
+    """The lemmas over V, or why they were not attempted; with what the proof cache did
+    (`verifier.proofcache`; None where it was not used)."""
     if not vset.coverage_proved:
-        return "V's coverage is not proved, so V's paths need not cover every call"
+        return "V's coverage is not proved, so V's paths need not cover every call", None
     semantics = semantics_for(task)
     assert semantics is not None  # coverage is proved only with Z3 semantics
-    return prove(task, formulation, semantics, vset.states)
+    if not use_cache:
+        return prove(task, formulation, semantics, vset.states), None
+    proof, status, note = load_or_prove(task, formulation, semantics, vset.states)
+    return proof, {"proof_cache": status, **({"proof_cache_note": note} if note else {})}
 
 
 def _reference_obligation(
-    name: str, proof: Induction | str, failures: int, tests: dict[str, Any]
+    name: str, proof: Induction | str, failures: int, tests: dict[str, Any],
+    proof_cache: dict[str, str] | None = None,
 ) -> Obligation:
     """`failed` when a test fails, `proved` when every lemma is, else `tested`, naming the
     lemmas that are not proved (refuted, unknown, or missing) and why."""
@@ -363,6 +375,7 @@ def _reference_obligation(
         "paths": proof.paths,
         "z3_seconds": round(proof.seconds, 3),
         "contracts": proof.contracts,
+        **(proof_cache or {}),  # whether the lemmas were proved now or reused
     }
     if name == CORRECTNESS:
         record["specification"] = proof.specification

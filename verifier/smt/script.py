@@ -13,19 +13,27 @@ from collections.abc import Sequence
 
 import z3
 
+from verifier.smt.terms import Binderless
 
 _LET_NAME = re.compile(r"([$?]x)(\d+)")
 
 
-def smt2(assertions: Sequence[z3.BoolRef]) -> str:
+def smt2(assertions: Sequence[z3.BoolRef], binderless: Binderless | None = None) -> str:
     """SMT-LIB2 declarations and assertions, without the check: Z3's text with its let-names
-    (numbered by term ids, which differ between runs) renumbered in order of appearance."""
+    (numbered by term ids, which differ between runs) renumbered in order of appearance.
+    `binderless` may be shared between the scripts of one proof, whose terms overlap (it
+    saves walking them again).
+
+    Beware: Z3's printer decides which shared terms get a `let` from their reference counts,
+    so the text depends on which terms are alive when it prints; a memo that keeps terms
+    alive can change it (sharing `binderless` was checked to leave every shipped proof's
+    bundle byte-identical; a memo of `ground`'s was not: it changed quicksort's)."""
     solver = z3.Solver()
     solver.add(*assertions)
     text = solver.to_smt2()
     if "lambda" in text:  # SMT-LIB arrays are not functions: reduce Z3's array lambdas away
         solver = z3.Solver()
-        solver.add(*_beta_reduced(assertions))
+        solver.add(*_beta_reduced(assertions, binderless or Binderless()))
         text = solver.to_smt2()
     lines = [line for line in text.splitlines()
              if line.strip() not in ("(check-sat)", "(set-info :status unknown)")
@@ -38,10 +46,11 @@ def smt2(assertions: Sequence[z3.BoolRef]) -> str:
     return _LET_NAME.sub(rename, "\n".join(lines)) + "\n"
 
 
-def _beta_reduced(assertions: Sequence[z3.BoolRef]) -> list[z3.BoolRef]:
+def _beta_reduced(assertions: Sequence[z3.BoolRef], binderless: Binderless) -> list[z3.BoolRef]:
     """The assertions without Z3's array lambdas (the same formulas; other solvers read none):
     a read `select(lambda x. body, i)` becomes `body[i/x]`, and an equation `A == lambda x.
-    body` becomes `forall x. A[x] == body`, also under quantifiers."""
+    body` becomes `forall x. A[x] == body`, also under quantifiers. A term without binders
+    has nothing to reduce: it is kept as it is."""
     done: dict[int, tuple[z3.ExprRef, z3.ExprRef]] = {}  # id -> (term, result): the term is
     # kept alive, so that no term made during the walk is given a freed term's id
     binders = itertools.count()  # bound variables get names no other binder uses
@@ -53,6 +62,8 @@ def _beta_reduced(assertions: Sequence[z3.BoolRef]) -> list[z3.BoolRef]:
         key = term.get_id()
         if key in done:
             return done[key][1]
+        if binderless(term):
+            return term
         result = term
         if z3.is_quantifier(term):
             # the bound variables become constants first, so every term walked is closed

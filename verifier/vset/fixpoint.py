@@ -41,22 +41,60 @@ def domain_for(semantics: smt.Semantics) -> Domain:
 
 
 Context = tuple[str, Args, Abstract]  # (program, args, abstract state at entry)
-Point = tuple[tuple[Observation, ...], Abstract]  # a call's observations so far, its state now
+# A call-local prefix (program, args, observations so far), interned: each distinct prefix is
+# one node of a prefix forest, numbered in order of discovery; `Prefixes.keys` names them.
+Node = int
+Point = tuple[Node, Abstract]  # a call's observations so far, its state now
 # A caller's point waiting for a callee's exits: its context, observations, whether the call
 # returns, and its state at the call.
-ReturnSite = tuple[Context, tuple[Observation, ...], bool, Abstract]
+ReturnSite = tuple[Context, Node, bool, Abstract]
+
+
+class Prefixes:
+    """Call-local prefixes interned as nodes of a prefix forest, so that the fixed point
+    hashes a number, not a growing tuple of observations, and builds each prefix once."""
+
+    def __init__(self) -> None:
+        self.keys: list[StateKey] = []  # node -> (program, args, observations)
+        self._roots: dict[tuple[str, Args, Observation], Node] = {}
+        self._children: dict[tuple[Node, Observation], Node] = {}
+
+    def root(self, program: str, args: Args, observation: Observation) -> Node:
+        """The prefix of a call that has seen its first observation."""
+        found = self._roots.get((program, args, observation))
+        if found is None:
+            found = self._roots[(program, args, observation)] = len(self.keys)
+            self.keys.append((program, args, (observation,)))
+        return found
+
+    def child(self, node: Node, observation: Observation) -> Node:
+        """The prefix `node` followed by one more observation."""
+        found = self._children.get((node, observation))
+        if found is None:
+            found = self._children[(node, observation)] = len(self.keys)
+            program, args, observed = self.keys[node]
+            self.keys.append((program, args, observed + (observation,)))
+        return found
 
 
 @dataclass
 class Call:
     """One explored context: the points reached in it, its exit states, and the points of
     its callers waiting for those exits. A state is the abstraction, followed by the values
-    of the semantics' relations between the call's entry and now where it declares any."""
+    of the semantics' relations between the call's entry and now where it declares any.
+    `prefixes` names the nodes of its points."""
 
-    seen: set[Point] = field(default_factory=set)
+    prefixes: Prefixes
+    points: set[Point] = field(default_factory=set)
     exits: set[Abstract] = field(default_factory=set)
     return_sites: list[ReturnSite] = field(default_factory=list)
     keeps: bool = True  # every primitive it ran, and every call it made, keeps the relations
+
+    @property
+    def seen(self) -> set[tuple[tuple[Observation, ...], Abstract]]:
+        """The points, each with its observations so far spelled out."""
+        keys = self.prefixes.keys
+        return {(keys[node][2], state) for node, state in self.points}
 
 
 def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) -> AbstractStates:
@@ -89,30 +127,33 @@ def explore(
     size = domain.semantics.observation_size
     primitive = {p.name for p in task.programs if p.primitive}
     actions: dict[StateKey, Action] = {}
+    prefixes = Prefixes()
+    action_of: list[Action | None] = []  # node -> its reference action, once explored
     calls: dict[Context, Call] = {}
     # Last in, first out: a call that loops reaches MAX_CALL_STEPS without first exploring
     # every shorter history (the fixed point does not depend on the order).
-    work: list[tuple[Context, tuple[Observation, ...], Abstract]] = []
+    work: list[tuple[Context, Node, Abstract]] = []
     exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
 
     width = domain.width
 
     def open_call(context: Context) -> Call:
         if context not in calls:
-            calls[context] = Call()
-            entry = context[2]
-            work.extend((context, (entry[:size],), first) for first in sorted(domain.enter(entry)))
+            calls[context] = Call(prefixes)
+            program, args, entry = context
+            first = prefixes.root(program, args, entry[:size])
+            work.extend((context, first, state) for state in sorted(domain.enter(entry)))
         return calls[context]
 
     def returned(callee: Call, site: ReturnSite, reached: Iterable[Abstract]) -> None:
-        context, observed, ret, at = site
+        context, node, ret, at = site
         after = set()
         for exit in sorted(reached):
             if callee.keeps:  # the caller's relations hold as they did at the call
                 after.add(exit[:width] + at[width:])
             else:
                 after |= domain.ret(context[2], at, exit)
-        continue_with(context, observed, ret, after)
+        continue_with(context, node, ret, after)
 
     def lose_keeps(call: Call) -> None:
         pending = [call]
@@ -124,13 +165,12 @@ def explore(
                     returned(call, site, call.exits)
                     pending.append(calls[site[0]])
 
-    def continue_with(
-        context: Context, observed: tuple[Observation, ...], ret: bool, after: Iterable[Abstract]
-    ) -> None:
+    def continue_with(context: Context, node: Node, ret: bool, after: Iterable[Abstract]) -> None:
         if ret:
             exits.append((context, frozenset(after)))
         else:
-            work.extend((context, observed + (a[:size],), a) for a in sorted(after))
+            child = prefixes.child
+            work.extend((context, child(node, a[:size]), a) for a in sorted(after))
 
     for entry in sorted(domain.initial_states()):
         open_call((task.entry, (), entry))
@@ -144,29 +184,32 @@ def explore(
                 for site in call.return_sites:
                     returned(call, site, new)
             continue
-        context, observed, current = work.pop()
-        seen = calls[context].seen
-        point = (observed, current)
-        if point in seen:
+        context, node, current = work.pop()
+        points = calls[context].points
+        point = (node, current)
+        if point in points:
             continue
-        seen.add(point)
-        program, args, _ = context
-        if len(observed) > MAX_CALL_STEPS:
-            loop = " ".join(_describe(task, routines, program, args, observed)[-8:])
-            raise UnboundedCall(
-                program,
-                f"{program} runs more than {MAX_CALL_STEPS} steps in one call (it loops: ... "
-                f"{loop}); its call-local sequences are unbounded, so the verification set is "
-                "infinite",
-            )
-        key = (program, args, observed)
-        action = actions.get(key)
+        points.add(point)
+        while len(action_of) <= node:
+            action_of.append(None)
+        action = action_of[node]
         if action is None:
+            key = prefixes.keys[node]
+            program, args, observed = key
+            if len(observed) > MAX_CALL_STEPS:
+                loop = " ".join(_describe(task, routines, program, args, observed)[-8:])
+                raise UnboundedCall(
+                    program,
+                    f"{program} runs more than {MAX_CALL_STEPS} steps in one call (it loops: "
+                    f"... {loop}); its call-local sequences are unbounded, so the verification "
+                    "set is infinite",
+                )
             try:
                 action = actions[key] = reference_action(routines, program, args, observed)
             except ReferenceBug as error:
                 raise ReferenceBug(f"{task_label(task, formulation)}: "
                                    f"{error}") from None
+            action_of[node] = action
         if action.program in primitive:
             if action.program == NOP:
                 after: Iterable[Abstract] = (current,)
@@ -174,10 +217,10 @@ def explore(
                 after = domain.post(current, action.program, action.args)
                 if not domain.keeps_relations(action.program, action.args):
                     lose_keeps(calls[context])
-            continue_with(context, observed, action.ret, after)
+            continue_with(context, node, action.ret, after)
         else:
             callee = open_call((action.program, action.args, current[:width]))
-            site = (context, observed, action.ret, current)
+            site = (context, node, action.ret, current)
             callee.return_sites.append(site)
             returned(callee, site, callee.exits)
             if not callee.keeps:
