@@ -208,8 +208,10 @@ class _Prover:
         may change, over its call tree in V."""
         if routine not in self._changes:
             found: set[str] = set()
-            for callee in nx.descendants(self.calls, routine) | {routine}:
-                for program, args in self.primitives_of[callee]:
+            # sorted: the order in which primitives are first examined decides which Z3 terms
+            # exist when scripts are printed, so a set's (hash-seeded) order would change them
+            for callee in sorted(nx.descendants(self.calls, routine) | {routine}):
+                for program, args in sorted(self.primitives_of[callee]):
                     found |= self._primitive_changes(program, args)
             self._changes[routine] = frozenset(found)
         return self._changes[routine]
