@@ -56,10 +56,13 @@ Term = z3.ArithRef | Universal
 @dataclass(frozen=True)
 class Predicate:
     """A hidden predicate: its name and, for a symbolic environment, its term (0 or 1, or a
-    `Universal`). Name and term travel together, so they cannot drift apart."""
+    `Universal`). Name and term travel together, so they cannot drift apart. A predicate that
+    tracks a value (say the digit in a cell the pointers have left) declares `values`: its
+    term then takes one of 0..values-1 on every environment of the task's domain."""
 
     name: str
     term: Callable[[SymEnv], Term]
+    values: int = 2
 
 
 @dataclass(frozen=True)
@@ -207,8 +210,8 @@ class Semantics(ABC):
 
     def ranges(self) -> list[int]:
         """Value ranges of the abstraction's components: observations as declared, hidden
-        predicates 0/1."""
-        return [len(v) for v in self.task.observation_values] + [2] * len(self.hidden_names)
+        predicates 0/1 (or the values they declare)."""
+        return [len(v) for v in self.task.observation_values] + [p.values for p in self.predicates]
 
 
 @dataclass
@@ -568,10 +571,11 @@ def _checked_semantics(task: Task) -> Semantics:
         raise PluginError(f"{where}: its semantics observe {len(observed)} components, the "
                           f"task {len(task.observation_names)}")
     bad = [h for h in hints if not isinstance(h, Predicate) or not isinstance(h.name, str)
-           or not h.name or not callable(h.term)]
+           or not h.name or not callable(h.term)
+           or isinstance(h.values, bool) or not isinstance(h.values, int) or h.values < 2]
     if bad:
         raise PluginError(f"{where}: hints() must return verifier.smt.Predicate values "
-                          f"(a name and a function of the env), got {bad[0]!r}")
+                          f"(a name, a function of the env and at least 2 values), got {bad[0]!r}")
     from verifier.smt.discover import load
 
     try:

@@ -36,8 +36,14 @@ class BubbleSortSemantics(Semantics):
             a, n = env["A"], env["n"]
             return bit(z3.Or(n < 2, a[n - 1] <= a[n]))
 
+        def between(env: SymEnv) -> z3.ArithRef:
+            # The digit LSHIFT's first move leaves behind: its second move brings i2 onto it.
+            a, i1, i2 = env["A"], env["i1"], env["i2"]
+            return z3.If(i2 - i1 == 2, a[i1 + 1], z3.IntVal(OUT_OF_RANGE))
+
         return (
             gap(0), gap(1), gap(2),
+            Predicate("A[i1+1] if i2-i1==2 else 10", between, values=OUT_OF_RANGE + 1),
             Predicate("i2==1", lambda env: bit(env["i2"] == 1)),
             Predicate("i2==n+1", lambda env: bit(env["i2"] == env["n"] + 1)),
             Predicate("A[i2-1]<=A[i2]", lambda env: bit(env["A"][env["i2"] - 1] <= env["A"][env["i2"]])),
