@@ -42,7 +42,10 @@ return query asks about, `AbstractDomain.linked`), and the bundle adds `enters`
 (`[entry, relation values]`: a call's first points, template kind "enter"), `returns`
 (`[linked entry + linked site point + linked exit point, relation values]`, kind "return")
 and `keeps` (`[program, args]`: primitives proved to keep every relation, kind "keeps", whose
-query is `unsat`); posts from a point with relation values use kind "relational post".
+query is `unsat`); posts from a point with relation values use kind "relational post". Where
+the semantics composes every return (`Semantics.composes_every_return`), `abstraction` adds
+`composes_every_return: true`: also the exits of calls that keep the relations go through
+`returns`.
 """
 
 from __future__ import annotations
@@ -222,10 +225,13 @@ def _solver_record(
 
 def _relations_record(domain: Domain) -> dict[str, Any]:
     """Where the semantics declares relations: how many (a point is the abstraction, then
-    their values) and the components `ret` asks about (`AbstractDomain.linked`)."""
+    their values), the components `ret` asks about (`AbstractDomain.linked`) and whether
+    every return is composed (`Semantics.composes_every_return`; recorded only where it is)."""
     if isinstance(domain, ProductDomain) or not domain.relations:
         return {}
-    return {"relations": len(domain.relations), "linked": list(domain.linked)}
+    every = domain.semantics.composes_every_return()
+    return {"relations": len(domain.relations), "linked": list(domain.linked),
+            **({"composes_every_return": True} if every else {})}
 
 
 def bundle_sha256(data: bytes) -> str:

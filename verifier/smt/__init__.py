@@ -153,6 +153,22 @@ class Semantics(ABC):
         default: a call's summary then maps its entry state to its exit states alone)."""
         return ()
 
+    def linked_components(self) -> tuple[str, ...] | None:
+        """The names (observation names, then hidden predicates' names) of the components of
+        the abstraction that a return query asks about (see `AbstractDomain.linked`), or None
+        (the default) for every component that reads what some relation reads. Naming fewer
+        only adds models to the query (sound) and keeps the number of distinct queries
+        small."""
+        return None
+
+    def composes_every_return(self) -> bool:
+        """Whether every call's exits are composed with its caller's entry through the
+        relations (`AbstractDomain.ret`), also where the call keeps the relations' values
+        (False by default: those values then carry over without a query). Composing removes
+        the exits that contradict what the caller's entry fixed, say a cell the callee never
+        changes."""
+        return False
+
     def vocabulary(self, env: SymEnv) -> Vocabulary:
         """The size, pointers, arrays and stacks of `env` that predicate templates use."""
         return Vocabulary()
@@ -342,8 +358,17 @@ class AbstractDomain:
     def linked(self) -> tuple[int, ...]:
         """The components of the abstraction that `ret` asks about: those whose terms read an
         environment variable that some relation reads. Leaving the others out of its query
-        only adds models (sound); with them, it grows with every combination of them."""
+        only adds models (sound); with them, it grows with every combination of them. A
+        semantics that names the components to ask about (`linked_components`) gets those."""
         sem = self.semantics
+        named = sem.linked_components()
+        if named is not None:
+            names = tuple(sem.task.observation_names) + sem.hidden_names
+            unknown = sorted(set(named) - set(names))
+            if unknown:
+                raise PluginError(f"{sem.task.name}: linked_components() names {unknown[0]!r}, "
+                                  "which is no component of its abstraction")
+            return tuple(sorted(names.index(name) for name in named))
         entry, env = sem.fresh("reads0"), sem.fresh("reads")
         read = set()
         for relation in self.relations:

@@ -82,9 +82,10 @@ def explore(
     its point at the call (where the semantics declares relations, an exit that no
     environment fitting all three can reach is dropped there). A call that has so far run only
     primitives that keep every relation's value (`keeps_relations`), and made only such calls,
-    hands its exits back with the caller's relation values unchanged, without asking Z3; once
-    it runs one that does not, it hands every exit back again through `ret`, and so does
-    every call waiting for it. Returns the reference actions and the explored calls."""
+    hands its exits back with the caller's relation values unchanged, without asking Z3
+    (unless the semantics `composes_every_return`); once it runs one that does not, it hands
+    every exit back again through `ret`, and so does every call waiting for it. Returns the
+    reference actions and the explored calls."""
     routines = task.routines(formulation)
     size = domain.semantics.observation_size
     primitive = {p.name for p in task.programs if p.primitive}
@@ -96,6 +97,7 @@ def explore(
     exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
 
     width = domain.width
+    compose_all = domain.semantics.composes_every_return()
 
     def open_call(context: Context) -> Call:
         if context not in calls:
@@ -108,7 +110,8 @@ def explore(
         context, observed, ret, at = site
         after = set()
         for exit in sorted(reached):
-            if callee.keeps:  # the caller's relations hold as they did at the call
+            if callee.keeps and not compose_all:  # the caller's relations hold as they did
+                # at the call
                 after.add(exit[:width] + at[width:])
             else:
                 after |= domain.ret(context[2], at, exit)

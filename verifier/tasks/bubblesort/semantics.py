@@ -6,12 +6,17 @@ from typing import Any
 
 import z3
 
-from verifier.smt import ArrayView, Predicate, Semantics, SymEnv, Vocabulary, array_of, bit
+from verifier.smt import (
+    ArrayView, Predicate, Relation, Semantics, SymEnv, Vocabulary, array_of, bit,
+)  # fmt: skip
 from verifier.smt.contracts import Contract, Permutation, Specification
 from verifier.tasks.base import RECURSIVE, Args, Task
 from verifier.tasks.bubblesort.task import I1, I2, I3, OUT_OF_RANGE, RIGHT, Row
 
 POINTER_NAMES = ("i1", "i2", "i3")
+PASS_END = "i2!=n+1 or A[1]<=A[i1]"
+ENDS_I1 = "A[i1] if i2==1 or i2==n+1 else 10"
+ENDS_I2 = "A[i2] if i2==1 else 10"
 
 
 class BubbleSortSemantics(Semantics):
@@ -41,6 +46,10 @@ class BubbleSortSemantics(Semantics):
             a, i1, i2 = env["A"], env["i1"], env["i2"]
             return z3.If(i2 - i1 == 2, a[i1 + 1], z3.IntVal(OUT_OF_RANGE))
 
+        def ends(env: SymEnv, observed: z3.ArithRef, last: bool = True) -> z3.ArithRef:
+            at = z3.Or(env["i2"] == 1, env["i2"] == env["n"] + 1) if last else env["i2"] == 1
+            return z3.If(at, observed, z3.IntVal(OUT_OF_RANGE))
+
         return (
             gap(0), gap(1), gap(2),
             Predicate("A[i1+1] if i2-i1==2 else 10", between, values=OUT_OF_RANGE + 1),
@@ -48,7 +57,24 @@ class BubbleSortSemantics(Semantics):
             Predicate("i2==n+1", lambda env: bit(env["i2"] == env["n"] + 1)),
             Predicate("A[i2-1]<=A[i2]", lambda env: bit(env["A"][env["i2"] - 1] <= env["A"][env["i2"]])),
             Predicate("n<2 or A[n-1]<=A[n]", last_pair),
+            Predicate(PASS_END, lambda env: bit(z3.Or(env["i2"] != env["n"] + 1,
+                                                      env["A"][1] <= env["A"][env["i1"]]))),
+            Predicate(ENDS_I1, lambda env: ends(env, self.observation(env)[0]), values=OUT_OF_RANGE + 1),
+            Predicate(ENDS_I2, lambda env: ends(env, self.observation(env)[1], last=False),
+                      values=OUT_OF_RANGE + 1),
         )
+
+    def relations(self) -> tuple[Relation, ...]:
+        if not self.values:
+            return ()
+        return (Relation("A[1]<=entry A[1]", lambda entry, env: bit(env["A"][1] <= entry["A"][1])),)
+
+    def linked_components(self) -> tuple[str, ...] | None:
+        return (("i2-i1==0", "i2==1", "i2==n+1", PASS_END, ENDS_I1, ENDS_I2) if self.values
+                else None)
+
+    def composes_every_return(self) -> bool:
+        return self.values
 
     def __init__(self, task: Task, values: bool) -> None:
         self.task = task
