@@ -62,7 +62,7 @@ import z3
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
 from verifier.induction import Induction, Lemma
-from verifier.vset.fixpoint import Domain, domain_for, explore
+from verifier.vset.fixpoint import Call, Domain, domain_for, explore
 from verifier.vset.result import VerificationSet
 from verifier.smt import AbstractDomain, semantics_for
 from verifier.smt.product import ProductDomain
@@ -104,9 +104,11 @@ def build_bundle(
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
-    domain = domain_for(semantics)
+    # The fixed point V was computed with where it is at hand (its domain holds the answers
+    # the bundle records), else the same exploration again.
+    domain, explored = vset.abstract.explored or (domain_for(semantics), None)
     node_of, vset_rows = _forest(vset.states)
-    calls = _fixed_point(task, domain, vset.formulation, node_of)
+    calls = _fixed_point(task, domain, vset.formulation, node_of, explored)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(
@@ -239,12 +241,15 @@ def bundle_sha256(data: bytes) -> str:
 
 
 def _fixed_point(
-    task: Task, domain: Domain, formulation: str, node_of: Mapping[Any, int]
+    task: Task, domain: Domain, formulation: str, node_of: Mapping[Any, int],
+    explored: Mapping[Context, Call] | None = None,
 ) -> dict[Context, tuple[set[tuple[int, Abstract]], set[Abstract]]]:
-    """The calls of the abstract fixed point (`verifier.vset.fixpoint.explore`), each with its
-    points (V node of the call's observations so far, state now) and its exit summary."""
+    """The calls of the abstract fixed point (`verifier.vset.fixpoint.explore`, unless they
+    are given), each with its points (V node of the call's observations so far, state now)
+    and its exit summary."""
     calls = {}
-    for context, call in explore(task, domain, formulation)[1].items():
+    found = explore(task, domain, formulation)[1] if explored is None else explored
+    for context, call in found.items():
         program, args, _ = context
         try:
             seen = {(node_of[(program, args, observed)], state) for observed, state in call.seen}

@@ -4,6 +4,7 @@ function summaries (design §5.2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -20,17 +21,22 @@ from verifier.tasks.registry import task_label
 MAX_CALL_STEPS = 64  # an abstract call longer than this loops (a non-recursive formulation)
 
 
+Domain = AbstractDomain | ProductDomain
+
+
 @dataclass
 class AbstractStates:
-    """The over-approximation: call-local states with their reference actions."""
+    """The over-approximation: call-local states with their reference actions. `explored`
+    keeps the domain (with the answers of its queries) and the calls it was computed with,
+    in memory only, for the proof bundle that records them (None for a V read from the
+    cache: the bundle then explores again)."""
 
     actions: dict[StateKey, Action]
     contexts: int  # (program, args, entry abstract state) explored
     stats: SolverStats
     seconds: float
-
-
-Domain = AbstractDomain | ProductDomain
+    explored: tuple[Domain, dict[Context, Call]] | None = field(default=None, repr=False,
+                                                                compare=False)
 
 
 def domain_for(semantics: smt.Semantics) -> Domain:
@@ -64,7 +70,9 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
     abstract fixed point (`explore`)."""
     started = time.perf_counter()
     actions, calls = explore(task, domain, formulation)
-    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
+    stats = dataclasses.replace(domain.stats)  # what the fixed point asked, not what comes later
+    return AbstractStates(actions, len(calls), stats, time.perf_counter() - started,
+                          explored=(domain, calls))
 
 
 def explore(
