@@ -134,7 +134,7 @@ def test_a_hint_declares_its_values_and_return_queries_name_their_components() -
     unnamed = type(semantics)(TASKS["bubblesort-values"], values=True)
     unnamed.linked_components = lambda: ("A[i3]",)  # type: ignore[method-assign]
     with pytest.raises(PluginError, match="names 'A\\[i3\\]', which is no component"):
-        AbstractDomain(unnamed).linked
+        _ = AbstractDomain(unnamed).linked
 
 
 @pytest.mark.slow
