@@ -10,7 +10,7 @@ import pytest
 from verifier.errors import PluginError
 from verifier.vset.concrete import concrete_states
 from verifier.vset.fixpoint import abstract_states, domain_for
-from verifier.smt import Predicate, Semantics, bit, discover, semantics_for
+from verifier.smt import AbstractDomain, Predicate, Semantics, bit, discover, semantics_for
 from verifier.tasks import TASKS
 from verifier.tasks.bubblesort.task import BubbleSort
 
@@ -113,10 +113,28 @@ class _Broken(BubbleSort):
      "two hidden predicates are named 'i2-i1==0'"),
     ((Predicate("bool", lambda env: env["i2"] == 1),), "predicate 'bool' must give an integer"),
     ((Predicate("raises", lambda env: env["missing"]),), "its predicates raised KeyError"),
+    ((Predicate("one value", lambda env: bit(env["i2"] == 1), values=1),),
+     "at least 2 values"),
 ])
 def test_a_bad_hint_is_a_plugin_error(hints: tuple, message: str) -> None:
     with pytest.raises(PluginError, match=message):
         semantics_for(_Broken(hints))
+
+
+def test_a_hint_declares_its_values_and_return_queries_name_their_components() -> None:
+    """A hint that tracks a digit declares 11 values (the fallback of an undecided query tests
+    every one); return queries ask about the components the semantics names, and a name that
+    is no component is a plugin error."""
+    semantics = semantics_for(TASKS["bubblesort-values"])
+    ranges = dict(zip(semantics.hidden_names, semantics.ranges()[semantics.observation_size:]))
+    assert ranges["A[i1+1] if i2-i1==2 else 10"] == 11 and ranges["i2==1"] == 2
+    names = TASKS["bubblesort-values"].observation_names + semantics.hidden_names
+    linked = AbstractDomain(semantics).linked
+    assert [names[k] for k in linked] == list(semantics.linked_components())
+    unnamed = type(semantics)(TASKS["bubblesort-values"], values=True)
+    unnamed.linked_components = lambda: ("A[i3]",)  # type: ignore[method-assign]
+    with pytest.raises(PluginError, match="names 'A\\[i3\\]', which is no component"):
+        _ = AbstractDomain(unnamed).linked
 
 
 @pytest.mark.slow

@@ -118,6 +118,11 @@ def test_bundle_is_deterministic(certified: Path) -> None:
     first = build_bundle(checkpoint, outcome.vset, outcome.induction)
     assert build_bundle(checkpoint, outcome.vset, outcome.induction) == first
     assert first == bundle_path(certified).read_bytes()
+    # The bundle records the fixed point V was built with; one read from the V cache has
+    # none at hand and is explored again, to the same bytes.
+    assert outcome.vset.abstract is not None and outcome.vset.abstract.explored is not None
+    outcome.vset.abstract.explored = None
+    assert build_bundle(checkpoint, outcome.vset, outcome.induction) == first
 
 
 def test_edited_bundle_is_refused(certified: Path, tmp_path: Path) -> None:
@@ -347,3 +352,25 @@ def test_relational_records_tampered_are_refused(certified_quicksort: Path, tmp_
         folder = tmp_path / name
         folder.mkdir()
         assert reason in refusal(tamper(certified_quicksort, folder, edit)), name
+
+
+@pytest.fixture(scope="module")
+def certified_values(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A certified bubble-sort model with the value encoder: every return is composed."""
+    folder = tmp_path_factory.mktemp("values")
+    shutil.copy(ROOT / "models" / "bubblesort-values.pt", folder / "model.pt")
+    run = run_cli("certify", folder / "model.pt", "-o", folder / "cert.json")
+    assert run.code == 0, (run.out, run.err)
+    return folder / "cert.json"
+
+
+@pytest.mark.slow
+def test_composed_returns_recheck_and_cannot_be_dropped(certified_values: Path, tmp_path: Path) -> None:
+    """Where every return is composed, the re-checker composes likewise; a bundle that says
+    otherwise expects the exits of pointer-only calls back unpruned, which the fixed point
+    does not hold."""
+    bundle = json.loads(gzip.decompress(bundle_path(certified_values).read_bytes()))
+    assert bundle["abstraction"]["composes_every_return"] is True
+    assert "4890 states of V" in independent.recheck(certified_values)
+    plain = tamper(certified_values, tmp_path, lambda b: b["abstraction"].pop("composes_every_return"))
+    assert "the fixed point is not closed" in refusal(plain)

@@ -42,7 +42,10 @@ return query asks about, `AbstractDomain.linked`), and the bundle adds `enters`
 (`[entry, relation values]`: a call's first points, template kind "enter"), `returns`
 (`[linked entry + linked site point + linked exit point, relation values]`, kind "return")
 and `keeps` (`[program, args]`: primitives proved to keep every relation, kind "keeps", whose
-query is `unsat`); posts from a point with relation values use kind "relational post".
+query is `unsat`); posts from a point with relation values use kind "relational post". Where
+the semantics composes every return (`Semantics.composes_every_return`), `abstraction` adds
+`composes_every_return: true`: also the exits of calls that keep the relations go through
+`returns`.
 """
 
 from __future__ import annotations
@@ -101,11 +104,13 @@ def build_bundle(
     task = checkpoint.task
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
-    # Explored again, not kept from building V: a domain kept alive while the lemmas were
-    # written changed how Z3 printed some of them (toposort's; see verifier.smt.script.smt2).
-    domain = domain_for(semantics)
+    # The fixed point V was computed with where it is at hand (its domain holds the answers
+    # the bundle records), else the same exploration again.
+    domain, explored = vset.abstract.explored or (domain_for(semantics), None)
     node_of, vset_rows = _forest(vset.states)
-    calls = _fixed_point(task, explore(task, domain, vset.formulation)[1], node_of)
+    if explored is None:
+        explored = explore(task, domain, vset.formulation)[1]
+    calls = _fixed_point(task, explored, node_of)
     size = semantics.observation_size
     parts = domain.domains if isinstance(domain, ProductDomain) else [domain]
     indices = [list(domain._indices(k)) for k in range(len(parts))] if isinstance(
@@ -224,10 +229,13 @@ def _solver_record(
 
 def _relations_record(domain: Domain) -> dict[str, Any]:
     """Where the semantics declares relations: how many (a point is the abstraction, then
-    their values) and the components `ret` asks about (`AbstractDomain.linked`)."""
+    their values), the components `ret` asks about (`AbstractDomain.linked`) and whether
+    every return is composed (`Semantics.composes_every_return`; recorded only where it is)."""
     if isinstance(domain, ProductDomain) or not domain.relations:
         return {}
-    return {"relations": len(domain.relations), "linked": list(domain.linked)}
+    every = domain.semantics.composes_every_return()
+    return {"relations": len(domain.relations), "linked": list(domain.linked),
+            **({"composes_every_return": True} if every else {})}
 
 
 def bundle_sha256(data: bytes) -> str:

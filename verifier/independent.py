@@ -145,6 +145,7 @@ class Bundle:
         # Relations (optional): a point is the abstraction, then their values; a call's entry
         # is the abstraction alone.
         self.relations, self.linked = int(abstraction.get("relations", 0)), abstraction.get("linked", [])
+        self.compose_all = bool(abstraction.get("composes_every_return", False))  # even kept ones
         self.states = [tuple(s) for s in data["states"]]
         if any(len(s) not in (self.width, self.width + self.relations) for s in self.states):
             raise ValueError("an abstract state of the wrong width")
@@ -268,7 +269,8 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
                     raise Refused(f"the fixed point lacks the call {label_program}{list(label_args)}"
                                   f" from abstract state {list(state)}")
                 after = callee[1] if not b.relations else frozenset(
-                    r for x in callee[1] for r in returned(b, entry, state, x, keeps[called]))
+                    r for x in callee[1]
+                    for r in returned(b, entry, state, x, keeps[called] and not b.compose_all))
             if ret:
                 produced |= after
                 continue

@@ -56,10 +56,13 @@ Term = z3.ArithRef | Universal
 @dataclass(frozen=True)
 class Predicate:
     """A hidden predicate: its name and, for a symbolic environment, its term (0 or 1, or a
-    `Universal`). Name and term travel together, so they cannot drift apart."""
+    `Universal`). Name and term travel together, so they cannot drift apart. A predicate that
+    tracks a value (say the digit in a cell the pointers have left) declares `values`: its
+    term then takes one of 0..values-1 on every environment of the task's domain."""
 
     name: str
     term: Callable[[SymEnv], Term]
+    values: int = 2
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,22 @@ class Semantics(ABC):
         default: a call's summary then maps its entry state to its exit states alone)."""
         return ()
 
+    def linked_components(self) -> tuple[str, ...] | None:
+        """The names (observation names, then hidden predicates' names) of the components of
+        the abstraction that a return query asks about (see `AbstractDomain.linked`), or None
+        (the default) for every component that reads what some relation reads. Naming fewer
+        only adds models to the query (sound) and keeps the number of distinct queries
+        small."""
+        return None
+
+    def composes_every_return(self) -> bool:
+        """Whether every call's exits are composed with its caller's entry through the
+        relations (`AbstractDomain.ret`), also where the call keeps the relations' values
+        (False by default: those values then carry over without a query). Composing removes
+        the exits that contradict what the caller's entry fixed, say a cell the callee never
+        changes."""
+        return False
+
     def vocabulary(self, env: SymEnv) -> Vocabulary:
         """The size, pointers, arrays and stacks of `env` that predicate templates use."""
         return Vocabulary()
@@ -215,8 +234,8 @@ class Semantics(ABC):
 
     def ranges(self) -> list[int]:
         """Value ranges of the abstraction's components: observations as declared, hidden
-        predicates 0/1."""
-        return [len(v) for v in self.task.observation_values] + [2] * len(self.hidden_names)
+        predicates 0/1 (or the values they declare)."""
+        return [len(v) for v in self.task.observation_values] + [p.values for p in self.predicates]
 
 
 @dataclass
@@ -347,8 +366,17 @@ class AbstractDomain:
     def linked(self) -> tuple[int, ...]:
         """The components of the abstraction that `ret` asks about: those whose terms read an
         environment variable that some relation reads. Leaving the others out of its query
-        only adds models (sound); with them, it grows with every combination of them."""
+        only adds models (sound); with them, it grows with every combination of them. A
+        semantics that names the components to ask about (`linked_components`) gets those."""
         sem = self.semantics
+        named = sem.linked_components()
+        if named is not None:
+            names = tuple(sem.task.observation_names) + sem.hidden_names
+            unknown = sorted(set(named) - set(names))
+            if unknown:
+                raise PluginError(f"{sem.task.name}: linked_components() names {unknown[0]!r}, "
+                                  "which is no component of its abstraction")
+            return tuple(sorted(names.index(name) for name in named))
         entry, env = sem.fresh("reads0"), sem.fresh("reads")
         read = set()
         for relation in self.relations:
@@ -576,10 +604,11 @@ def _checked_semantics(task: Task) -> Semantics:
         raise PluginError(f"{where}: its semantics observe {len(observed)} components, the "
                           f"task {len(task.observation_names)}")
     bad = [h for h in hints if not isinstance(h, Predicate) or not isinstance(h.name, str)
-           or not h.name or not callable(h.term)]
+           or not h.name or not callable(h.term)
+           or isinstance(h.values, bool) or not isinstance(h.values, int) or h.values < 2]
     if bad:
         raise PluginError(f"{where}: hints() must return verifier.smt.Predicate values "
-                          f"(a name and a function of the env), got {bad[0]!r}")
+                          f"(a name, a function of the env and at least 2 values), got {bad[0]!r}")
     from verifier.smt.discover import load
 
     try:

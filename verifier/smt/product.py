@@ -41,7 +41,7 @@ class Part(Semantics):
         return len(self.components)
 
     def ranges(self) -> list[int]:
-        return list(self.value_counts) + [2] * len(self.hidden_names)
+        return list(self.value_counts) + [p.values for p in self.predicates]
 
 
 class ProductSemantics(Semantics):
@@ -60,7 +60,8 @@ class ProductSemantics(Semantics):
         """Each part's predicates (hints, then discovered), named `part: predicate`, as
         functions of the joint environment."""
         return tuple(
-            Predicate(f"{part.name}: {p.name}", functools.partial(self._on_part, k, p.term))
+            Predicate(f"{part.name}: {p.name}", functools.partial(self._on_part, k, p.term),
+                      p.values)
             for k, part in enumerate(self.parts)
             for p in part.predicates
         )

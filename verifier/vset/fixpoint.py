@@ -4,6 +4,7 @@ function summaries (design §5.2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -20,17 +21,22 @@ from verifier.tasks.registry import task_label
 MAX_CALL_STEPS = 64  # an abstract call longer than this loops (a non-recursive formulation)
 
 
+Domain = AbstractDomain | ProductDomain
+
+
 @dataclass
 class AbstractStates:
-    """The over-approximation: call-local states with their reference actions."""
+    """The over-approximation: call-local states with their reference actions. `explored`
+    keeps the domain (with the answers of its queries) and the calls it was computed with,
+    in memory only, for the proof bundle that records them (None for a V read from the
+    cache: the bundle then explores again)."""
 
     actions: dict[StateKey, Action]
     contexts: int  # (program, args, entry abstract state) explored
     stats: SolverStats
     seconds: float
-
-
-Domain = AbstractDomain | ProductDomain
+    explored: tuple[Domain, dict[Context, Call]] | None = field(default=None, repr=False,
+                                                                compare=False)
 
 
 def domain_for(semantics: smt.Semantics) -> Domain:
@@ -102,7 +108,9 @@ def abstract_states(task: Task, domain: Domain, formulation: str = RECURSIVE) ->
     abstract fixed point (`explore`)."""
     started = time.perf_counter()
     actions, calls = explore(task, domain, formulation)
-    return AbstractStates(actions, len(calls), domain.stats, time.perf_counter() - started)
+    stats = dataclasses.replace(domain.stats)  # what the fixed point asked, not what comes later
+    return AbstractStates(actions, len(calls), stats, time.perf_counter() - started,
+                          explored=(domain, calls))
 
 
 def explore(
@@ -120,9 +128,10 @@ def explore(
     its point at the call (where the semantics declares relations, an exit that no
     environment fitting all three can reach is dropped there). A call that has so far run only
     primitives that keep every relation's value (`keeps_relations`), and made only such calls,
-    hands its exits back with the caller's relation values unchanged, without asking Z3; once
-    it runs one that does not, it hands every exit back again through `ret`, and so does
-    every call waiting for it. Returns the reference actions and the explored calls."""
+    hands its exits back with the caller's relation values unchanged, without asking Z3
+    (unless the semantics `composes_every_return`); once it runs one that does not, it hands
+    every exit back again through `ret`, and so does every call waiting for it. Returns the
+    reference actions and the explored calls."""
     routines = task.routines(formulation)
     size = domain.semantics.observation_size
     primitive = {p.name for p in task.programs if p.primitive}
@@ -136,6 +145,7 @@ def explore(
     exits: deque[tuple[Context, frozenset[Abstract]]] = deque()
 
     width = domain.width
+    compose_all = domain.semantics.composes_every_return()
 
     def open_call(context: Context) -> Call:
         if context not in calls:
@@ -149,7 +159,8 @@ def explore(
         context, node, ret, at = site
         after = set()
         for exit in sorted(reached):
-            if callee.keeps:  # the caller's relations hold as they did at the call
+            if callee.keeps and not compose_all:  # the caller's relations hold as they did
+                # at the call
                 after.add(exit[:width] + at[width:])
             else:
                 after |= domain.ret(context[2], at, exit)

@@ -6,12 +6,18 @@ from typing import Any
 
 import z3
 
-from verifier.smt import ArrayView, Predicate, Semantics, SymEnv, Vocabulary, array_of, bit
+from verifier.smt import (
+    ArrayView, Predicate, Relation, Semantics, SymEnv, Vocabulary, array_of, bit,
+)  # fmt: skip
 from verifier.smt.contracts import Contract, Permutation, Specification
 from verifier.tasks.base import RECURSIVE, Args, Task
 from verifier.tasks.bubblesort.task import I1, I2, I3, OUT_OF_RANGE, RIGHT, Row
 
 POINTER_NAMES = ("i1", "i2", "i3")
+PASS_END = "i2!=n+1 or A[1]<=A[i1]"
+ENDS_I1 = "A[i1] if i2==1 or i2==n+1 else 10"
+ENDS_I2 = "A[i2] if i2==1 else 10"
+FIRST_KEPT_LOW = "A[1]<=entry A[1]"
 
 
 class BubbleSortSemantics(Semantics):
@@ -20,10 +26,29 @@ class BubbleSortSemantics(Semantics):
     stored in predicates.json. With the value encoder, the predicates of design §5.2 are
     declared: the pointer gap i2-i1 in {0, 1, 2}, i2 == 1, i2 == n+1, A[i2-1] <= A[i2], and
     A[n-1] <= A[n] for n >= 2 (a sweep leaves the maximum last; with n = 1, A[0] lies outside
-    the array and says nothing). From zero declared predicates the search does find a smaller
-    V for it (10,965 call-local states after four rounds, 12,615 with these; 4,725 witnessed),
-    but a round takes 5 to 20 minutes on a busy 2-core machine and the search had not
-    finished, so nothing discovered is stored for it yet."""
+    the array and says nothing). With those alone V had 12,615 call-local states, 4,725 of them
+    witnessed. The facts that remove all but 165 of the others, each a component whose value
+    Z3 computes (never assumed, so the fixed point stays an over-approximation):
+
+    - the digit between the pointers when they are two apart (`A[i1+1] if i2-i1==2 else 10`,
+      11 values): LSHIFT's first move leaves it behind and its second brings i2 onto it, which
+      the observations alone forgot (LSHIFT, 6,690 states);
+    - the relation `A[1]<=entry A[1]` (a pass never raises the first cell: its one swap that
+      touches A[1] lowers it), with every return composed with the caller's entry
+      (`composes_every_return`), so BUBBLESORT does not see a first cell after RESET above the
+      one it started with (990 states);
+    - `i2!=n+1 or A[1]<=A[i1]`: where a pass ends, the first cell is at most the maximum the
+      pass left last (a return into BUBBLESORT drops a pass's exit where it is false: the
+      pass left A[1] at most the digit it started from, which is at most that maximum), so
+      RESET does not bring back a digit above the maximum (45 states);
+    - the observations at a pass's ends (`A[i1] if i2==1 or i2==n+1 else 10`, `A[i2] if
+      i2==1 else 10`): functions of the other components, named with three pointer facts as
+      the only components a return query asks about (`linked_components`), which keeps those
+      queries few.
+
+    The 165 left are BUBBLESORT's last pass (i3 + 1 == n): its array is sorted, so the pass
+    leaves A[1] as it was; saying so needs the sortedness of the settled cells inside the
+    abstraction (the contracts below state it for the proofs)."""
 
     def hints(self) -> tuple[Predicate, ...]:
         if not self.values:
@@ -36,13 +61,45 @@ class BubbleSortSemantics(Semantics):
             a, n = env["A"], env["n"]
             return bit(z3.Or(n < 2, a[n - 1] <= a[n]))
 
+        def between(env: SymEnv) -> z3.ArithRef:
+            # The digit LSHIFT's first move leaves behind: its second move brings i2 onto it.
+            a, i1, i2 = env["A"], env["i1"], env["i2"]
+            return z3.If(i2 - i1 == 2, a[i1 + 1], z3.IntVal(OUT_OF_RANGE))
+
+        def ends(env: SymEnv, observed: z3.ArithRef, last: bool = True) -> z3.ArithRef:
+            at = z3.Or(env["i2"] == 1, env["i2"] == env["n"] + 1) if last else env["i2"] == 1
+            return z3.If(at, observed, z3.IntVal(OUT_OF_RANGE))
+
         return (
             gap(0), gap(1), gap(2),
+            Predicate("A[i1+1] if i2-i1==2 else 10", between, values=OUT_OF_RANGE + 1),
             Predicate("i2==1", lambda env: bit(env["i2"] == 1)),
             Predicate("i2==n+1", lambda env: bit(env["i2"] == env["n"] + 1)),
             Predicate("A[i2-1]<=A[i2]", lambda env: bit(env["A"][env["i2"] - 1] <= env["A"][env["i2"]])),
             Predicate("n<2 or A[n-1]<=A[n]", last_pair),
+            Predicate(PASS_END, lambda env: bit(z3.Or(env["i2"] != env["n"] + 1,
+                                                      env["A"][1] <= env["A"][env["i1"]]))),
+            Predicate(ENDS_I1, lambda env: ends(env, self.observation(env)[0]), values=OUT_OF_RANGE + 1),
+            Predicate(ENDS_I2, lambda env: ends(env, self.observation(env)[1], last=False),
+                      values=OUT_OF_RANGE + 1),
         )
+
+    def relations(self) -> tuple[Relation, ...]:
+        """With the value encoder: the first cell is at most what it was at the call's entry."""
+        if not self.values:
+            return ()
+        return (Relation(FIRST_KEPT_LOW, lambda entry, env: bit(env["A"][1] <= entry["A"][1])),)
+
+    def linked_components(self) -> tuple[str, ...] | None:
+        """The pointer facts and digits that tie A[1] and the pass's last cell to what a
+        return query relates: at a pass's ends and where RESET leaves the pointers."""
+        return (("i2-i1==0", "i2==1", "i2==n+1", PASS_END, ENDS_I1, ENDS_I2) if self.values
+                else None)
+
+    def composes_every_return(self) -> bool:
+        """RESET and LSHIFT keep the relation (they only move pointers), but their callers'
+        entries fix digits their exits observe."""
+        return self.values
 
     def __init__(self, task: Task, values: bool) -> None:
         self.task = task
