@@ -105,7 +105,9 @@ def build_bundle(
     semantics = semantics_for(task)
     assert semantics is not None and vset.abstract is not None
     # The fixed point V was computed with where it is at hand (its domain holds the answers
-    # the bundle records), else the same exploration again.
+    # the bundle records), else the same exploration again. The lemmas' script text can differ
+    # between the two (Z3 orders terms by creation, and a domain kept alive changes that): the
+    # same lemmas either way; `proofs/regenerate.sh` certifies with --no-cache, one path.
     domain, explored = vset.abstract.explored or (domain_for(semantics), None)
     node_of, vset_rows = _forest(vset.states)
     if explored is None:
