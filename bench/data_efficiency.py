@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from verifier.cegis import WEAK_MARGIN, LoopConfig, train_until_certified  # noqa: E402
+from verifier.cegis import LoopConfig, train_until_certified  # noqa: E402
 from verifier.config import NPIConfig, TrainConfig  # noqa: E402
 from verifier.npi import NPIPolicy  # noqa: E402
 from verifier.check import check_model  # noqa: E402
@@ -224,10 +224,8 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         "docs/verification.md), or a decision is a near tie. No trace can show such a state, "
         "so the loop stops there (exit 3); those seeds are left out of the trace counts.",
         "- After a refuted round the loop adds the counterexample's input, then the inputs "
-        "that reach the most disagreeing states not reached yet and, of those, the most weak "
-        f"states (decided rightly by a margin below {WEAK_MARGIN:g}) not reached yet (from the smallest "
-        "witness of each disagreeing state, the inputs searched for V and V's witness cover). "
-        "Adding the "
+        "that reach the most disagreeing states not reached yet (from the smallest witness of "
+        "each disagreeing state, the inputs searched for V and V's witness cover). Adding the "
         "smallest witness of *every* disagreeing state instead would add hundreds of traces "
         "per round on addition, whose first model disagrees on about a thousand states.",
         "- Times are wall-clock on the shared machine named below, with other work running; "

@@ -116,7 +116,7 @@ TABLES = (
     Table(
         "Addition (digits of the longer operand)",
         "Full set: 200 sums of at most 3 digits (non-recursive); the recursive model is trained "
-        "on 18 sums of up to 43 digits chosen by the counterexample-guided loop "
+        "on 16 sums of up to 43 digits chosen by the counterexample-guided loop "
         "(`traces/addition-until-certified.jsonl`) and certified; extreme set: 5 one-digit "
         "sums. C17: both full-set versions generalize to 5000 digits; the recursive one also "
         "from 5 sums.",

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import train_small_bubblesort, vset_of
+from tests.conftest import vset_of
 from verifier.cegis import LoopConfig, LoopFiles, inputs_to_add, train_until_certified
-from verifier.check import CheckResult, Disagreement, check_model
 from verifier.checkpoint import load_checkpoint
 from verifier.cli import main
 from verifier.config import NPIConfig, TrainConfig
 from verifier.errors import VerifierError
 from verifier.tasks import TASKS
-from verifier.runtime import run_reference
-from verifier.traces import call_local_states, read_dataset
+from verifier.traces import read_dataset
 from verifier.vcache import ENV_VAR
-from verifier.verify import Outcome, Verdict
+from verifier.verify import Verdict
 
 BUBBLESORT = TASKS["bubblesort"]
 SMALL = {"d_hidden": 32, "d_state": 32, "d_program": 16}
@@ -176,38 +173,3 @@ def test_bad_loop_file_options_are_one_line_and_exit_2(
     code, _, err = invoke("train", "--task", "bubblesort", "--seed", "0", *args, "-o", "m.pt")
     assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
     assert not (tmp_path / "m.pt").exists()
-
-
-def _refuted(vset: Any, wrong: list[Any], weak: frozenset) -> Outcome:
-    """A refuted outcome with disagreements on `wrong` and rightly decided, weak states `weak`."""
-    actions = vset.concrete.actions
-    check = CheckResult(len(actions), [Disagreement(s, actions[s], actions[s]) for s in wrong],
-                        0.1, 0, 0, (), weak)
-    return Outcome(Verdict.REFUTED, "planted", vset, check)
-
-
-def test_weak_states_steer_the_choice_beside_the_disagreements() -> None:
-    vset = vset_of("bubblesort")
-    first_keys = sorted(vset.concrete.per_input[0][1], key=repr)
-    wrong = first_keys[:1]  # one disagreeing state
-    without = inputs_to_add(BUBBLESORT, vset, _refuted(vset, wrong, frozenset()), [], 5)
-    reached = call_local_states(run_reference(BUBBLESORT, "recursive", without[0]).steps)
-    # a weak state that the input chosen for the disagreement does not reach
-    weak = frozenset({min(vset.concrete.actions.keys() - reached, key=repr)})
-    with_weak = inputs_to_add(BUBBLESORT, vset, _refuted(vset, wrong, weak), [], 5)
-    assert len(without) == 1  # the disagreement alone: one input reaches it, then nothing new
-    assert 1 <= len(with_weak) <= 2
-    seen = set().union(*(call_local_states(run_reference(BUBBLESORT, "recursive", v).steps)
-                         for v in with_weak))
-    assert set(wrong) | weak <= seen  # the disagreement first, then (or with it) the weak state
-
-
-def test_check_model_lists_the_rightly_decided_states_below_the_weak_margin() -> None:
-    vset = vset_of("bubblesort")
-    model, _ = train_small_bubblesort()
-    plain = check_model(model, BUBBLESORT, vset.states)
-    assert plain.weak == frozenset()  # nothing is weak unless asked
-    every = check_model(model, BUBBLESORT, vset.states, weak_below=float("inf"))
-    assert every.weak == frozenset(vset.states) - {d.state for d in every.disagreements}
-    some = check_model(model, BUBBLESORT, vset.states, weak_below=plain.min_margin * 2)
-    assert 0 < len(some.weak) < len(every.weak)

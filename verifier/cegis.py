@@ -3,10 +3,8 @@
 The loop (issue 14): train on N reference traces (by default the first input of the witness
 cover of V), certify; if the model is refuted, add the reference traces of at most
 `per_round` inputs: the counterexample's input, then inputs that reach the most disagreeing
-states not reached yet and, among those, the most weak states (decided rightly by a margin
-below WEAK_MARGIN, which the next round's training may tip) not reached yet (from the
-smallest witness of each disagreeing state, the inputs searched for V and V's witness
-cover); train on from the current weights on all traces so
+states not reached yet (from the smallest witness of each disagreeing state, the inputs
+searched for V and V's witness cover); train on from the current weights on all traces so
 far, and certify again. Stop when certified, when no input can show the failure (the verdict
 is inconclusive or uncertifiable), when nothing new can be learned, or when the budget of
 rounds runs out.
@@ -46,7 +44,6 @@ from verifier.vcache import load_or_build
 from verifier.verify import Outcome, Subject, Verdict, certify_subject
 
 METHOD = "counterexample-guided"
-WEAK_MARGIN = 0.5  # a state decided rightly by less than this is a secondary target for traces
 
 
 @dataclass(frozen=True)
@@ -223,46 +220,33 @@ def inputs_to_add(
     task: Task, vset: VerificationSet, outcome: Outcome, have: list[Any], limit: int
 ) -> list[Any]:
     """After a refuted round: the counterexample's input, then inputs chosen greedily to reach
-    the most disagreeing states not reached yet and, among those that reach as many, the most
-    weak states (decided rightly by less than WEAK_MARGIN: the next round's training may tip
-    them) not reached yet; ties go to the smaller input. Candidates: the smallest witness of
-    each disagreeing state and the inputs of V's concrete search and witness cover; never an
-    input already trained on; at most `limit`, none that reaches no new such state. Empty
-    unless refuted."""
+    the most disagreeing states not reached yet (ties to the smaller input), from the smallest
+    witness of each disagreeing state and the inputs of V's concrete search and witness
+    cover; never an input already trained on; at most `limit`. Empty unless refuted."""
     if outcome.verdict is not Verdict.REFUTED or outcome.check is None:
         return []
-    known = vset.concrete.actions.keys()
-    wrong = {d.state for d in outcome.check.disagreements} & known
-    weak = (outcome.check.weak & known) - wrong
-    targets = wrong | weak
-    candidates: dict[str, tuple[Any, frozenset, frozenset]] = {}
-
-    def consider(value: Any, keys: frozenset) -> None:
-        candidates[repr(value)] = (value, frozenset(keys & wrong), frozenset(keys & weak))
-
+    wrong = {d.state for d in outcome.check.disagreements} & vset.concrete.actions.keys()
+    candidates: dict[str, tuple[Any, frozenset]] = {}
     for value, keys in vset.concrete.per_input:
-        if not keys.isdisjoint(targets) and repr(value) not in candidates:
-            consider(value, keys)
+        if not keys.isdisjoint(wrong):
+            candidates.setdefault(repr(value), (value, keys & wrong))
     for value in [vset.concrete.witness[state] for state in wrong] + vset.witness_cover():
         if repr(value) not in candidates:
-            consider(value, frozenset(call_local_states(_trace(task, vset.formulation, value))))
+            keys = call_local_states(_trace(task, vset.formulation, value))
+            candidates[repr(value)] = (value, frozenset(keys & wrong))
     trained = {repr(v) for v in have}
     chosen: list[Any] = []
     if outcome.counterexample is not None and repr(outcome.counterexample.input) not in trained:
         chosen.append(outcome.counterexample.input)
-    reached: set = set()
-    for value in chosen:
-        if repr(value) in candidates:
-            _, bad, shaky = candidates[repr(value)]
-            reached |= bad | shaky
+    reached = set().union(*(candidates[repr(v)][1] for v in chosen if repr(v) in candidates))
     pool = sorted((c for k, c in candidates.items() if k not in trained),
                   key=lambda c: (task.input_size(c[0]), repr(c[0])))
     while len(chosen) < limit and pool:
-        value, bad, shaky = max(pool, key=lambda c: (len(c[1] - reached), len(c[2] - reached)))
-        if not (bad | shaky) - reached:  # the first of the largest; nothing new: stop
+        value, keys = max(pool, key=lambda c: len(c[1] - reached))  # first of the largest
+        if not keys - reached:
             break
         chosen.append(value)
-        reached |= bad | shaky
+        reached |= keys
         pool = [c for c in pool if c[0] is not value]
     return chosen
 
@@ -276,7 +260,7 @@ def _certify(task: Task, formulation: str, model: NPI, vset: VerificationSet) ->
     (torch and BLAS), so that margins and the chosen counterexample do not depend on the
     machine's core count."""
     subject = Subject(task, formulation, NPIPolicy(model, task),
-                      lambda states: check_model(model, task, states, weak_below=WEAK_MARGIN))
+                      lambda states: check_model(model, task, states))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

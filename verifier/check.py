@@ -41,8 +41,6 @@ class CheckResult:
     fragile_flipped: int  # of those, decisions whose float64 value differs
     # (k, count): decisions with margin in [10^k, 10^(k+1)); k = None for margins <= 0
     margin_histogram: tuple[tuple[int | None, int], ...] = ()
-    # states the model decides rightly by less than check_model's `weak_below` (none by default)
-    weak: frozenset[StateKey] = frozenset()
 
     @property
     def agrees(self) -> bool:
@@ -55,12 +53,10 @@ class CheckResult:
 
 
 def check_model(
-    model: NPI, task: Task, states: Mapping[StateKey, Action], batch_size: int = 4096,
-    weak_below: float = 0.0,
+    model: NPI, task: Task, states: Mapping[StateKey, Action], batch_size: int = 4096
 ) -> CheckResult:
     """Compare the model's decision with the reference action on every state of V.
-    V must be prefix-closed (every element's prefixes are elements too), as V always is.
-    The result's `weak` lists the states decided rightly with a margin below `weak_below`."""
+    V must be prefix-closed (every element's prefixes are elements too), as V always is."""
     model = model.eval()
     decide = Decider(model.config, task)
     ids = {name: k for k, name in enumerate(model.config.program_names)}
@@ -77,7 +73,6 @@ def check_model(
     disagreements: list[Disagreement] = []
     margins: list[Tensor] = []
     fragile_keys: list[StateKey] = []
-    weak: list[StateKey] = []
     for depth in sorted(levels):
         keys = levels[depth]
         new_rows: dict[StateKey, int] = {}
@@ -91,8 +86,6 @@ def check_model(
                 new_rows[key] = start + k
                 if action != states[key]:
                     disagreements.append(Disagreement(key, action, states[key]))
-                elif m < weak_below:
-                    weak.append(key)
                 if m < FRAGILE_MARGIN:
                     fragile_keys.append(key)
             margins.append(margin)
@@ -105,7 +98,7 @@ def check_model(
     every = torch.cat(margins) if margins else torch.zeros(0)
     minimum = float(every.min()) if margins else float("inf")
     return CheckResult(len(states), disagreements, minimum, len(fragile_keys), flipped,
-                       margin_histogram(every), frozenset(weak))
+                       margin_histogram(every))
 
 
 def margin_histogram(margins: Tensor) -> tuple[tuple[int | None, int], ...]:
