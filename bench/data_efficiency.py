@@ -192,7 +192,7 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         lines.append(
             f"| {name} | {s['certified']}/{s['seeds']} | {_num(s['traces_median'])} | "
             f"{_range(s['traces_min'], s['traces_max'])} | "
-            f"{count if count else '–'} {what if count else ''} | {share} | {goal} | "
+            f"{f'{count} {what}' if count else '–'} | {share} | {goal} | "
             f"{s['rounds_max']} | "
             f"{s['train_median']:.1f} / {s['train_max']:.1f} | {s['certify_median']:.1f} |")
     lines += [

@@ -145,3 +145,31 @@ def test_numeric_observation_tasks_are_refused() -> None:
     with pytest.raises(VerifierError, match="numeric observations"):
         train_until_certified(task, "recursive", NPIConfig.for_task(task), TrainConfig(),
                               LoopConfig())
+
+
+def test_dataset_and_certificate_go_where_they_are_told(tmp_path: Path, shared_cache: None) -> None:
+    (tmp_path / "traces").mkdir()
+    path, dataset, certificate = (tmp_path / "m.pt", tmp_path / "traces" / "d.jsonl",
+                                  tmp_path / "c.json")
+    code, _, err = invoke("train", "--task", "bubblesort", "--until-certified", "--seed", "0",
+                          "--hidden", "16", "--max-steps", "40", "--max-rounds", "1",
+                          "--dataset", dataset, "--certificate", certificate, "-o", path)
+    assert code in (0, 1), err
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["c.json", "d.jsonl",
+                                                                          "m.pt"]
+    assert load_checkpoint(path).training["dataset"] == str(dataset)
+    assert json.loads(certificate.read_text())["model"]["sha256"] == load_checkpoint(path).sha256
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--dataset", "d.jsonl"], "need --until-certified"),
+    (["--until-certified", "--certificate", "m.pt"], "three different files"),
+    (["--until-certified", "--dataset", "missing/d.jsonl"], "missing"),
+])
+def test_bad_loop_file_options_are_one_line_and_exit_2(
+    tmp_path: Path, shared_cache: None, args: list[str], fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("train", "--task", "bubblesort", "--seed", "0", *args, "-o", "m.pt")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert not (tmp_path / "m.pt").exists()

@@ -4,11 +4,17 @@ A task package lists its shipped files in `artifacts.toml` (docs/new-task.md, se
 
     [[traces]]   file = "<name>.jsonl", args = [...]   # npi-verify dataset --task T ARGS -o traces/FILE
     [[models]]   file = "<name>.pt",    args = [...]   # npi-verify train   --task T ARGS -o models/FILE
+                 dataset = "<name>.jsonl"              # with --until-certified in ARGS: the loop's
+                                                       # training set, written to traces/DATASET
     [[proofs]]   file = "<name>.json",  model = "..."  # npi-verify certify models/MODEL --no-cache -o proofs/FILE
 
 `python -m verifier.artifacts {traces,models,proofs} [--task NAME] [--dry-run]` regenerates
 them from the repository root, in task order; traces/, models/ and proofs/regenerate.sh call it.
-Models are trained on one CPU thread, so every file is byte-reproducible.
+Models are trained on one CPU thread, so every file is byte-reproducible. A model trained by
+the counterexample-guided loop (`train --until-certified`) writes its training set to traces/
+as well (it is listed by its [[models]] entry, not by [[traces]]: only training reproduces it)
+and its last certificate to a scratch folder that is removed afterwards (proofs/ holds the
+shipped certificates).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,7 @@ from verifier.tasks import TASKS, Task
 
 KINDS = ("traces", "models", "proofs")
 FILE_NAME = "artifacts.toml"
+LOOP = "--until-certified"
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,14 @@ class Artifact:
     kind: str  # one of KINDS
     file: str  # the file's path from the repository root
     command: tuple[str, ...]  # npi-verify's arguments
+    writes: tuple[str, ...] = ()  # other shipped files the command writes (the loop's dataset)
+
+    def invocation(self, scratch: Path) -> tuple[str, ...]:
+        """The arguments to run: the loop's certificate goes to the folder `scratch`."""
+        if LOOP not in self.command:
+            return self.command
+        name = Path(self.file).stem + ".cert.json"
+        return (*self.command[:-2], "--certificate", str(scratch / name), *self.command[-2:])
 
 
 def listed(task: Task) -> list[Artifact]:
@@ -65,14 +81,33 @@ def _artifact(path: Path, task: Task, kind: str, entry: Any) -> Artifact:
     if kind == "proofs":
         if not isinstance(entry.get("model"), str):
             raise BadFile(f"{path}: [[proofs]] {entry['file']} needs a model")
-        command = ("certify", f"models/{entry['model']}", "--no-cache", "-o", out)
-    else:
-        args = entry.get("args", [])
-        if not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
-            raise BadFile(f"{path}: [[{kind}]] {entry['file']}: args must be a list of strings")
-        verb = "dataset" if kind == "traces" else "train"
-        command = (verb, "--task", task.name, *args, "-o", out)
-    return Artifact(task.name, kind, out, command)
+        return Artifact(task.name, kind, out,
+                        ("certify", f"models/{entry['model']}", "--no-cache", "-o", out))
+    args = entry.get("args", [])
+    if not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
+        raise BadFile(f"{path}: [[{kind}]] {entry['file']}: args must be a list of strings")
+    verb = "dataset" if kind == "traces" else "train"
+    writes = _loop_dataset(path, kind, entry, args)
+    extra = ("--dataset", writes[0]) if writes else ()
+    return Artifact(task.name, kind, out, (verb, "--task", task.name, *args, *extra, "-o", out),
+                    writes)
+
+
+def _loop_dataset(path: Path, kind: str, entry: dict[str, Any], args: list[str]) -> tuple[str, ...]:
+    """The traces/ file a [[models]] entry's loop writes: () for a model trained on a given
+    dataset; BadFile where `dataset` and --until-certified do not come together."""
+    dataset = entry.get("dataset")
+    if dataset is None and (kind != "models" or LOOP not in args):
+        return ()
+    if not (kind == "models" and LOOP in args and isinstance(dataset, str)
+            and dataset.endswith(".jsonl") and "/" not in dataset):
+        raise BadFile(f"{path}: [[{kind}]] {entry['file']}: a model trained {LOOP} needs "
+                      "dataset = \"NAME.jsonl\" (its training set in traces/), and only such "
+                      "a model has one")
+    if any(a in ("--dataset", "--certificate") for a in args):
+        raise BadFile(f"{path}: [[models]] {entry['file']}: --dataset and --certificate are "
+                      "set by the recipe, not in args")
+    return (f"traces/{dataset}",)
 
 
 def every_artifact(kind: str, task_name: str | None = None) -> list[Artifact]:
@@ -102,15 +137,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     env = dict(os.environ, NPI_VERIFY_THREADS="1")
-    for artifact in artifacts:
-        line = " ".join(["npi-verify", *artifact.command])
-        print(line, flush=True)
-        if options.dry_run:
-            continue
-        done = subprocess.run([sys.executable, "-m", "verifier", *artifact.command], env=env)
-        if done.returncode != 0:
-            print(f"failed ({done.returncode}): {line}", file=sys.stderr)
-            return done.returncode
+    with tempfile.TemporaryDirectory(prefix="npi-verify-artifacts-") as scratch:
+        for artifact in artifacts:
+            command = artifact.invocation(Path(scratch))
+            line = " ".join(["npi-verify", *command])
+            print(line, flush=True)
+            if options.dry_run:
+                continue
+            done = subprocess.run([sys.executable, "-m", "verifier", *command], env=env)
+            if done.returncode != 0:
+                print(f"failed ({done.returncode}): {line}", file=sys.stderr)
+                return done.returncode
     return 0
 
 

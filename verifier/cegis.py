@@ -289,6 +289,16 @@ class LoopFiles:
         return cls(model, model.with_name(stem + ".traces.jsonl"),
                    model.with_name(stem + ".cert.json"))
 
+    def moved(self, dataset: Path | None = None, certificate: Path | None = None) -> LoopFiles:
+        """These files with the dataset and/or the certificate written elsewhere (None keeps
+        a path). Raises VerifierError where two of the three files would be the same."""
+        files = LoopFiles(self.model, dataset or self.dataset, certificate or self.certificate)
+        resolved = {Path(os.path.abspath(p)) for p in (files.model, files.dataset, files.certificate)}
+        if len(resolved) < 3:
+            raise VerifierError("the model, its training set (--dataset) and its certificate "
+                                "(--certificate) must be three different files")
+        return files
+
 
 def write_results(result: LoopResult, files: LoopFiles, settings: TrainConfig) -> dict[str, Any]:
     """Write the training set, the checkpoint (its provenance holds the loop's history) and

@@ -416,7 +416,8 @@ def dataset(
               help="LSTM units per layer.")
 @click.option("--until-certified", is_flag=True,
               help="Counterexample-guided: train, certify, add the traces of failing inputs, "
-                   "repeat until certified; also writes MODEL.traces.jsonl and MODEL.cert.json.")
+                   "repeat until certified; also writes its training set and last certificate "
+                   "(see --dataset, --certificate).")
 @click.option("--start", type=int, default=None,
               help="With --until-certified: first inputs of V's witness cover to start from "
                    "[default: 1].")
@@ -425,6 +426,12 @@ def dataset(
 @click.option("--per-round", type=int, default=None,
               help="With --until-certified: inputs added at most after a refuted round "
                    "[default: 5].")
+@click.option("--dataset", "dataset_path", type=click.Path(path_type=Path), default=None,
+              help="With --until-certified: write the final training set here "
+                   "[default: MODEL.traces.jsonl].")
+@click.option("--certificate", "certificate_path", type=click.Path(path_type=Path), default=None,
+              help="With --until-certified: write the last certificate here "
+                   "[default: MODEL.cert.json].")
 @click.option("-o", "--output", "path", type=click.Path(path_type=Path), required=True,
               help="Checkpoint file to write; its folder must exist.")
 def train(
@@ -441,6 +448,8 @@ def train(
     start: int | None,
     max_rounds: int | None,
     per_round: int | None,
+    dataset_path: Path | None,
+    certificate_path: Path | None,
     path: Path,
 ) -> None:
     """Train an NPI on reference traces until every training step is right.
@@ -462,15 +471,17 @@ def train(
     if not 1 <= hidden <= 4096 or max_steps < 0:
         raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
     loop_options = (start, max_rounds, per_round)
+    loop_files = (dataset_path, certificate_path)
     if until_certified:
         if data_path is not None or count is not None or max_size is not None or cover:
             raise VerifierError("--until-certified picks its own traces: give no --data, "
                                 "--count, --max-size or --cover")
         _train_until_certified(task, formulation or RECURSIVE, seed, max_steps, hidden, path,
-                               *loop_options)
+                               *loop_options, *loop_files)
         return
-    if any(option is not None for option in loop_options):
-        raise VerifierError("--start, --max-rounds and --per-round need --until-certified")
+    if any(option is not None for option in (*loop_options, *loop_files)):
+        raise VerifierError("--start, --max-rounds, --per-round, --dataset and --certificate "
+                            "need --until-certified")
     if data_path is not None:
         if count is not None or max_size is not None:
             raise VerifierError("give either --data or --count/--max-size, not both")
@@ -508,12 +519,13 @@ def train(
 def _train_until_certified(
     task: Task, formulation: str, seed: int, max_steps: int, hidden: int, path: Path,
     start: int | None, max_rounds: int | None, per_round: int | None,
+    dataset: Path | None, certificate: Path | None,
 ) -> None:
     """`train --until-certified`: the loop of verifier.cegis, its rounds logged on stderr."""
     from verifier.cegis import LoopConfig, LoopFiles, train_until_certified, write_results
 
     loop = LoopConfig.from_options(start=start, max_rounds=max_rounds, per_round=per_round)
-    files = LoopFiles.beside(path)
+    files = LoopFiles.beside(path).moved(dataset, certificate)
     for output in (files.dataset, files.certificate):
         check_output_file(output)
     settings = TrainConfig(seed=seed, max_steps=max_steps)
