@@ -320,14 +320,19 @@ def test_unproved_claims_need_no_lemmas(certified: Path, tmp_path: Path) -> None
     assert "re-checked independently" in independent.recheck(copy)
 
 
-@pytest.fixture(scope="module")
-def certified_quicksort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A certified quicksort model: its fixed point has relational summaries."""
-    folder = tmp_path_factory.mktemp("quicksort")
-    shutil.copy(ROOT / "models" / "quicksort.pt", folder / "model.pt")
+def _certified_copy(tmp_path_factory: pytest.TempPathFactory, model: str) -> Path:
+    """The certificate of a copy of shipped `model`, certified afresh in its own folder."""
+    folder = tmp_path_factory.mktemp(model.removesuffix(".pt"))
+    shutil.copy(ROOT / "models" / model, folder / "model.pt")
     run = run_cli("certify", folder / "model.pt", "-o", folder / "cert.json")
     assert run.code == 0, (run.out, run.err)
     return folder / "cert.json"
+
+
+@pytest.fixture(scope="module")
+def certified_quicksort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A certified quicksort model: its fixed point has relational summaries."""
+    return _certified_copy(tmp_path_factory, "quicksort.pt")
 
 
 @pytest.mark.slow
@@ -357,11 +362,7 @@ def test_relational_records_tampered_are_refused(certified_quicksort: Path, tmp_
 @pytest.fixture(scope="module")
 def certified_values(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A certified bubble-sort model with the value encoder: every return is composed."""
-    folder = tmp_path_factory.mktemp("values")
-    shutil.copy(ROOT / "models" / "bubblesort-values.pt", folder / "model.pt")
-    run = run_cli("certify", folder / "model.pt", "-o", folder / "cert.json")
-    assert run.code == 0, (run.out, run.err)
-    return folder / "cert.json"
+    return _certified_copy(tmp_path_factory, "bubblesort-values.pt")
 
 
 @pytest.mark.slow

@@ -70,51 +70,43 @@ def test_a_ranking_function_that_does_not_decrease_is_not_proved(
 
 
 def test_a_move_onto_the_spare_peg_is_not_proved(monkeypatch: pytest.MonkeyPatch) -> None:
-    def hanoi(args: Args, obs: Observation):  # the one-disk case moves to AUX, not DST
-        if obs[0]:
-            yield RETURN
-            return
-        obs = yield call("DEC")
-        if obs[0]:
-            yield call("MOVE", SRC, AUX)
-            yield call("INC", ret=True)
-            return
-        yield from _recursive_case((SRC, AUX))
-
-    found = _planted(monkeypatch, hanoi)
+    found = _planted(monkeypatch, _hanoi(one_disk_to=AUX, second=(SRC, AUX)))
     assert not found.proved(CORRECTNESS)
     assert "post" in {kind for kind, _ in _not_proved(found)}
 
 
 @pytest.mark.slow  # 8-20 s: its false lemmas answer unknown only after their budget
 def test_a_second_call_with_the_wrong_roles_is_not_proved(monkeypatch: pytest.MonkeyPatch) -> None:
-    def hanoi(args: Args, obs: Observation):  # the k-1 disks go back onto SRC, not onto DST
+    """The k-1 disks of the second call are moved by the wrong roles, not onto DST."""
+    found = _planted(monkeypatch, _hanoi(one_disk_to=DST, second=(AUX, DST)))
+    assert not found.proved(CORRECTNESS)
+    assert {kind for kind, _ in _not_proved(found)} & {"pre", "post"}
+
+
+def _hanoi(one_disk_to: int, second: tuple[int, int]):
+    """HANOI's reference routine (`verifier.tasks.hanoi.task._hanoi`) with the one-disk case
+    moving to role `one_disk_to` and SWAP(*second) around the second call: the reference is
+    DST and (SRC, AUX)."""
+
+    def hanoi(args: Args, obs: Observation):
         if obs[0]:
             yield RETURN
             return
         obs = yield call("DEC")
         if obs[0]:
-            yield call("MOVE", SRC, DST)
+            yield call("MOVE", SRC, one_disk_to)
             yield call("INC", ret=True)
             return
-        yield from _recursive_case((AUX, DST))
+        yield call("SWAP", AUX, DST)
+        yield call("HANOI")
+        yield call("SWAP", AUX, DST)
+        yield call("MOVE", SRC, DST)
+        yield call("SWAP", *second)
+        yield call("HANOI")
+        yield call("SWAP", *second)
+        yield call("INC", ret=True)
 
-    found = _planted(monkeypatch, hanoi)
-    assert not found.proved(CORRECTNESS)
-    assert {kind for kind, _ in _not_proved(found)} & {"pre", "post"}
-
-
-def _recursive_case(second: tuple[int, int]):
-    """The recursive case of HANOI, with SWAP(*second) around its second call (the reference
-    swaps SRC and AUX there)."""
-    yield call("SWAP", AUX, DST)
-    yield call("HANOI")
-    yield call("SWAP", AUX, DST)
-    yield call("MOVE", SRC, DST)
-    yield call("SWAP", *second)
-    yield call("HANOI")
-    yield call("SWAP", *second)
-    yield call("INC", ret=True)
+    return hanoi
 
 
 def test_a_postcondition_that_forgets_the_illegal_moves_is_not_proved(

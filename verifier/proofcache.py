@@ -16,13 +16,8 @@ machine can cause, is proved anew next time rather than remembered.
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
 import sys
-import tempfile
 import time
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +27,9 @@ from verifier.induction import UNKNOWN, Induction, Lemma, prove
 from verifier.runtime import StateKey
 from verifier.smt import Semantics
 from verifier.tasks.base import Action, Task
-from verifier.vcache import BUILT, REUSED, cache_dir, cache_key, canonical, sha256
+from verifier.vcache import (
+    BUILT, REUSED, cache_dir, cache_key, canonical, read_sealed, sha256, write_sealed,
+)
 
 PROOF_FORMAT = "npi-verify-proof-cache/1"
 # Modules whose code decides the lemmas and their answers (V's own are in the V cache key).
@@ -96,42 +93,16 @@ def load_or_prove(
 
 
 def write_entry(path: Path, key: dict[str, Any], proof: Induction) -> None:
-    """Write atomically: a temporary file in the same folder, renamed into place."""
-    payload = canonical(encode(proof))
-    header = {"format": PROOF_FORMAT, "key": key, "key_digest": sha256(canonical(key)),
-              "payload_sha256": sha256(payload)}
-    header["digest"] = sha256(canonical(header))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json.gz")
-    try:
-        with os.fdopen(handle, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-            out.write(canonical(header) + b"\n" + payload)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_sealed(path, PROOF_FORMAT, key, encode(proof))
 
 
 def read_entry(path: Path, key: dict[str, Any]) -> tuple[Induction | None, str]:
     """The entry's proof, or None and why it cannot be used (absent, corrupt, edited, foreign)."""
-    if not path.exists():
-        return None, ""
+    data, why = read_sealed(path, PROOF_FORMAT, key, "proof entry", "proof cache")
+    if data is None:
+        return None, why
     try:
-        data = gzip.decompress(path.read_bytes())
-        head, _, payload = data.partition(b"\n")
-        header = json.loads(head)
-    except (OSError, EOFError, zlib.error, ValueError) as error:
-        return None, f"corrupt proof entry ignored ({type(error).__name__})"
-    if not isinstance(header, dict) or header.get("format") != PROOF_FORMAT:
-        return None, "foreign proof entry ignored (not an npi-verify proof cache entry)"
-    if header.get("digest") != sha256(canonical({k: v for k, v in header.items() if k != "digest"})):
-        return None, "edited proof entry ignored (header digest does not match)"
-    if header.get("key") != key or header.get("key_digest") != sha256(canonical(key)):
-        return None, "foreign proof entry ignored (its key is not this one)"
-    if header.get("payload_sha256") != sha256(payload):
-        return None, "edited proof entry ignored (payload digest does not match)"
-    try:
-        return decode(json.loads(payload)), ""
+        return decode(data), ""
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, VerifierError) as error:
         return None, f"corrupt proof entry ignored ({type(error).__name__})"
 

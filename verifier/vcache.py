@@ -163,9 +163,15 @@ def _not_storable(vset: VerificationSet, key: dict[str, Any]) -> str | None:
 
 
 def write_entry(path: Path, key: dict[str, Any], vset: VerificationSet) -> None:
-    """Write atomically: a temporary file in the same folder, renamed into place."""
-    payload = canonical(encode(vset))
-    header = {"format": CACHE_FORMAT, "key": key, "key_digest": sha256(canonical(key)),
+    write_sealed(path, CACHE_FORMAT, key, encode(vset))
+
+
+def write_sealed(path: Path, format_name: str, key: dict[str, Any], data: Any) -> None:
+    """A cache entry: a header sealing the format, the key and the payload's digest, then the
+    payload (`data` as canonical JSON); written atomically, a temporary file in the same
+    folder renamed into place."""
+    payload = canonical(data)
+    header = {"format": format_name, "key": key, "key_digest": sha256(canonical(key)),
               "payload_sha256": sha256(payload)}
     header["digest"] = sha256(canonical(header))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +187,25 @@ def write_entry(path: Path, key: dict[str, Any], vset: VerificationSet) -> None:
 
 def read_entry(path: Path, task: Task, key: dict[str, Any]) -> tuple[VerificationSet | None, str]:
     """The entry's V, or None and why it cannot be used (absent, corrupt, edited, foreign)."""
+    data, why = read_sealed(path, CACHE_FORMAT, key, "entry", "V cache")
+    if data is None:
+        return None, why
+    try:
+        vset = decode(data, task, key["formulation"])
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, VerifierError) as error:
+        return None, f"corrupt entry ignored ({type(error).__name__})"
+    problem = _not_storable(vset, key)
+    if problem is not None:
+        return None, f"foreign entry ignored ({problem})"
+    return vset, ""
+
+
+def read_sealed(
+    path: Path, format_name: str, key: dict[str, Any], noun: str, cache: str
+) -> tuple[Any | None, str]:
+    """The payload (parsed JSON) of an entry `write_sealed` wrote for `key`, or None and why it
+    cannot be used (absent: no reason; corrupt, edited or foreign: a reason naming the
+    `noun`, e.g. "corrupt entry ignored")."""
     if not path.exists():
         return None, ""
     try:
@@ -188,24 +213,20 @@ def read_entry(path: Path, task: Task, key: dict[str, Any]) -> tuple[Verificatio
         head, _, payload = data.partition(b"\n")
         header = json.loads(head)
     except (OSError, EOFError, zlib.error, ValueError) as error:
-        return None, f"corrupt entry ignored ({type(error).__name__})"
-    if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
-        return None, "foreign entry ignored (not an npi-verify V cache entry)"
+        return None, f"corrupt {noun} ignored ({type(error).__name__})"
+    if not isinstance(header, dict) or header.get("format") != format_name:
+        return None, f"foreign {noun} ignored (not an npi-verify {cache} entry)"
     claimed = header.get("digest")
     if claimed != sha256(canonical({k: v for k, v in header.items() if k != "digest"})):
-        return None, "edited entry ignored (header digest does not match)"
+        return None, f"edited {noun} ignored (header digest does not match)"
     if header.get("key") != key or header.get("key_digest") != sha256(canonical(key)):
-        return None, "foreign entry ignored (its key is not this one)"
+        return None, f"foreign {noun} ignored (its key is not this one)"
     if header.get("payload_sha256") != sha256(payload):
-        return None, "edited entry ignored (payload digest does not match)"
+        return None, f"edited {noun} ignored (payload digest does not match)"
     try:
-        vset = decode(json.loads(payload), task, key["formulation"])
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, VerifierError) as error:
-        return None, f"corrupt entry ignored ({type(error).__name__})"
-    problem = _not_storable(vset, key)
-    if problem is not None:
-        return None, f"foreign entry ignored ({problem})"
-    return vset, ""
+        return json.loads(payload), ""
+    except ValueError as error:
+        return None, f"corrupt {noun} ignored ({type(error).__name__})"
 
 
 def encode(vset: VerificationSet) -> dict[str, Any]:
