@@ -319,9 +319,14 @@ def markdown(rows: list[Row], where: str, seconds: float) -> str:
         "model runs: where the model agrees with the reference its run looks them up; the "
         "prefixes where it does not are computed in the run, one sequential step each "
         "(*computed in the run*). *Run without prefill* is the same run computing every new "
-        "prefix sequentially. A reference run stops collecting after a window of "
-        "`PREFIX_WINDOW` steps with few new prefixes (the sorting tasks), so they pay almost "
-        "nothing for it.",
+        "prefix sequentially. The reference run also records the action it took after each "
+        "prefix; when the prefilled model decides every one of them the same way "
+        "(`PrefixCache.repeats`), the model's run is the reference run, step for step, and is "
+        "not run again (*the model repeats the reference run*): such a `run` costs the "
+        "reference run with its collecting and the prefill, which is why it can cost less than "
+        "the reference run through the generic interpreter. Where a replay is out of reach "
+        "(a prefix too deep to keep, or the set full), a reference run stops collecting after "
+        "a window of `PREFIX_WINDOW` steps with few new prefixes.",
         "- The hog rows: a single-threaded run loses only its share of the cores, which on a "
         "machine already busy with other work (see the load average) is more than on an idle "
         "one: its CPU time stays the same with the hog, its wall time is what the scheduler "
