@@ -28,7 +28,7 @@ from verifier.runtime import StateKey
 from verifier.smt import Semantics
 from verifier.tasks.base import Action, Task
 from verifier.vcache import (
-    BUILT, REUSED, cache_dir, cache_key, canonical, read_sealed, sha256, write_sealed,
+    BUILT, REUSED, cache_dir, cache_key, canonical, read_sealed, sha256, store, write_sealed,
 )
 
 PROOF_FORMAT = "npi-verify-proof-cache/1"
@@ -79,16 +79,9 @@ def load_or_prove(
         found.seconds = time.perf_counter() - started
         return found, REUSED, ""
     proof = prove(task, formulation, semantics, states)
-    if any(lemma.status == UNKNOWN and lemma.smt2 for lemma in proof.lemmas):
-        problem: str | None = "a lemma's query was answered unknown"
-    else:
-        problem = None
-        try:
-            write_entry(path, key, proof)
-        except (OSError, ValueError) as error:
-            problem = str(error)
-    if problem is not None:
-        why = f"{why}; not stored: {problem}" if why else f"not stored: {problem}"
+    unknown = any(lemma.status == UNKNOWN and lemma.smt2 for lemma in proof.lemmas)
+    why = store(lambda: write_entry(path, key, proof),
+                "a lemma's query was answered unknown" if unknown else None, why)
     return proof, BUILT, why
 
 

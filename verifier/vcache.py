@@ -139,15 +139,21 @@ def load_or_build(
     vset = build_vset(task, formulation, progress=progress)
     vset.witness_cover()  # computed now, so that the entry holds them
     vset.large_reference_runs()
-    problem = _not_storable(vset, key)
+    why = store(lambda: write_entry(path, key, vset), _not_storable(vset, key), why)
+    return vset, CacheInfo(BUILT, digest, why)
+
+
+def store(write: Callable[[], None], problem: str | None, why: str) -> str:
+    """Write an entry (`write`) unless `problem` says it must not be stored; returns `why`
+    (what happened to the entry that was there) with the reason it was not stored, if not."""
     if problem is None:
         try:
-            write_entry(path, key, vset)
+            write()
         except (OSError, ValueError) as error:
             problem = str(error)
     if problem is not None:
         why = f"{why}; not stored: {problem}" if why else f"not stored: {problem}"
-    return vset, CacheInfo(BUILT, digest, why)
+    return why
 
 
 def _not_storable(vset: VerificationSet, key: dict[str, Any]) -> str | None:
