@@ -148,3 +148,24 @@ def test_discovery_finds_exactly_the_stored_predicates(task_name: str) -> None:
     found = discover.discover(task)
     assert list(found.discovered) == _stored(task_name)
     assert discover.discover(task).discovered == found.discovered
+
+
+class _BrokenContents(BubbleSort):
+    def __init__(self, contents) -> None:
+        self._contents = contents
+
+    def semantics(self) -> Semantics:
+        semantics = super().semantics()
+        semantics.initial_contents = self._contents  # type: ignore[method-assign]
+        return semantics
+
+
+@pytest.mark.parametrize("contents, message", [
+    (lambda env: env["missing"], "its semantics raised KeyError"),
+    (lambda env: 1, "initial_contents\\(\\) must give a Z3 boolean term, got int"),
+])
+def test_broken_initial_contents_are_a_plugin_error(contents, message: str) -> None:
+    """Found when the semantics is loaded, one line, rather than a traceback from the
+    cross-check or the whole proofs."""
+    with pytest.raises(PluginError, match=message):
+        semantics_for(_BrokenContents(contents))

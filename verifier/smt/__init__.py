@@ -594,12 +594,18 @@ def _checked_semantics(task: Task) -> Semantics:
     try:
         env = semantics.fresh("check")
         observed = semantics.observation(env)
+        initial = {"initial": semantics.initial(env),
+                   "initial_contents": semantics.initial_contents(env)}
         hints = list(semantics.hints()) + [h for part in getattr(semantics, "parts", ())
                                           for h in part.hints()]
     except VerifierError:  # ours (a --timeout budget running out, a named bug): pass it on
         raise
     except Exception as error:
         raise PluginError(f"{where}: its semantics raised {describe_error(error)}") from None
+    for name, term in initial.items():
+        if not z3.is_bool(term):
+            raise PluginError(f"{where}: its semantics' {name}() must give a Z3 boolean term, "
+                              f"got {type(term).__name__}")
     if len(observed) != len(task.observation_names):
         raise PluginError(f"{where}: its semantics observe {len(observed)} components, the "
                           f"task {len(task.observation_names)}")
