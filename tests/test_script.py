@@ -40,3 +40,14 @@ def test_binderless_tells_terms_with_binders_apart() -> None:
     assert not memo(z3.ForAll([i], i + n > 2))
     assert not memo(z3.And(n > 0, z3.Select(z3.Lambda([i], i + 1), n) > 1))
     assert memo(z3.And(n > 0, n < 3))
+
+
+def test_binderless_walks_terms_deeper_than_pythons_stack() -> None:
+    """A chain of 5,000 stores (a long run's array) is answered without recursion."""
+    a = z3.Array("a", z3.IntSort(), z3.IntSort())
+    deep = a
+    for k in range(5_000):
+        deep = z3.Store(deep, k, k)
+    memo = Binderless()
+    assert memo(deep[3] == 3)
+    assert not memo(z3.ForAll([z3.Int("i")], deep[z3.Int("i")] >= 0))

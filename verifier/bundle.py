@@ -61,13 +61,14 @@ import z3
 
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
+from verifier.heap import collector_paused
 from verifier.induction import Induction, Lemma
-from verifier.vset.fixpoint import Call, Domain, domain_for, explore
-from verifier.vset.result import VerificationSet
 from verifier.smt import AbstractDomain, semantics_for
 from verifier.smt.product import ProductDomain
 from verifier.smt.script import smt2
 from verifier.tasks.base import NOP, Action, Args, Task
+from verifier.vset.fixpoint import Call, Domain, domain_for, explore
+from verifier.vset.result import VerificationSet
 
 BUNDLE_FORMAT = "npi-verify-bundle/1"
 BUNDLE_SUFFIX = ".bundle.json.gz"
@@ -96,6 +97,7 @@ def bundle_unavailable(checkpoint: Checkpoint, vset: VerificationSet | None) -> 
     return None
 
 
+@collector_paused
 def build_bundle(
     checkpoint: Checkpoint, vset: VerificationSet, induction: Induction | None = None
 ) -> bytes:
@@ -122,7 +124,7 @@ def build_bundle(
     state_index = {s: k for k, s in enumerate(states)}
     contexts = []
     for (program, args, entry), (seen, exits) in sorted(calls.items()):
-        points = sorted([state_index[s], node] for node, s in seen)
+        points = sorted((state_index[s], node) for node, s in seen)  # tuples: faster to sort
         contexts.append([program, list(args), state_index[entry], points,
                          sorted(state_index[s] for s in exits)])
     projected = {node for seen, _ in calls.values() for node, _ in seen}
@@ -146,7 +148,7 @@ def build_bundle(
                                    "indices": ix} for p, ix in zip(parts, indices)],
                         "routes": sorted([p, list(a), k] for p, a, k in routes),
                         **_relations_record(domain)},
-        "states": [list(s) for s in states],
+        "states": states,  # tuples, written as JSON arrays like lists
         "initial": [sorted(map(list, found)) for found in initials],
         "posts": posts,
         "vset": vset_rows,

@@ -50,7 +50,7 @@ from verifier.smt import Semantics, SymEnv
 from verifier.smt.contracts import Contract
 from verifier.smt.instantiate import conjuncts, ground
 from verifier.smt.script import smt2
-from verifier.smt.terms import Binderless
+from verifier.smt.terms import ArrayIndices, Binderless
 from verifier.tasks.base import NOP, Action, Args, Observation, Task
 from verifier.tasks.registry import describe_error, task_label
 
@@ -155,7 +155,8 @@ class _Prover:
         self.components = self._components()
         self._changes: dict[Routine, frozenset[str]] = {}
         self._primitive: dict[Routine, frozenset[str]] = {}
-        self.binderless = Binderless()  # the lemmas' scripts share most of their terms
+        self.binderless = Binderless()  # the lemmas' queries and scripts share most of their
+        self.indices = ArrayIndices()  # terms: what is known of a term is remembered
 
     # --- structure of V -------------------------------------------------------------------
 
@@ -430,7 +431,7 @@ class _Prover:
     ) -> tuple[z3.CheckSatResult, z3.Solver, tuple[list[z3.BoolRef], z3.BoolRef]]:
         """One conjunct: quantifier-free first (see verifier.smt.instantiate), else as written;
         the answer, the solver, and the query answered."""
-        grounded = ground(facts, goal)
+        grounded = ground(facts, goal, self.binderless, self.indices)
         if grounded is not None:
             answer, solver = _check(grounded[0] + extra, grounded[1],
                                     min(GROUND_TIMEOUT_MS, QUERY_TIMEOUT_MS))

@@ -19,10 +19,10 @@ from verifier.check import NOISE_MARGIN, CheckResult, Disagreement, check_model
 from verifier.checkpoint import Checkpoint
 from verifier.errors import UnboundedCall
 from verifier.evaluation import correct, limits_after
+from verifier.heap import collector_paused
 from verifier.induction import ARGUMENT, CORRECTNESS, TERMINATION, Induction, prove
 from verifier.npi import NPIPolicy
 from verifier.proofcache import load_or_prove
-from verifier.smt import semantics_for
 from verifier.runtime import (
     SEMANTICS,
     Execution,
@@ -32,6 +32,7 @@ from verifier.runtime import (
     run_reference,
     split_calls,
 )
+from verifier.smt import semantics_for
 from verifier.tasks import Task
 from verifier.tasks.base import NOP, Action
 from verifier.vcache import OFF, CacheInfo, load_or_build
@@ -149,6 +150,7 @@ def certify(checkpoint: Checkpoint, progress: Any = None, use_cache: bool = True
     return certify_subject(model_subject(checkpoint), progress, use_cache=use_cache)
 
 
+@collector_paused
 def certify_subject(
     subject: Subject,
     progress: Any = None,

@@ -17,45 +17,57 @@ re-checker, answers them too (on the quantified form it can time out).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import z3
+
+from verifier.smt.terms import ArrayIndices, Binderless
 
 MAX_INSTANCES = 1_000  # per query; beyond this the caller keeps the quantified form (a larger
 # ground query is often harder for the solver than the quantified one)
 
 
-def ground(facts: list[z3.BoolRef], goal: z3.BoolRef) -> tuple[list[z3.BoolRef], z3.BoolRef] | None:
+def ground(
+    facts: list[z3.BoolRef], goal: z3.BoolRef, binderless: Binderless | None = None,
+    indices: ArrayIndices | None = None,
+) -> tuple[list[z3.BoolRef], z3.BoolRef] | None:
     """The query `facts and not goal` without quantifiers, as (facts, goal); None where the
     formulas have quantifiers this does not handle (nested, existential in a hypothesis) or
-    would need more than MAX_INSTANCES instances."""
+    would need more than MAX_INSTANCES instances. `binderless` and `indices` may be shared
+    between the queries of one proof, whose formulas overlap (it saves walking them again)."""
+    binderless = binderless or Binderless()
+    indices = indices or ArrayIndices()
+
+    def has_quantifier(formula: z3.ExprRef) -> bool:
+        return not binderless(formula)
+
     counter = itertools.count()
     goals = []
     for part in conjuncts([goal]):
-        opened = _open(part, counter)
+        opened = _open(part, counter, has_quantifier)
         if opened is None:
             return None
         goals.append(opened)
     plain: list[z3.BoolRef] = []
     universal: list[tuple[z3.BoolRef | None, z3.QuantifierRef]] = []
     for fact in conjuncts(facts):
-        split = _universal(fact)
+        split = _universal(fact, has_quantifier)
         if split is None:
-            if _has_quantifier(fact):
+            if has_quantifier(fact):
                 return None
             plain.append(fact)
         else:
             universal.append(split)
     if not universal:
         return plain, z3.And(goals)
-    pool = _index_terms(plain + goals)
+    pool = _index_terms(plain + goals, indices)
     count = sum(len(pool) ** q.num_vars() for _, q in universal)
     if not pool or count > MAX_INSTANCES:
         return None
     instances = []
     for guard, quantifier in universal:
         body = quantifier.body()
-        if _has_quantifier(body):
+        if has_quantifier(body):
             return None
         every = [z3.substitute_vars(body, *reversed(choice))
                  for choice in itertools.product(pool, repeat=quantifier.num_vars())]
@@ -74,22 +86,26 @@ def conjuncts(formulas: Iterable[z3.BoolRef]) -> list[z3.BoolRef]:
     return found
 
 
-def _universal(fact: z3.BoolRef) -> tuple[z3.BoolRef | None, z3.QuantifierRef] | None:
+def _universal(
+    fact: z3.BoolRef, has_quantifier: Callable[[z3.ExprRef], bool]
+) -> tuple[z3.BoolRef | None, z3.QuantifierRef] | None:
     """`forall x. body` as (None, quantifier); `guard -> forall x. body` as (guard, quantifier)."""
     if z3.is_quantifier(fact) and fact.is_forall():
         return None, fact
     if z3.is_implies(fact):
         guard, then = fact.children()
-        if z3.is_quantifier(then) and then.is_forall() and not _has_quantifier(guard):
+        if z3.is_quantifier(then) and then.is_forall() and not has_quantifier(guard):
             return guard, then
     return None
 
 
-def _open(part: z3.BoolRef, counter: itertools.count) -> z3.BoolRef | None:
+def _open(
+    part: z3.BoolRef, counter: itertools.count, has_quantifier: Callable[[z3.ExprRef], bool]
+) -> z3.BoolRef | None:
     """A goal conjunct with its outermost universal quantifier (if any, possibly behind an
     implication) replaced by Skolem constants; None if a quantifier remains."""
     guard = None
-    if z3.is_implies(part) and _universal(part) is not None:
+    if z3.is_implies(part) and _universal(part, has_quantifier) is not None:
         guard, part = part.children()
     if z3.is_quantifier(part):
         if not part.is_forall():
@@ -97,39 +113,16 @@ def _open(part: z3.BoolRef, counter: itertools.count) -> z3.BoolRef | None:
         n = part.num_vars()
         skolems = [z3.Const(f"sk{next(counter)}_{part.var_name(k)}", part.var_sort(k)) for k in range(n)]
         part = z3.substitute_vars(part.body(), *reversed(skolems))
-    if _has_quantifier(part):
+    if has_quantifier(part):
         return None
     return part if guard is None else z3.Implies(guard, part)
 
 
-def _has_quantifier(formula: z3.ExprRef) -> bool:
-    seen: set[int] = set()
-    work = [formula]
-    while work:
-        term = work.pop()
-        if term.get_id() in seen:
-            continue
-        seen.add(term.get_id())
-        if z3.is_quantifier(term):
-            return True
-        work.extend(term.children())
-    return False
-
-
-def _index_terms(formulas: Iterable[z3.ExprRef]) -> list[z3.ArithRef]:
+def _index_terms(formulas: Iterable[z3.ExprRef], indices: ArrayIndices) -> list[z3.ArithRef]:
     """Every integer term the formulas read an array at, ordered by their text (term ids
     differ between runs; the order must not, so that a query's text is reproducible)."""
-    seen: set[int] = set()
     found: dict[int, z3.ArithRef] = {}
-    work = list(formulas)
-    while work:
-        term = work.pop()
-        if term.get_id() in seen:
-            continue
-        seen.add(term.get_id())
-        if z3.is_select(term):
-            index = term.arg(1)
-            if z3.is_int(index):
-                found.setdefault(index.get_id(), index)
-        work.extend(term.children())
+    for formula in formulas:
+        for key, term in indices(formula).items():
+            found.setdefault(key, term)
     return sorted(found.values(), key=lambda term: term.sexpr())

@@ -15,13 +15,56 @@ class Binderless:
         self._known: dict[int, tuple[z3.ExprRef, bool]] = {}
 
     def __call__(self, term: z3.ExprRef) -> bool:
-        key = term.get_id()
+        known = self._known
+        # depth first without recursion (terms can be deeper than Python's stack): a term is
+        # answered once all its children are
+        work: list[tuple[z3.ExprRef, list[z3.ExprRef] | None]] = [(term, None)]
+        while work:
+            top, kids = work.pop()
+            key = top.get_id()
+            if key in known:
+                continue
+            if kids is None:
+                if z3.is_quantifier(top) or not z3.is_app(top):
+                    known[key] = (top, not z3.is_quantifier(top))
+                    continue
+                kids = top.children()
+                work.append((top, kids))
+                work.extend((kid, None) for kid in kids if kid.get_id() not in known)
+            else:
+                known[key] = (top, all(known[kid.get_id()][1] for kid in kids))
+        return known[term.get_id()][1]
+
+
+class ArrayIndices:
+    """The integer terms each formula reads an array at, remembered per formula across the
+    queries of one proof (most of their hypotheses are the same formulas). Like `Binderless`,
+    it keeps every formula it has answered for alive."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[z3.ExprRef, dict[int, z3.ArithRef]]] = {}
+
+    def __call__(self, formula: z3.ExprRef) -> dict[int, z3.ArithRef]:
+        """The index terms by term id (do not modify the dict returned)."""
+        key = formula.get_id()
         known = self._known.get(key)
-        if known is not None:
-            return known[1]
-        if z3.is_quantifier(term):
-            free = False
-        else:
-            free = all(self(kid) for kid in term.children()) if z3.is_app(term) else True
-        self._known[key] = (term, free)
-        return free
+        if known is None:
+            known = self._known[key] = (formula, _array_indices(formula))
+        return known[1]
+
+
+def _array_indices(formula: z3.ExprRef) -> dict[int, z3.ArithRef]:
+    seen: set[int] = set()
+    found: dict[int, z3.ArithRef] = {}
+    work = [formula]
+    while work:
+        term = work.pop()
+        if term.get_id() in seen:
+            continue
+        seen.add(term.get_id())
+        if z3.is_select(term):
+            index = term.arg(1)
+            if z3.is_int(index):
+                found.setdefault(index.get_id(), index)
+        work.extend(term.children())
+    return found
