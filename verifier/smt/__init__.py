@@ -24,6 +24,7 @@ import z3
 
 from verifier.errors import PluginError, UndecidedPost, VerifierError
 from verifier.smt.contracts import Contract, Specification
+from verifier.smt.terms import subterms
 from verifier.tasks.base import Args, Task
 
 Abstract = tuple[int, ...]
@@ -547,20 +548,8 @@ def _reads(term: Term, env: SymEnv) -> set[str]:
     if isinstance(term, Universal):
         term = term.body(*[z3.Int(f"reads_x{m}") for m in range(len(term.kinds))])
     names = {str(value): name for name, value in env.items()}
-    found: set[str] = set()
-    seen: set[int] = set()
-    pending = [term]
-    while pending:
-        t = pending.pop()
-        if t.get_id() in seen:
-            continue
-        seen.add(t.get_id())
-        if z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-            if str(t) in names:
-                found.add(names[str(t)])
-        else:
-            pending.extend(t.children())
-    return found
+    return {names[str(t)] for t in subterms(term) if z3.is_const(t)
+            and t.decl().kind() == z3.Z3_OP_UNINTERPRETED and str(t) in names}
 
 
 _SEMANTICS: dict[int, tuple[Task, Semantics | None]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import z3
 
 
@@ -54,17 +56,21 @@ class ArrayIndices:
 
 
 def _array_indices(formula: z3.ExprRef) -> dict[int, z3.ArithRef]:
-    seen: set[int] = set()
     found: dict[int, z3.ArithRef] = {}
-    work = [formula]
-    while work:
-        term = work.pop()
-        if term.get_id() in seen:
-            continue
-        seen.add(term.get_id())
-        if z3.is_select(term):
-            index = term.arg(1)
-            if z3.is_int(index):
-                found.setdefault(index.get_id(), index)
-        work.extend(term.children())
+    for term in subterms(formula):
+        if z3.is_select(term) and z3.is_int(index := term.arg(1)):
+            found.setdefault(index.get_id(), index)
     return found
+
+
+def subterms(term: z3.ExprRef) -> Iterator[z3.ExprRef]:
+    """Every distinct subterm of `term`, itself included, each once (depth first)."""
+    seen: set[int] = set()
+    work = [term]
+    while work:
+        top = work.pop()
+        if top.get_id() in seen:
+            continue
+        seen.add(top.get_id())
+        yield top
+        work.extend(top.children())
