@@ -1,20 +1,18 @@
 """An independent re-checker of npi-verify certificates and their proof bundles.
 
 It imports nothing from npi-verify, only the standard library, numpy, safetensors and cvc5
-(not the Z3 that produced the proofs). For a certificate it checks: (1) its digest, its
-bundle's sha256 and the weights digest recomputed from the safetensors bytes; (2) that the
-abstract fixed point is closed: each initial state opens the entry call, and in each call
-every point's successors (its primitive's recorded post, or the callee's exit summary through
-the recorded relation compositions) are points of the call, or exits where it returns, and
-each summary is exactly what its returning points produce; (3) that V is the fixed point's
-projection with one reference label per node; (4) that the coverage queries are exactly
-those the fixed point needs, that a claim of `proved` for termination or reference
-correctness rests on every lemma V's paths need, and that cvc5 gives every query its
-expected answer; (5) that the model, in float64 from the weights, takes the reference label
-on every node of V, with the certificate's counts and margin. Anything else is refused with
-one line. Usage: `python -m verifier.independent CERT.json...`; exit 0 when every
-certificate passes, 1 otherwise. Trusted: the task's semantics as written in the templates
-and lemma scripts, and the reference labels.
+(not the Z3 that produced the proofs). Per certificate it checks (1) its digest, its bundle's
+sha256 and the weights digest recomputed from the safetensors bytes; (2) that the abstract
+fixed point is closed: each initial state opens the entry call, every point's successors (its
+primitive's post, or the callee's exits through the recorded relation compositions) are points
+of its call, and each call's exits are exactly what its returning points produce; (3) that V
+is the fixed point's projection; (4) that the coverage queries are exactly those the fixed
+point needs, that a claim of `proved` for termination or reference correctness has every
+lemma V's paths need, and that cvc5 gives every query its expected answer; (5) that the
+model, in float64 from the weights, takes the reference label on every node of V, with the
+certificate's counts and margin. Anything else is refused in one line. Usage: `python -m
+verifier.independent CERT.json...` (exit 0 when every certificate passes, else 1). Trusted:
+the task's semantics as written in the templates and lemma scripts, and the reference labels.
 """
 
 from __future__ import annotations
@@ -95,7 +93,6 @@ def read_weights(path: Path, certificate: dict[str, Any],
                  bundle: dict[str, Any]) -> dict[str, np.ndarray]:
     """The model's tensors, after checking their digest against the certificate and bundle."""
     from safetensors.numpy import load
-
     named = certificate.get("model", {}).get("path")
     if not isinstance(named, str):
         raise Refused("the certificate names no model file")
@@ -151,12 +148,10 @@ class Bundle:
         self.returns = {tuple(k): frozenset(map(tuple, f)) for k, f in data.get("returns", [])}
         self.keeps = {(p, tuple(a)) for p, a in data.get("keeps", [])}
         self.initial = [{tuple(s) for s in found} for found in data["initial"]]
-        self.posts: dict[tuple, frozenset[tuple]] = {}
-        for k, state, program, args, successors in data["posts"]:
-            key = (int(k), tuple(state), program, tuple(args))
-            if key in self.posts:
-                raise ValueError(f"post {key} recorded twice")
-            self.posts[key] = frozenset(tuple(s) for s in successors)
+        self.posts = {(int(k), tuple(state), program, tuple(args)): frozenset(map(tuple, found))
+                      for k, state, program, args, found in data["posts"]}
+        if len(self.posts) != len(data["posts"]):
+            raise ValueError("a post is recorded twice")
         self.nodes, self.contexts, self.queries = data["vset"], data["contexts"], data["queries"]
         self.templates, self.lemmas = data["templates"], data.get("lemmas", [])
         self.model_config = data["model"]["config"]
@@ -245,12 +240,11 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
         produced: set[tuple] = set()
         for node, state in seen:
             step, step_args, ret = b.nodes[node][2]
-            step_args = tuple(step_args)
             if b.programs[step][0]:
-                after = {state} if step == b.nop else joint_post(b, state, step, step_args)
-            elif (called := (step, step_args, state[: b.width])) not in contexts:
-                raise Refused(f"the fixed point lacks the call {step}{list(step_args)} from "
-                              f"abstract state {list(state)}")
+                after = {state} if step == b.nop else joint_post(b, state, step, tuple(step_args))
+            elif (called := (step, tuple(step_args), state[: b.width])) not in contexts:
+                raise Refused(f"the fixed point lacks the call {step}{step_args} from abstract "
+                              f"state {list(state)}")
             else:
                 kept = not b.relations or (keeps[called] and not b.compose_all)
                 after = {r for x in contexts[called][1] for r in returned(b, entry, state, x, kept)}
@@ -258,8 +252,7 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
                 produced |= after
                 continue
             for successor in after:
-                child = index.get((node, successor[: b.size]))
-                if child is None or (child, successor) not in seen:
+                if (index.get((node, successor[: b.size])), successor) not in seen:
                     raise Refused(f"the fixed point is not closed: in call {program}{list(args)}, "
                                   f"V node {node} has successor {list(successor)} outside it")
         if produced != exits:
@@ -308,13 +301,9 @@ def coverage_queries(b: Bundle) -> dict[tuple[int, str], str]:
         templates[(template["part"], template["kind"], template["program"], args)] = t
     needed: dict[tuple[int, str], str] = {}
 
-    def find(key: tuple, what: str) -> int:
-        if key not in templates:
-            raise Refused(f"the bundle has no {what}")
-        return templates[key]
-
     def add(key: tuple, what: str, state: tuple | None, found: Iterable[tuple]) -> None:
-        t = find(key, what)
+        if (t := templates.get(key)) is None:
+            raise Refused(f"the bundle has no {what}")
         names = b.templates[t]["vars"]
         targets = names if state is None else b.templates[t]["next_vars"]
         fixed = "" if state is None else f"(assert {equal(names, state)})\n"
@@ -325,14 +314,13 @@ def coverage_queries(b: Bundle) -> dict[tuple[int, str], str]:
             needed[(t, fixed + f"(assert {equal(targets, f)})\n")] = "sat"
 
     for part, found in enumerate(b.initial):
-        what = f"initial-condition template for part {part}"
-        add((part, "initial", None, None), what, None, found)
+        add((part, "initial", None, None), f"initial template for part {part}", None, found)
     for kind, records in (("enter", b.enters), ("return", b.returns)):
         for state, found in sorted(records.items()):
             add((0, kind, None, None), f"{kind} template", state, found)
-    for program, args in sorted(b.keeps):
-        what = f"query that {program}{list(args)} keeps the relations"
-        needed[(find((0, "keeps", program, args), what), "")] = "unsat"
+    for program, args in sorted(b.keeps):  # the template alone: nothing breaks a relation
+        add((0, "keeps", program, args), f"query that {program}{list(args)} keeps the relations",
+            None, ())
     for (part, state, program, args), found in sorted(b.posts.items()):
         kind = "post" if len(state) == len(b.parts[part]) else "relational post"
         what = f"template for primitive {program}{list(args)}"
@@ -364,14 +352,14 @@ def check_queries(b: Bundle) -> int:
                 raise Refused(f"a {name} query changes the solver's scopes")
             what = f"a {name} query that expects {expect}: {describe(b, (t, text), expect)}"
             groups.setdefault(t, []).append((text, expect, what))
-    return solve_all((b.templates[t]["smt2"], f"template {t}", group)
-                     for t, group in sorted(groups.items()))
+    solve_all((b.templates[t]["smt2"], f"template {t}", queries)
+              for t, queries in sorted(groups.items()))
+    return sum(map(len, groups.values()))
 
 
 def describe(b: Bundle, key: tuple[int, str], expect: str) -> str:
-    template = b.templates[key[0]]
-    what = "initial states" if template["kind"] == "initial" else (
-        f"post of {template['program']}{template['args']}")
+    t = b.templates[key[0]]
+    what = "initial states" if t["kind"] == "initial" else f"post of {t['program']}{t['args']}"
     return f"{what} ({expect}) {key[1].splitlines()[0] if key[1] else ''}"
 
 
@@ -405,9 +393,8 @@ def needed_lemmas(b: Bundle, calls: list) -> dict[str, set]:
 
 
 def check_lemmas(b: Bundle, certificate: dict[str, Any], calls: list) -> int:
-    """A termination or reference-correctness claim of `proved` rests on every lemma it needs
-    being recorded as proved, and cvc5 answers `unsat` to each query of each lemma recorded as
-    proved; returns the number of those lemmas."""
+    """Each lemma a `proved` termination or reference correctness needs is recorded as proved,
+    and cvc5 answers `unsat` to every script of every lemma so recorded; returns their number."""
     recorded = {(lemma["kind"], canonical(lemma["site"])): lemma for lemma in b.lemmas}
     needed = needed_lemmas(b, calls)
     claims = {o.get("name"): o.get("status") for o in certificate.get("obligations", [])}
@@ -435,11 +422,9 @@ def check_lemmas(b: Bundle, certificate: dict[str, Any], calls: list) -> int:
     return len(proved)
 
 
-def solve_all(groups: Iterable[tuple[str, str, list[tuple[str, str, str]]]]) -> int:
-    """Re-solve queries with cvc5, one solver per group `(preamble, what, queries)`: the
-    preamble, then each query `(assertions, expected answer, what)` in a scope of its own;
-    refuses any other answer, and returns the number of queries."""
-    solved = 0
+def solve_all(groups: Iterable[tuple[str, str, list[tuple[str, str, str]]]]) -> None:
+    """Re-solve with cvc5, one solver per group `(preamble, what, queries)`: the preamble, then
+    each query `(assertions, expected answer, what)` in a scope of its own, answered as expected."""
     for preamble, name, queries in groups:
         solver, run = cvc5_solver()
         run(preamble, name)
@@ -448,8 +433,6 @@ def solve_all(groups: Iterable[tuple[str, str, list[tuple[str, str, str]]]]) -> 
             if (answer := run(text, what, check=True)) != expect:
                 raise Refused(f"cvc5 answers {answer} to {what}")
             solver.pop()
-        solved += len(queries)
-    return solved
 
 
 def cvc5_solver() -> tuple[Any, Any]:
@@ -496,9 +479,8 @@ def check_model(b: Bundle, w: dict[str, np.ndarray], calls: list, depth: list[in
     arg_size, layers, d = int(config["arg_size"]), int(config["layers"]), int(config["d_hidden"])
     slots = (w["encoder.0.weight"].shape[1] - sum(sizes)) // arg_size
     ids = {name: k for k, name in enumerate(names)}
-    legal = np.zeros((len(names), slots), dtype=np.int64)  # values legal per program and slot
-    for k, name in enumerate(names):
-        legal[k, : len(b.programs[name][1])] = b.programs[name][1]
+    # the values legal per program and argument slot
+    legal = np.array([[*r, *[0] * (slots - len(r))] for _, r in b.programs.values()], np.int64)
     n = len(b.nodes)
     observations = np.array([node[1] for node in b.nodes], dtype=np.int64).reshape(n, -1)
     if observations.shape[1] != len(sizes) or ((observations < 0) | (observations >= sizes)).any():
@@ -550,9 +532,8 @@ def lstm_step(w: dict[str, np.ndarray], features: np.ndarray, state: np.ndarray)
 
 def decide(w: dict[str, np.ndarray], out: np.ndarray,
            legal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The heads' decisions from the LSTM's output `out`, laid out as the labels (unused
-    argument slots 0; each argument the best value legal for the chosen program), and their
-    margins."""
+    """The heads' decisions from the LSTM's output `out` laid out as the labels (each argument
+    the best value legal for the chosen program; unused slots 0), and their margins."""
     end = (out @ w["end_head.weight"].T + w["end_head.bias"])[:, 0]
     logits = (out @ w["key_head.weight"].T + w["key_head.bias"]) @ w["program_keys"].T
     decision = np.zeros((len(out), 2 + legal.shape[1]), dtype=np.int64)
