@@ -6,13 +6,14 @@ sha256 and the weights digest recomputed from the safetensors bytes; (2) that th
 fixed point is closed: each initial state opens the entry call, every point's successors (its
 primitive's post, or the callee's exits through the recorded relation compositions) are points
 of its call, and each call's exits are exactly what its returning points produce; (3) that V
-is the fixed point's projection; (4) that the coverage queries are exactly those the fixed
-point needs, that a claim of `proved` for termination or reference correctness has every
-lemma V's paths need, and that cvc5 gives every query its expected answer; (5) that the
-model, in float64 from the weights, takes the reference label on every node of V, with the
-certificate's counts and margin. Anything else is refused in one line. Usage: `python -m
-verifier.independent CERT.json...` (exit 0 when every certificate passes, else 1). Trusted:
-the task's semantics as written in the templates and lemma scripts, and the reference labels.
+is the fixed point's projection, one legal reference label per call-local state; (4) that
+the coverage queries are exactly those the fixed point needs, that a claim of `proved` for
+termination or reference correctness has every lemma V's paths need, and that cvc5 gives
+every query its expected answer; (5) that the model, in float64 from the weights, takes the
+reference label on every node of V, with the certificate's counts and margin. Anything else
+is refused in one line. Usage: `python -m verifier.independent CERT.json...` (exit 0 when
+every certificate passes, else 1). Trusted: the task's semantics as written in the templates
+and lemma scripts, and the reference labels.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ WEIGHTS_DIGEST = "npi-verify-weights/1"
 MARGIN_TOLERANCE = 1e-4  # float64 vs the certificate's float32 minimum margin
 QUERY_LIMIT_MS = 60_000  # cvc5's budget per query
 SCOPES = ("(push", "(pop", "(reset")  # commands a recorded query may not hold
-SAT = ("sat", "unsat")  # the answers a query may expect
+ANSWERS = ("sat", "unsat")  # the answers a query may expect
+Weights = dict[str, np.ndarray]  # the model's tensors by name, in float64
 
 
 class Refused(Exception):
@@ -56,17 +58,17 @@ def read_certificate(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The certificate and its bundle, each checked against its digest (the certificate
     records the bundle's sha256), the verdict `certified`, and both for one task."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        certificate = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise Refused(f"cannot read certificate: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("digest"), str):
+    if not isinstance(certificate, dict) or not isinstance(certificate.get("digest"), str):
         raise Refused("not an npi-verify certificate")
-    body = {k: v for k, v in data.items() if k != "digest"}
-    if hashlib.sha256(canonical(body).encode()).hexdigest() != data["digest"]:
+    body = {k: v for k, v in certificate.items() if k != "digest"}
+    if hashlib.sha256(canonical(body).encode()).hexdigest() != certificate["digest"]:
         raise Refused("certificate edited: its digest does not match its content")
-    if data.get("verdict") != "certified":
-        raise Refused(f"the certificate's verdict is {data.get('verdict')!r}, not certified")
-    record = data.get("bundle")
+    if certificate.get("verdict") != "certified":
+        raise Refused(f"the certificate's verdict is {certificate.get('verdict')!r}, not certified")
+    record = certificate.get("bundle")
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
         reason = record.get("unavailable") if isinstance(record, dict) else None
         raise Refused("the certificate has no proof bundle" + (f": {reason}" if reason else ""))
@@ -84,15 +86,15 @@ def read_certificate(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise Refused(f"bundle {name} is not an {BUNDLE_FORMAT} bundle")
     for name in ("task", "formulation"):
-        if bundle.get(name) != data.get(name):
+        if bundle.get(name) != certificate.get(name):
             raise Refused(f"the bundle's {name} {bundle.get(name)!r} is not the certificate's")
-    return data, bundle
+    return certificate, bundle
 
 
-def read_weights(path: Path, certificate: dict[str, Any],
-                 bundle: dict[str, Any]) -> dict[str, np.ndarray]:
+def read_weights(path: Path, certificate: dict[str, Any], bundle: dict[str, Any]) -> Weights:
     """The model's tensors, after checking their digest against the certificate and bundle."""
     from safetensors.numpy import load
+
     named = certificate.get("model", {}).get("path")
     if not isinstance(named, str):
         raise Refused("the certificate names no model file")
@@ -222,8 +224,7 @@ def check_fixed_point(b: Bundle, calls: list, index: dict) -> int:
         seen = {(node, b.states[state]) for state, node in points}
         contexts[key] = (seen, frozenset(b.states[s] for s in exits))
     if missed := len(b.nodes) - len({n for seen, _ in contexts.values() for n, _ in seen}):
-        raise Refused(f"V is not the projection of the fixed point: {missed} nodes are no "
-                      "call-local state of it")
+        raise Refused(f"V is not the projection of the fixed point: {missed} nodes are in no call")
     for choice in itertools.product(*(sorted(s) for s in b.initial)):
         initial = (0,) * b.width
         for where, local in zip(b.parts, choice, strict=True):
@@ -283,8 +284,7 @@ def returned(b: Bundle, entry: tuple, site: tuple, exit: tuple, keeps: bool) -> 
     key = (tuple(entry[k] for k in b.linked) + tuple(site[k] for k in b.linked) + site[w:]
            + tuple(exit[k] for k in b.linked) + exit[w:])
     if key not in b.returns:
-        raise Refused(f"the fixed point lacks the return of exit {list(exit)} to point "
-                      f"{list(site)}")
+        raise Refused(f"the fixed point lacks the return of exit {list(exit)} to {list(site)}")
     return tuple(exit[:w] + r for r in b.returns[key])
 
 
@@ -295,14 +295,12 @@ def equal(names: Sequence[str], values: Sequence[int]) -> str:
 
 def coverage_queries(b: Bundle) -> dict[tuple[int, str], str]:
     """The coverage queries the fixed point needs: (template, assertions) -> expected answer."""
-    templates: dict[tuple, int] = {}
-    for t, template in enumerate(b.templates):
-        args = None if template["args"] is None else tuple(template["args"])
-        templates[(template["part"], template["kind"], template["program"], args)] = t
+    templates = {canonical([x["part"], x["kind"], x["program"], x["args"]]): t
+                 for t, x in enumerate(b.templates)}  # by (part, kind, program, args)
     needed: dict[tuple[int, str], str] = {}
 
     def add(key: tuple, what: str, state: tuple | None, found: Iterable[tuple]) -> None:
-        if (t := templates.get(key)) is None:
+        if (t := templates.get(canonical(key))) is None:
             raise Refused(f"the bundle has no {what}")
         names = b.templates[t]["vars"]
         targets = names if state is None else b.templates[t]["next_vars"]
@@ -319,8 +317,8 @@ def coverage_queries(b: Bundle) -> dict[tuple[int, str], str]:
         for state, found in sorted(records.items()):
             add((0, kind, None, None), f"{kind} template", state, found)
     for program, args in sorted(b.keeps):  # the template alone: nothing breaks a relation
-        add((0, "keeps", program, args), f"query that {program}{list(args)} keeps the relations",
-            None, ())
+        what = f"query that {program}{list(args)} keeps the relations"
+        add((0, "keeps", program, args), what, None, ())
     for (part, state, program, args), found in sorted(b.posts.items()):
         kind = "post" if len(state) == len(b.parts[part]) else "relational post"
         what = f"template for primitive {program}{list(args)}"
@@ -346,7 +344,7 @@ def check_queries(b: Bundle) -> int:
     groups: dict[int, list[tuple[str, str, str]]] = {}  # template -> its queries
     for name, queries in sorted(b.queries.items()):
         for t, expect, text in queries:
-            if not (isinstance(t, int) and 0 <= t < len(b.templates)) or expect not in SAT:
+            if not (isinstance(t, int) and 0 <= t < len(b.templates)) or expect not in ANSWERS:
                 raise Refused(f"a {name} query names template {t} or expects {expect!r}")
             if any(c in text for c in SCOPES):
                 raise Refused(f"a {name} query changes the solver's scopes")
@@ -408,7 +406,6 @@ def check_lemmas(b: Bundle, certificate: dict[str, Any], calls: list) -> int:
                     raise Refused(f"the certificate says {obligation} is proved, but its {kind} "
                                   f"lemma at {site} is {lemma['status']}")
     proved = [lemma for lemma in b.lemmas if lemma["status"] == "proved"]
-    groups = []  # each script alone: its assertions, then one query with nothing to add
     for lemma in proved:
         if not lemma["smt2"]:
             raise Refused(f"the lemma recorded as proved has no query: {lemma['name']}")
@@ -417,8 +414,7 @@ def check_lemmas(b: Bundle, certificate: dict[str, Any], calls: list) -> int:
             body, _, rest = script.rpartition("(check-sat)")
             if not body or rest.strip() or any(c in body for c in SCOPES + ("(check-sat",)):
                 raise Refused("a lemma's query is not one script ending in (check-sat)")
-            groups.append((body, what, [("", "unsat", what)]))
-    solve_all(groups)
+            solve_all([(body, what, [("", "unsat", what)])])  # its assertions, nothing to add
     return len(proved)
 
 
@@ -468,7 +464,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def check_model(b: Bundle, w: dict[str, np.ndarray], calls: list, depth: list[int]) -> float:
+def check_model(b: Bundle, w: Weights, calls: list, depth: list[int]) -> float:
     """The NPI's decision on every node of V, in float64, against the labels, one batched LSTM
     step per depth of V; returns the smallest decision margin (return logit from 0, best
     program and argument over the next)."""
@@ -485,9 +481,10 @@ def check_model(b: Bundle, w: dict[str, np.ndarray], calls: list, depth: list[in
     observations = np.array([node[1] for node in b.nodes], dtype=np.int64).reshape(n, -1)
     if observations.shape[1] != len(sizes) or ((observations < 0) | (observations >= sizes)).any():
         raise Refused("an observation of V is out of the model's ranges")
-    called = [[*a, *[0] * (slots - len(a)), ids[p]] for p, a in calls]  # arguments, program
-    features = np.concatenate([observations, np.array(called, dtype=np.int64).reshape(n, -1)], 1)
-    features[:, :-1] += np.cumsum([0, *sizes, *[arg_size] * slots])[:-1]  # one-hot columns
+    called = np.array([[*a, *[0] * (slots - len(a)), ids[p]] for p, a in calls], dtype=np.int64)
+    # per node: the one-hot column of each observation and argument, then the call's program
+    features = np.concatenate([observations, called.reshape(n, slots + 1)], axis=1)
+    features[:, :-1] += np.cumsum([0, *sizes, *[arg_size] * slots])[:-1]
     labels = np.array([[ids[p], r, *a, *[0] * (slots - len(a))] for _, _, (p, a, r), *_ in b.nodes],
                       dtype=np.int64).reshape(n, 2 + slots)  # program, return, arguments
     parents = np.array([node[0] for node in b.nodes], dtype=np.int64)
@@ -513,7 +510,7 @@ def check_model(b: Bundle, w: dict[str, np.ndarray], calls: list, depth: list[in
     return smallest
 
 
-def lstm_step(w: dict[str, np.ndarray], features: np.ndarray, state: np.ndarray) -> np.ndarray:
+def lstm_step(w: Weights, features: np.ndarray, state: np.ndarray) -> np.ndarray:
     """One NPI step from one-hot `features` (program id last) and the LSTM `state`, which it
     updates in place; returns the top layer's output."""
     x = np.zeros((len(features), w["encoder.0.weight"].shape[1]))
@@ -530,8 +527,7 @@ def lstm_step(w: dict[str, np.ndarray], features: np.ndarray, state: np.ndarray)
     return inputs
 
 
-def decide(w: dict[str, np.ndarray], out: np.ndarray,
-           legal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decide(w: Weights, out: np.ndarray, legal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The heads' decisions from the LSTM's output `out` laid out as the labels (each argument
     the best value legal for the chosen program; unused slots 0), and their margins."""
     end = (out @ w["end_head.weight"].T + w["end_head.bias"])[:, 0]
