@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import z3
 
 from verifier.smt import (
-    ArrayView, Predicate, Relation, Semantics, SymEnv, Vocabulary, array_of, bit,
+    ArrayView, Predicate, Relation, Semantics, SymEnv, Universal, Vocabulary, array_of, bit,
 )  # fmt: skip
 from verifier.smt.contracts import Contract, Permutation, Specification
 from verifier.tasks.base import RECURSIVE, Args, Task
@@ -18,6 +20,10 @@ PASS_END = "i2!=n+1 or A[1]<=A[i1]"
 ENDS_I1 = "A[i1] if i2==1 or i2==n+1 else 10"
 ENDS_I2 = "A[i2] if i2==1 else 10"
 FIRST_KEPT_LOW = "A[1]<=entry A[1]"
+SETTLED_NEXT = "settled(i3+1)"
+PASS_CARRY = "settled(i3+1) or settled(i3) and max carried"
+LAST_PASS_KEEPS = "i3==entry i3 and (i3+1!=n or A[1]==entry A[1])"
+FIRST_KEPT = "A[1]==entry A[1] (calls entered at i1=i2=1)"
 
 
 class BubbleSortSemantics(Semantics):
@@ -46,9 +52,28 @@ class BubbleSortSemantics(Semantics):
       the only components a return query asks about (`linked_components`), which keeps those
       queries few.
 
-    The 165 left are BUBBLESORT's last pass (i3 + 1 == n): its array is sorted, so the pass
-    leaves A[1] as it was; saying so needs the sortedness of the settled cells inside the
-    abstraction (the contracts below state it for the proofs)."""
+    With those, 165 states were left, all of BUBBLESORT's last pass (i3 + 1 == n): its array
+    is sorted, so the pass leaves A[1] as it was. The facts that remove them carry the sorted
+    suffix from pass to pass (the contracts below state the same invariant for the proofs);
+    with them V is exact (4,725 states, each witnessed):
+
+    - `settled(i3+1)`, the last i3 + 1 cells settled (`settled` below; a `Universal` over
+      pairs x < y): true in every state of RESET and LSHIFT (a pass has just ended and they
+      only move pointers) and where a pass ends (i2 == n + 1, from the next fact); PTR I3
+      turns it into `settled(i3)`. It says A[n-1] <= A[n] too, which was declared on its own
+      (`n<2 or A[n-1]<=A[n]`) and is no longer;
+    - `settled(i3+1) or settled(i3) and max carried`, true in every reachable state, where
+      max carried is the pass's invariant: the maximum of A[1..i1] at i1 or i2, and that of
+      A[1..n-i3] at n-i3 once i1 has reached n-i3. One universal (over x, y, z), so that
+      RESET and LSHIFT, where the pass's invariant no longer holds, keep it through
+      `settled(i3+1)` instead of splitting their states on it;
+    - the relations `i3==entry i3 and (i3+1!=n or A[1]==entry A[1])` (a pass over a sorted
+      array swaps nothing: Z3 proves it from `settled(i3)`) and `A[1]==entry A[1]` for calls
+      entered at i1 = i2 = 1 (BUBBLESORT and BUBBLE): after RESET, BUBBLESORT knows whether
+      its pass lowered A[1], and if it did, PTR I3 does not reach i3 == n.
+
+    The universals are instantiated at the terms `instance_terms` lists for each (a true one
+    only at those: weaker than the universal, so the posts stay over-approximations)."""
 
     def hints(self) -> tuple[Predicate, ...]:
         if not self.values:
@@ -56,10 +81,6 @@ class BubbleSortSemantics(Semantics):
 
         def gap(d: int) -> Predicate:
             return Predicate(f"i2-i1=={d}", lambda env: bit(env["i2"] - env["i1"] == d))
-
-        def last_pair(env: SymEnv) -> z3.ArithRef:
-            a, n = env["A"], env["n"]
-            return bit(z3.Or(n < 2, a[n - 1] <= a[n]))
 
         def between(env: SymEnv) -> z3.ArithRef:
             # The digit LSHIFT's first move leaves behind: its second move brings i2 onto it.
@@ -76,7 +97,8 @@ class BubbleSortSemantics(Semantics):
             Predicate("i2==1", lambda env: bit(env["i2"] == 1)),
             Predicate("i2==n+1", lambda env: bit(env["i2"] == env["n"] + 1)),
             Predicate("A[i2-1]<=A[i2]", lambda env: bit(env["A"][env["i2"] - 1] <= env["A"][env["i2"]])),
-            Predicate("n<2 or A[n-1]<=A[n]", last_pair),
+            Predicate(SETTLED_NEXT, lambda env: _Listed(("T.x", "T.y"), _settled_pair(env, 1), "T")),
+            Predicate(PASS_CARRY, _carry_universal),
             Predicate(PASS_END, lambda env: bit(z3.Or(env["i2"] != env["n"] + 1,
                                                       env["A"][1] <= env["A"][env["i1"]]))),
             Predicate(ENDS_I1, lambda env: ends(env, self.observation(env)[0]), values=OUT_OF_RANGE + 1),
@@ -85,10 +107,53 @@ class BubbleSortSemantics(Semantics):
         )
 
     def relations(self) -> tuple[Relation, ...]:
-        """With the value encoder: the first cell is at most what it was at the call's entry."""
+        """With the value encoder: the first cell is at most what it was at the call's entry;
+        a call that has not moved i3 has n and i3 as at its entry, and on the last pass A[1]
+        as at its entry; for calls entered at i1 = i2 = 1, whether A[1] is as at the entry."""
         if not self.values:
             return ()
-        return (Relation(FIRST_KEPT_LOW, lambda entry, env: bit(env["A"][1] <= entry["A"][1])),)
+
+        def last_pass_keeps(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
+            i3, n = env["i3"], env["n"]
+            return bit(z3.And(i3 == entry["i3"], n == entry["n"],
+                              z3.Or(i3 + 1 != n, env["A"][1] == entry["A"][1])))
+
+        def first_kept(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
+            return bit(z3.Or(entry["i1"] != 1, entry["i2"] != 1, env["A"][1] == entry["A"][1]))
+
+        return (
+            Relation(FIRST_KEPT_LOW, lambda entry, env: bit(env["A"][1] <= entry["A"][1])),
+            Relation(LAST_PASS_KEEPS, last_pass_keeps),
+            Relation(FIRST_KEPT, first_kept),
+        )
+
+    def instance_terms(
+        self, envs: list[SymEnv], witnesses: dict[str, list[z3.ArithRef]]
+    ) -> dict[str, list[tuple[z3.ArithRef, ...]]]:
+        """The points each universal is instantiated at, as lists of tuples (`_Listed`), from
+        the witnesses of the universals a query asserts false: for `settled(i3+1)`, its own
+        witnesses and the pairs of the other's, the compared pair (i1, i2), (n-1, n), and
+        (i1, y), (i2, y) for each witness's upper cell y; for the other, its own witnesses,
+        each witness pair of `settled(i3+1)` with each witness's carried cell, and i1 with
+        (i1, i2) and with the pairs from the pointers to its witnesses' upper cells.
+        Pointers are those of the environment before the step."""
+        def tuples(*kinds: str) -> list[tuple[z3.ArithRef, ...]]:
+            return list(zip(*(witnesses.get(kind, []) for kind in kinds), strict=True))
+
+        settled, carried = tuples("T.x", "T.y"), tuples("C.x", "C.y", "C.z")
+        env = envs[0]
+        i1, i2, n = env["i1"], env["i2"], env["n"]
+        pairs = [(x, y) for x, y, _ in carried]
+
+        def from_pointers(found: list[tuple[z3.ArithRef, ...]]) -> list[tuple[z3.ArithRef, ...]]:
+            return [(i1, y) for _, y in found] + [(i2, y) for _, y in found]
+
+        maxima = [z for *_, z in carried] + [x for x, _ in settled]
+        return {
+            "T": settled + pairs + [(i1, i2), (n - 1, n)] + from_pointers(settled),
+            "C": carried + [(x, y, z) for x, y in settled for z in maxima]
+                 + [(x, y, i1) for x, y in [(i1, i2)] + from_pointers(pairs)],
+        }
 
     def linked_components(self) -> tuple[str, ...] | None:
         """The pointer facts and digits that tie A[1] and the pass's last cell to what a
@@ -175,6 +240,48 @@ class BubbleSortSemantics(Semantics):
             text="the array is sorted and a permutation of the input",
             permutation=Permutation("A", lambda env: z3.IntVal(1), lambda env: env["n"], _swapped),
         )
+
+
+@dataclass(frozen=True)
+class _Listed(Universal):
+    """A universal instantiated at the tuples `instance_terms` lists under `key`, not at
+    every combination of terms of its variables' kinds (fewer, chosen instances keep the
+    queries small; any instances of a true universal are true, so this stays sound)."""
+
+    key: str = ""
+
+    def instances(self, pool: dict[str, Any]) -> list[z3.BoolRef]:
+        return [self.body(*choice) for choice in pool[self.key]]
+
+
+def _settled_pair(env: SymEnv, extra: int) -> Callable[[Any, Any], z3.BoolRef]:
+    """The body of "the last i3 + extra cells are settled" at a pair x < y (with i3 >= 0)."""
+    a, n, i3 = env["A"], env["n"], env["i3"]
+    bound = n - i3 - extra
+
+    def body(x: Any, y: Any) -> z3.BoolRef:
+        return z3.And(i3 >= 0, z3.Implies(z3.And(1 <= x, x < y, y <= n, y > bound), a[x] <= a[y]))
+
+    return body
+
+
+def _carry_universal(env: SymEnv) -> Universal:
+    """`settled(i3+1) or settled(i3) and max carried` (see BubbleSortSemantics): for all x,
+    y, z, the last i3 + 1 cells settled at (x, y), or the last i3 at (x, y), A[z] at most
+    A[i1] or A[i2] for z <= i1, and A[z] at most A[n-i3] for z < n-i3 once i1 >= n-i3. As
+    one universal over independent variables it is settled(i3+1) or the pass's invariant
+    (and, either way, settled(i3))."""
+    a, n, i1, i2, i3 = env["A"], env["n"], env["i1"], env["i2"], env["i3"]
+    boundary = n - i3
+    next_settled, now_settled = _settled_pair(env, 1), _settled_pair(env, 0)
+
+    def body(x: Any, y: Any, z: Any) -> z3.BoolRef:
+        carried = z3.Implies(z3.And(1 <= z, z <= i1),
+                             z3.Or(a[z] <= a[i1], z3.And(i2 <= n, a[z] <= a[i2])))
+        at_boundary = z3.Implies(z3.And(i1 >= boundary, 1 <= z, z < boundary), a[z] <= a[boundary])
+        return z3.Or(next_settled(x, y), z3.And(now_settled(x, y), carried, at_boundary))
+
+    return _Listed(("C.x", "C.y", "C.z"), body, "C")
 
 
 def settled(a: z3.ArrayRef, n: z3.ArithRef, k: z3.ArithRef) -> z3.BoolRef:
