@@ -22,8 +22,9 @@ ENDS_I2 = "A[i2] if i2==1 else 10"
 FIRST_KEPT_LOW = "A[1]<=entry A[1]"
 SETTLED_NEXT = "settled(i3+1)"
 PASS_CARRY = "settled(i3+1) or settled(i3) and max carried"
-LAST_PASS_KEEPS = "i3==entry i3 and (i3+1!=n or A[1]==entry A[1])"
-FIRST_KEPT = "A[1]==entry A[1] (calls entered at i1=i2=1)"
+SAME_PASS = "i3==entry i3"
+LAST_PASS_KEEPS = "i3>entry i3 or n==entry n and (i3+1!=n or A[1]==entry A[1])"
+FIRST_KEPT = "i3>entry i3 or entry i1!=1 or entry i2!=1 or A[1]==entry A[1]"
 
 
 class BubbleSortSemantics(Semantics):
@@ -113,16 +114,21 @@ class BubbleSortSemantics(Semantics):
         if not self.values:
             return ()
 
+        def same_pass(entry: SymEnv, env: SymEnv) -> z3.BoolRef:
+            return env["i3"] == entry["i3"]
+
         def last_pass_keeps(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
             i3, n = env["i3"], env["n"]
-            return bit(z3.And(i3 == entry["i3"], n == entry["n"],
-                              z3.Or(i3 + 1 != n, env["A"][1] == entry["A"][1])))
+            kept = z3.And(n == entry["n"], z3.Or(i3 + 1 != n, env["A"][1] == entry["A"][1]))
+            return bit(z3.Or(i3 > entry["i3"], z3.And(same_pass(entry, env), kept)))
 
         def first_kept(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
-            return bit(z3.Or(entry["i1"] != 1, entry["i2"] != 1, env["A"][1] == entry["A"][1]))
+            return bit(z3.Or(env["i3"] > entry["i3"], entry["i1"] != 1, entry["i2"] != 1,
+                             env["A"][1] == entry["A"][1]))
 
         return (
             Relation(FIRST_KEPT_LOW, lambda entry, env: bit(env["A"][1] <= entry["A"][1])),
+            Relation(SAME_PASS, lambda entry, env: bit(same_pass(entry, env))),
             Relation(LAST_PASS_KEEPS, last_pass_keeps),
             Relation(FIRST_KEPT, first_kept),
         )
