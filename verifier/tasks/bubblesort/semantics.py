@@ -114,22 +114,21 @@ class BubbleSortSemantics(Semantics):
         if not self.values:
             return ()
 
-        def same_pass(entry: SymEnv, env: SymEnv) -> z3.BoolRef:
-            return env["i3"] == entry["i3"]
-
-        def last_pass_keeps(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
-            i3, n = env["i3"], env["n"]
-            kept = z3.And(n == entry["n"], z3.Or(i3 + 1 != n, env["A"][1] == entry["A"][1]))
-            return bit(z3.Or(i3 > entry["i3"], z3.And(same_pass(entry, env), kept)))
+        def kept_low(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
+            # Once i3 has moved (BUBBLESORT after PTR I3, where only its tail call is left)
+            # it is 1, so that the exits of that call do not split on it.
+            i3, n, first = env["i3"], env["n"], env["A"][1]
+            kept = z3.And(i3 == entry["i3"], n == entry["n"], first <= entry["A"][1],
+                          z3.Or(i3 + 1 != n, first == entry["A"][1]))
+            return bit(z3.Or(i3 > entry["i3"], kept))
 
         def first_kept(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
             return bit(z3.Or(env["i3"] > entry["i3"], entry["i1"] != 1, entry["i2"] != 1,
                              env["A"][1] == entry["A"][1]))
 
         return (
-            Relation(FIRST_KEPT_LOW, lambda entry, env: bit(env["A"][1] <= entry["A"][1])),
-            Relation(SAME_PASS, lambda entry, env: bit(same_pass(entry, env))),
-            Relation(LAST_PASS_KEEPS, last_pass_keeps),
+            Relation(FIRST_KEPT_LOW, kept_low),
+            Relation(SAME_PASS, lambda entry, env: bit(env["i3"] == entry["i3"])),
             Relation(FIRST_KEPT, first_kept),
         )
 
