@@ -19,11 +19,10 @@ POINTER_NAMES = ("i1", "i2", "i3")
 PASS_END = "i2!=n+1 or A[1]<=A[i1]"
 ENDS_I1 = "A[i1] if i2==1 or i2==n+1 else 10"
 ENDS_I2 = "A[i2] if i2==1 else 10"
-FIRST_KEPT_LOW = "A[1]<=entry A[1]"
+FIRST_KEPT_LOW = "i3>entry i3 or n, i3 as at entry and A[1]<=entry A[1], = if i3+1==n"
 SETTLED_NEXT = "settled(i3+1)"
 PASS_CARRY = "settled(i3+1) or settled(i3) and max carried"
 SAME_PASS = "i3==entry i3"
-LAST_PASS_KEEPS = "i3>entry i3 or n==entry n and (i3+1!=n or A[1]==entry A[1])"
 FIRST_KEPT = "i3>entry i3 or entry i1!=1 or entry i2!=1 or A[1]==entry A[1]"
 
 
@@ -31,50 +30,47 @@ class BubbleSortSemantics(Semantics):
     """With the comparison encoder, no declared predicates: the hidden ones are discovered
     from templates over the vocabulary (size n, pointers i1, i2, i3, array A in 1..n) and
     stored in predicates.json. With the value encoder, the predicates of design §5.2 are
-    declared: the pointer gap i2-i1 in {0, 1, 2}, i2 == 1, i2 == n+1, A[i2-1] <= A[i2], and
-    A[n-1] <= A[n] for n >= 2 (a sweep leaves the maximum last; with n = 1, A[0] lies outside
-    the array and says nothing). With those alone V had 12,615 call-local states, 4,725 of them
-    witnessed. The facts that remove all but 165 of the others, each a component whose value
-    Z3 computes (never assumed, so the fixed point stays an over-approximation):
+    declared: the pointer gap i2-i1 in {0, 1, 2}, i2 == 1, i2 == n+1 and A[i2-1] <= A[i2].
+    With those alone V had 12,615 call-local states. The facts that make it exact (4,725
+    states, each reached by a reference run), each a component whose value Z3 computes (never
+    assumed, so the fixed point stays an over-approximation); dropping one brings back the
+    states in brackets (tests/test_vset.py):
 
     - the digit between the pointers when they are two apart (`A[i1+1] if i2-i1==2 else 10`,
       11 values): LSHIFT's first move leaves it behind and its second brings i2 onto it, which
-      the observations alone forgot (LSHIFT, 6,690 states);
-    - the relation `A[1]<=entry A[1]` (a pass never raises the first cell: its one swap that
-      touches A[1] lowers it), with every return composed with the caller's entry
-      (`composes_every_return`), so BUBBLESORT does not see a first cell after RESET above the
-      one it started with (990 states);
+      the observations alone forgot (LSHIFT 6,690);
     - `i2!=n+1 or A[1]<=A[i1]`: where a pass ends, the first cell is at most the maximum the
-      pass left last (a return into BUBBLESORT drops a pass's exit where it is false: the
-      pass left A[1] at most the digit it started from, which is at most that maximum), so
-      RESET does not bring back a digit above the maximum (45 states);
+      pass left last (a return into BUBBLESORT drops a pass's exit where it is false), so
+      RESET does not bring back a digit above the maximum (RESET 45);
     - the observations at a pass's ends (`A[i1] if i2==1 or i2==n+1 else 10`, `A[i2] if
       i2==1 else 10`): functions of the other components, named with three pointer facts as
       the only components a return query asks about (`linked_components`), which keeps those
-      queries few.
+      queries few;
+    - the sorted suffix, carried from pass to pass by two `Universal` predicates (`settled`
+      below): `settled(i3+1)`, true in every state of RESET and LSHIFT (a pass has just
+      ended; they only move pointers) and where a pass ends (i2 == n + 1), which PTR I3
+      turns into `settled(i3)`; and `settled(i3+1) or settled(i3) and max carried`, true in
+      every reachable state, where max carried is the pass's invariant (the maximum of
+      A[1..i1] at i1 or i2, and that of A[1..n-i3] at n-i3 once i1 has reached it). The
+      second is one universal over independent variables, so that RESET and LSHIFT, where
+      the pass's invariant no longer holds, keep it through `settled(i3+1)` rather than
+      splitting their states on it. `settled(i3+1)` also says A[n-1] <= A[n], once declared
+      on its own (BUBBLESORT 1,128, RESET 36, LSHIFT 90 for either);
+    - three relations, with every return composed with the caller's entry
+      (`composes_every_return`): until i3 moves, n and i3 stay as at the call's entry and
+      A[1] is at most what it was there, and equal to it on the last pass (a pass's one
+      swap that touches A[1] lowers it; a pass over a sorted array swaps nothing, which Z3
+      proves from `settled(i3)`); `i3==entry i3`; and, for calls entered at i1 = i2 = 1
+      (BUBBLESORT and BUBBLE), whether A[1] is as at the entry (BUBBLESORT 1,155 and RESET
+      45 for each of the first two, BUBBLESORT 165 for the third). So BUBBLESORT does not
+      see a first cell after RESET above the one it started with, and after a pass that
+      lowered A[1], PTR I3 does not reach i3 == n (that pass was not the last: the 165
+      states V had beyond the witnessed ones before the sorted suffix was carried). Each is
+      1 once i3 has moved (BUBBLESORT after PTR I3) or 0 (`i3==entry i3`), so the exits of
+      BUBBLESORT's tail call do not split on them.
 
-    With those, 165 states were left, all of BUBBLESORT's last pass (i3 + 1 == n): its array
-    is sorted, so the pass leaves A[1] as it was. The facts that remove them carry the sorted
-    suffix from pass to pass (the contracts below state the same invariant for the proofs);
-    with them V is exact (4,725 states, each witnessed):
-
-    - `settled(i3+1)`, the last i3 + 1 cells settled (`settled` below; a `Universal` over
-      pairs x < y): true in every state of RESET and LSHIFT (a pass has just ended and they
-      only move pointers) and where a pass ends (i2 == n + 1, from the next fact); PTR I3
-      turns it into `settled(i3)`. It says A[n-1] <= A[n] too, which was declared on its own
-      (`n<2 or A[n-1]<=A[n]`) and is no longer;
-    - `settled(i3+1) or settled(i3) and max carried`, true in every reachable state, where
-      max carried is the pass's invariant: the maximum of A[1..i1] at i1 or i2, and that of
-      A[1..n-i3] at n-i3 once i1 has reached n-i3. One universal (over x, y, z), so that
-      RESET and LSHIFT, where the pass's invariant no longer holds, keep it through
-      `settled(i3+1)` instead of splitting their states on it;
-    - the relations `i3==entry i3 and (i3+1!=n or A[1]==entry A[1])` (a pass over a sorted
-      array swaps nothing: Z3 proves it from `settled(i3)`) and `A[1]==entry A[1]` for calls
-      entered at i1 = i2 = 1 (BUBBLESORT and BUBBLE): after RESET, BUBBLESORT knows whether
-      its pass lowered A[1], and if it did, PTR I3 does not reach i3 == n.
-
-    The universals are instantiated at the terms `instance_terms` lists for each (a true one
-    only at those: weaker than the universal, so the posts stay over-approximations)."""
+    The universals are instantiated only at the points `instance_terms` lists (weaker than
+    the universal statement, so the posts stay over-approximations)."""
 
     def hints(self) -> tuple[Predicate, ...]:
         if not self.values:
