@@ -130,7 +130,7 @@ class BubbleSortSemantics(Semantics):
 
     def instance_terms(
         self, envs: list[SymEnv], witnesses: dict[str, list[z3.ArithRef]]
-    ) -> dict[str, list[tuple[z3.ArithRef, ...]]]:
+    ) -> dict[str, list[Any]]:
         """The points each universal is instantiated at, as lists of tuples (`_Listed`), from
         the witnesses of the universals a query asserts false: for `settled(i3+1)`, its own
         witnesses and the pairs of the other's, the compared pair (i1, i2), (n-1, n), and
