@@ -177,11 +177,9 @@ def render(rows: list[dict], loops: dict[str, str], gate: dict[str, float]) -> s
         "the rest are declared as hints. Toposort's universal predicates are instantiated at "
         "terms its semantics names (`TopoSortSemantics.instance_terms`); a poor choice there "
         "costs precision, never soundness.",
-        "- `bubblesort-values` is certified on an over-approximated V (the 165 unwitnessed "
-        "states above: the sortedness of the settled cells is not in the abstraction). The "
-        "model is checked on them too, so certification is sound; a disagreement there would "
-        "give `inconclusive`, not a counterexample. Quicksort's V is exact through relational "
-        "summaries (`Semantics.relations`).",
+        "- V is exact on every task: quicksort's through relational summaries "
+        "(`Semantics.relations`), `bubblesort-values`' through the sorted suffix carried from "
+        "pass to pass (universal hidden predicates and relations).",
         "- Termination and reference correctness are proved from routine contracts "
         "(`verifier/induction.py`) for every shipped certificate. Hanoi's symbolic environment "
         "holds the pegs, the role table and the illegal moves beside the disk counter for that "
@@ -192,14 +190,6 @@ def render(rows: list[dict], loops: dict[str, str], gate: dict[str, float]) -> s
 
 
 REASONS = {
-    "bubblesort-values": (
-        "All are BUBBLESORT states of the last pass (i3 + 1 == n, observed after its PTR): "
-        "there the array is sorted, so the pass leaves A[1] as it was, but the abstraction "
-        "does not know that the settled cells are sorted, and lets the pass lower A[1]. "
-        "The digit between the pointers (LSHIFT), the relation `A[1]<=entry A[1]` with every "
-        "return composed (BUBBLESORT) and the pass-end fact `i2!=n+1 or A[1]<=A[i1]` (RESET) "
-        "removed the 7,725 others (12,615 -> 4,890 abstract states)."
-    ),
     "quicksort": (
         "All are QUICKSORT states after its first recursive call returns. A call's summary "
         "maps its entry state to its exit states without relating the two, so nothing says "

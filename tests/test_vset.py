@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from verifier.smt import AbstractDomain, Relation, Universal, semantics_for
 from verifier.smt.product import ProductDomain, ProductSemantics
 from verifier.tasks import TASKS
 from verifier.tasks.base import NOP, RECURSIVE, Task
+from verifier.tasks.bubblesort import semantics as bs
 from verifier.vset import crosscheck
 from verifier.vset.build import build_vset, raise_if_growing
 from verifier.vset.concrete import concrete_states
@@ -138,6 +140,24 @@ def values_fixed_point() -> tuple[Any, tuple]:
     return domain, explore(task, domain)
 
 
+# Facts of the value encoder (12,615 states without any of them): each one's name, the
+# states that come back without it per program, and their number. Those that carry the
+# sorted suffix from pass to pass bring back, among others, the 165 states of a last pass
+# that lowered A[1] (the relation `A[1]<=entry A[1]` and its frame i3==entry i3 also the
+# 990 BUBBLESORT states where RESET brings back a first cell above the one the call began
+# with).
+VALUE_FACTS = [
+    ("A[i1+1] if i2-i1==2 else 10", {"LSHIFT": 6690}, 6690),
+    (bs.PASS_END, {"RESET": 45}, 45),
+    (bs.SETTLED_NEXT, {"BUBBLESORT": 1128, "RESET": 36, "LSHIFT": 90}, 1254),
+    (bs.PASS_CARRY, {"BUBBLESORT": 1128, "RESET": 36, "LSHIFT": 90}, 1254),
+    (bs.FIRST_KEPT_LOW, {"BUBBLESORT": 990 + 165, "RESET": 45}, 1200),
+    (bs.SAME_PASS, {"BUBBLESORT": 990 + 165, "RESET": 45}, 1200),
+    (bs.FIRST_KEPT, {"BUBBLESORT": 165}, 165),
+]
+SUFFIX_FACTS = {name for name, programs, _ in VALUE_FACTS if "BUBBLESORT" in programs}
+
+
 def values_variant(drop: str) -> Any:
     """The value encoder's semantics without one of its facts (a hidden predicate, or the
     relation with the composition of every return)."""
@@ -160,42 +180,74 @@ def values_variant(drop: str) -> Any:
 
 
 @pytest.mark.slow
-def test_bubblesort_values_v_is_exact_but_for_the_last_pass(
-    values_fixed_point: tuple[Any, tuple],
-) -> None:
-    """Every program's abstract states are the concrete ones, but BUBBLESORT's on its last pass
-    (observing i3 == n after it): there the array is sorted, so A[1] stays what it was, which the
-    abstraction does not know (165 states, the only unwitnessed ones; 12,615 with the
-    observations and bit predicates alone)."""
+def test_bubblesort_values_v_is_exact_for_all_sizes(values_fixed_point: tuple[Any, tuple]) -> None:
+    """Every abstract state is reached by a reference run: 4,725 call-local states (12,615
+    with the observations and bit predicates alone; 4,890 before the sorted suffix was carried
+    from pass to pass, the 165 others on BUBBLESORT's last pass)."""
     task = TASKS["bubblesort-values"]
     _, (actions, _) = values_fixed_point
     concrete = concrete_states(task, RECURSIVE, target=actions).actions
-    assert set(concrete) <= set(actions)
-    extra = set(actions) - set(concrete)
-    assert len(actions) == 4890 and len(concrete) == 4725 and len(extra) == 165
-    for program, _, observed in extra:
-        assert program == "BUBBLESORT" and len(observed) == 4 and observed[3][2] == 1
-        (a, _, _), _, (b, _, _), _ = observed
-        assert b < a  # the pass lowered A[1]: the array was not sorted, so not the last pass
+    assert set(concrete) == set(actions) and len(actions) == 4725
+
+
+def _last_pass_lowered(key: tuple) -> bool:
+    """A BUBBLESORT state that saw i3 == n after one pass that lowered A[1]: that pass was
+    not the last (its array would have been sorted), so no input reaches it."""
+    program, _, observed = key
+    return (program == "BUBBLESORT" and len(observed) == 4 and observed[3][2] == 1
+            and observed[2][0] < observed[0][0])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("drop", "programs", "more"), [
-    ("A[i1+1] if i2-i1==2 else 10", {"LSHIFT"}, 6690),
-    ("A[1]<=entry A[1]", {"BUBBLESORT", "RESET"}, 990 + 45),  # the pass-end fact needs it too
-    ("i2!=n+1 or A[1]<=A[i1]", {"RESET"}, 45),
-])
+@pytest.mark.parametrize(("drop", "programs", "more"), VALUE_FACTS)
 def test_each_value_fact_removes_unreachable_states(
-    values_fixed_point: tuple[Any, tuple], drop: str, programs: set[str], more: int
+    values_fixed_point: tuple[Any, tuple], drop: str, programs: dict[str, int], more: int
 ) -> None:
-    """Without each fact, the fixed point gains the states it removes, none of them reached
-    by a reference run."""
+    """Without each fact, the fixed point gains the states it removes (per program), none of
+    them reached by a reference run; without a fact that carries the sorted suffix, among
+    them the 165 BUBBLESORT states of a last pass that lowered A[1]."""
     task = TASKS["bubblesort-values"]
     _, (actions, _) = values_fixed_point
     weaker, _ = explore(task, AbstractDomain(values_variant(drop)))
     assert set(actions) < set(weaker)
-    gained = {key[0] for key in set(weaker) - set(actions)}
-    assert gained == programs and len(weaker) - len(actions) == more
+    gained = set(weaker) - set(actions)
+    assert dict(Counter(key[0] for key in gained)) == programs and len(gained) == more
+    last_pass = {key for key in gained if _last_pass_lowered(key)}
+    assert len(last_pass) == (165 if drop in SUFFIX_FACTS else 0)
+
+
+def test_sorted_suffix_facts_hold_on_reference_runs() -> None:
+    """On every step of reference runs, `settled(i3+1) or settled(i3) and max carried` holds,
+    and `settled(i3+1)` holds throughout RESET (and the LSHIFT calls under it) and wherever
+    a pass has ended (i2 == n + 1): the values the fixed point relies on (evaluated with Z3
+    on the environments the semantics' primitives give)."""
+    task = TASKS["bubblesort-values"]
+    semantics = semantics_for(task)
+    names = list(task.observation_names) + list(semantics.hidden_names)
+    settled_next, carry = names.index("settled(i3+1)"), names.index(
+        "settled(i3+1) or settled(i3) and max carried")
+
+    def holds(term: Any) -> bool:
+        solver = z3.Solver()
+        solver.add(z3.Not(term.body(*[z3.Int(f"x{k}") for k in range(len(term.kinds))])))
+        return solver.check() == z3.unsat
+
+    checked = 0
+    for value in ([3, 1, 2], [0, 9, 9, 1], [5, 4, 3, 2, 1], [7], [2, 2, 1]):
+        env = semantics.encode(task.initial_env(value))
+        stack: list[str] = []
+        for step in run_reference(task, RECURSIVE, value).steps:
+            del stack[step.depth:]
+            stack.append(step.program)
+            terms = semantics.abstraction(env)
+            assert holds(terms[carry]), (value, step)
+            pass_ended = z3.simplify(env["i2"] == env["n"] + 1)
+            if "RESET" in stack or z3.is_true(pass_ended):
+                assert holds(terms[settled_next]), (value, step)
+            checked += 1
+            if task.program(step.action.program).primitive and step.action.program != NOP:
+                env = semantics.apply(env, step.action.program, step.action.args)
+    assert checked > 300
 
 
 @pytest.mark.slow

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import z3
 
 from verifier.smt import (
-    ArrayView, Predicate, Relation, Semantics, SymEnv, Vocabulary, array_of, bit,
+    ArrayView, Predicate, Relation, Semantics, SymEnv, Universal, Vocabulary, array_of, bit,
 )  # fmt: skip
 from verifier.smt.contracts import Contract, Permutation, Specification
 from verifier.tasks.base import RECURSIVE, Args, Task
@@ -17,38 +19,58 @@ POINTER_NAMES = ("i1", "i2", "i3")
 PASS_END = "i2!=n+1 or A[1]<=A[i1]"
 ENDS_I1 = "A[i1] if i2==1 or i2==n+1 else 10"
 ENDS_I2 = "A[i2] if i2==1 else 10"
-FIRST_KEPT_LOW = "A[1]<=entry A[1]"
+FIRST_KEPT_LOW = "i3>entry i3 or n, i3 as at entry and A[1]<=entry A[1], = if i3+1==n"
+SETTLED_NEXT = "settled(i3+1)"
+PASS_CARRY = "settled(i3+1) or settled(i3) and max carried"
+SAME_PASS = "i3==entry i3"
+FIRST_KEPT = "i3>entry i3 or entry i1!=1 or entry i2!=1 or A[1]==entry A[1]"
 
 
 class BubbleSortSemantics(Semantics):
     """With the comparison encoder, no declared predicates: the hidden ones are discovered
     from templates over the vocabulary (size n, pointers i1, i2, i3, array A in 1..n) and
     stored in predicates.json. With the value encoder, the predicates of design §5.2 are
-    declared: the pointer gap i2-i1 in {0, 1, 2}, i2 == 1, i2 == n+1, A[i2-1] <= A[i2], and
-    A[n-1] <= A[n] for n >= 2 (a sweep leaves the maximum last; with n = 1, A[0] lies outside
-    the array and says nothing). With those alone V had 12,615 call-local states, 4,725 of them
-    witnessed. The facts that remove all but 165 of the others, each a component whose value
-    Z3 computes (never assumed, so the fixed point stays an over-approximation):
+    declared: the pointer gap i2-i1 in {0, 1, 2}, i2 == 1, i2 == n+1 and A[i2-1] <= A[i2].
+    With those alone V had 12,615 call-local states. The facts that make it exact (4,725
+    states, each reached by a reference run), each a component whose value Z3 computes (never
+    assumed, so the fixed point stays an over-approximation); dropping one brings back the
+    states in brackets (tests/test_vset.py):
 
     - the digit between the pointers when they are two apart (`A[i1+1] if i2-i1==2 else 10`,
       11 values): LSHIFT's first move leaves it behind and its second brings i2 onto it, which
-      the observations alone forgot (LSHIFT, 6,690 states);
-    - the relation `A[1]<=entry A[1]` (a pass never raises the first cell: its one swap that
-      touches A[1] lowers it), with every return composed with the caller's entry
-      (`composes_every_return`), so BUBBLESORT does not see a first cell after RESET above the
-      one it started with (990 states);
+      the observations alone forgot (LSHIFT 6,690);
     - `i2!=n+1 or A[1]<=A[i1]`: where a pass ends, the first cell is at most the maximum the
-      pass left last (a return into BUBBLESORT drops a pass's exit where it is false: the
-      pass left A[1] at most the digit it started from, which is at most that maximum), so
-      RESET does not bring back a digit above the maximum (45 states);
+      pass left last (a return into BUBBLESORT drops a pass's exit where it is false), so
+      RESET does not bring back a digit above the maximum (RESET 45);
     - the observations at a pass's ends (`A[i1] if i2==1 or i2==n+1 else 10`, `A[i2] if
       i2==1 else 10`): functions of the other components, named with three pointer facts as
       the only components a return query asks about (`linked_components`), which keeps those
-      queries few.
+      queries few;
+    - the sorted suffix, carried from pass to pass by two `Universal` predicates (`settled`
+      below): `settled(i3+1)`, true in every state of RESET and LSHIFT (a pass has just
+      ended; they only move pointers) and where a pass ends (i2 == n + 1), which PTR I3
+      turns into `settled(i3)`; and `settled(i3+1) or settled(i3) and max carried`, true in
+      every reachable state, where max carried is the pass's invariant (the maximum of
+      A[1..i1] at i1 or i2, and that of A[1..n-i3] at n-i3 once i1 has reached it). The
+      second is one universal over independent variables, so that RESET and LSHIFT, where
+      the pass's invariant no longer holds, keep it through `settled(i3+1)` rather than
+      splitting their states on it. `settled(i3+1)` also says A[n-1] <= A[n], once declared
+      on its own (BUBBLESORT 1,128, RESET 36, LSHIFT 90 for either);
+    - three relations, with every return composed with the caller's entry
+      (`composes_every_return`): until i3 moves, n and i3 stay as at the call's entry and
+      A[1] is at most what it was there, and equal to it on the last pass (a pass's one
+      swap that touches A[1] lowers it; a pass over a sorted array swaps nothing, which Z3
+      proves from `settled(i3)`); `i3==entry i3`; and, for calls entered at i1 = i2 = 1
+      (BUBBLESORT and BUBBLE), whether A[1] is as at the entry (BUBBLESORT 1,155 and RESET
+      45 for each of the first two, BUBBLESORT 165 for the third). So BUBBLESORT does not
+      see a first cell after RESET above the one it started with, and after a pass that
+      lowered A[1], PTR I3 does not reach i3 == n (that pass was not the last: the 165
+      states V had beyond the witnessed ones before the sorted suffix was carried). Each is
+      1 once i3 has moved (BUBBLESORT after PTR I3) or 0 (`i3==entry i3`), so the exits of
+      BUBBLESORT's tail call do not split on them.
 
-    The 165 left are BUBBLESORT's last pass (i3 + 1 == n): its array is sorted, so the pass
-    leaves A[1] as it was; saying so needs the sortedness of the settled cells inside the
-    abstraction (the contracts below state it for the proofs)."""
+    The universals are instantiated only at the points `instance_terms` lists (weaker than
+    the universal statement, so the posts stay over-approximations)."""
 
     def hints(self) -> tuple[Predicate, ...]:
         if not self.values:
@@ -56,10 +78,6 @@ class BubbleSortSemantics(Semantics):
 
         def gap(d: int) -> Predicate:
             return Predicate(f"i2-i1=={d}", lambda env: bit(env["i2"] - env["i1"] == d))
-
-        def last_pair(env: SymEnv) -> z3.ArithRef:
-            a, n = env["A"], env["n"]
-            return bit(z3.Or(n < 2, a[n - 1] <= a[n]))
 
         def between(env: SymEnv) -> z3.ArithRef:
             # The digit LSHIFT's first move leaves behind: its second move brings i2 onto it.
@@ -76,7 +94,8 @@ class BubbleSortSemantics(Semantics):
             Predicate("i2==1", lambda env: bit(env["i2"] == 1)),
             Predicate("i2==n+1", lambda env: bit(env["i2"] == env["n"] + 1)),
             Predicate("A[i2-1]<=A[i2]", lambda env: bit(env["A"][env["i2"] - 1] <= env["A"][env["i2"]])),
-            Predicate("n<2 or A[n-1]<=A[n]", last_pair),
+            Predicate(SETTLED_NEXT, lambda env: _Listed(("T.x", "T.y"), _settled_pair(env, 1), "T")),
+            Predicate(PASS_CARRY, _carry_universal),
             Predicate(PASS_END, lambda env: bit(z3.Or(env["i2"] != env["n"] + 1,
                                                       env["A"][1] <= env["A"][env["i1"]]))),
             Predicate(ENDS_I1, lambda env: ends(env, self.observation(env)[0]), values=OUT_OF_RANGE + 1),
@@ -85,10 +104,57 @@ class BubbleSortSemantics(Semantics):
         )
 
     def relations(self) -> tuple[Relation, ...]:
-        """With the value encoder: the first cell is at most what it was at the call's entry."""
+        """With the value encoder: the first cell is at most what it was at the call's entry;
+        a call that has not moved i3 has n and i3 as at its entry, and on the last pass A[1]
+        as at its entry; for calls entered at i1 = i2 = 1, whether A[1] is as at the entry."""
         if not self.values:
             return ()
-        return (Relation(FIRST_KEPT_LOW, lambda entry, env: bit(env["A"][1] <= entry["A"][1])),)
+
+        def kept_low(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
+            # Once i3 has moved (BUBBLESORT after PTR I3, where only its tail call is left)
+            # it is 1, so that the exits of that call do not split on it.
+            i3, n, first = env["i3"], env["n"], env["A"][1]
+            kept = z3.And(i3 == entry["i3"], n == entry["n"], first <= entry["A"][1],
+                          z3.Or(i3 + 1 != n, first == entry["A"][1]))
+            return bit(z3.Or(i3 > entry["i3"], kept))
+
+        def first_kept(entry: SymEnv, env: SymEnv) -> z3.ArithRef:
+            return bit(z3.Or(env["i3"] > entry["i3"], entry["i1"] != 1, entry["i2"] != 1,
+                             env["A"][1] == entry["A"][1]))
+
+        return (
+            Relation(FIRST_KEPT_LOW, kept_low),
+            Relation(SAME_PASS, lambda entry, env: bit(env["i3"] == entry["i3"])),
+            Relation(FIRST_KEPT, first_kept),
+        )
+
+    def instance_terms(
+        self, envs: list[SymEnv], witnesses: dict[str, list[z3.ArithRef]]
+    ) -> dict[str, list[Any]]:
+        """The points each universal is instantiated at, as lists of tuples (`_Listed`), from
+        the witnesses of the universals a query asserts false: for `settled(i3+1)`, its own
+        witnesses and the pairs of the other's, the compared pair (i1, i2), (n-1, n), and
+        (i1, y), (i2, y) for each witness's upper cell y; for the other, its own witnesses,
+        each witness pair of `settled(i3+1)` with each witness's carried cell, and i1 with
+        (i1, i2) and with the pairs from the pointers to its witnesses' upper cells.
+        Pointers are those of the environment before the step."""
+        def tuples(*kinds: str) -> list[tuple[z3.ArithRef, ...]]:
+            return list(zip(*(witnesses.get(kind, []) for kind in kinds), strict=True))
+
+        settled, carried = tuples("T.x", "T.y"), tuples("C.x", "C.y", "C.z")
+        env = envs[0]
+        i1, i2, n = env["i1"], env["i2"], env["n"]
+        pairs = [(x, y) for x, y, _ in carried]
+
+        def from_pointers(found: list[tuple[z3.ArithRef, ...]]) -> list[tuple[z3.ArithRef, ...]]:
+            return [(i1, y) for _, y in found] + [(i2, y) for _, y in found]
+
+        maxima = [z for *_, z in carried] + [x for x, _ in settled]
+        return {
+            "T": settled + pairs + [(i1, i2), (n - 1, n)] + from_pointers(settled),
+            "C": carried + [(x, y, z) for x, y in settled for z in maxima]
+                 + [(x, y, i1) for x, y in [(i1, i2)] + from_pointers(pairs)],
+        }
 
     def linked_components(self) -> tuple[str, ...] | None:
         """The pointer facts and digits that tie A[1] and the pass's last cell to what a
@@ -175,6 +241,48 @@ class BubbleSortSemantics(Semantics):
             text="the array is sorted and a permutation of the input",
             permutation=Permutation("A", lambda env: z3.IntVal(1), lambda env: env["n"], _swapped),
         )
+
+
+@dataclass(frozen=True)
+class _Listed(Universal):
+    """A universal instantiated at the tuples `instance_terms` lists under `key`, not at
+    every combination of terms of its variables' kinds (fewer, chosen instances keep the
+    queries small; any instances of a true universal are true, so this stays sound)."""
+
+    key: str = ""
+
+    def instances(self, pool: dict[str, Any]) -> list[z3.BoolRef]:
+        return [self.body(*choice) for choice in pool[self.key]]
+
+
+def _settled_pair(env: SymEnv, extra: int) -> Callable[[Any, Any], z3.BoolRef]:
+    """The body of "the last i3 + extra cells are settled" at a pair x < y (with i3 >= 0)."""
+    a, n, i3 = env["A"], env["n"], env["i3"]
+    bound = n - i3 - extra
+
+    def body(x: Any, y: Any) -> z3.BoolRef:
+        return z3.And(i3 >= 0, z3.Implies(z3.And(1 <= x, x < y, y <= n, y > bound), a[x] <= a[y]))
+
+    return body
+
+
+def _carry_universal(env: SymEnv) -> Universal:
+    """`settled(i3+1) or settled(i3) and max carried` (see BubbleSortSemantics): for all x,
+    y, z, the last i3 + 1 cells settled at (x, y), or the last i3 at (x, y), A[z] at most
+    A[i1] or A[i2] for z <= i1, and A[z] at most A[n-i3] for z < n-i3 once i1 >= n-i3. As
+    one universal over independent variables it is settled(i3+1) or the pass's invariant
+    (and, either way, settled(i3))."""
+    a, n, i1, i2, i3 = env["A"], env["n"], env["i1"], env["i2"], env["i3"]
+    boundary = n - i3
+    next_settled, now_settled = _settled_pair(env, 1), _settled_pair(env, 0)
+
+    def body(x: Any, y: Any, z: Any) -> z3.BoolRef:
+        carried = z3.Implies(z3.And(1 <= z, z <= i1),
+                             z3.Or(a[z] <= a[i1], z3.And(i2 <= n, a[z] <= a[i2])))
+        at_boundary = z3.Implies(z3.And(i1 >= boundary, 1 <= z, z < boundary), a[z] <= a[boundary])
+        return z3.Or(next_settled(x, y), z3.And(now_settled(x, y), carried, at_boundary))
+
+    return _Listed(("C.x", "C.y", "C.z"), body, "C")
 
 
 def settled(a: z3.ArrayRef, n: z3.ArithRef, k: z3.ArithRef) -> z3.BoolRef:
