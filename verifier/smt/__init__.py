@@ -275,6 +275,8 @@ class AbstractDomain:
     _relational: dict[str, tuple] = field(default_factory=dict)
     _keeps: dict[tuple[str, Args], bool] = field(default_factory=dict)
     _keep_queries: dict[tuple[str, Args], Any] = field(default_factory=dict)
+    _equal: dict[tuple[int, int], tuple[z3.ArithRef, z3.BoolRef, z3.BoolRef]] = field(
+        default_factory=dict)
 
     @functools.cached_property
     def relations(self) -> tuple[Relation, ...]:
@@ -388,10 +390,20 @@ class AbstractDomain:
         self, solver: z3.Solver, now: list, state: Abstract, after: list, sizes: list[int]
     ) -> frozenset[Abstract]:
         solver.push()  # the state's values and the blocking clauses live in this scope
-        solver.add(*[name == v for name, v in zip(now, state, strict=True)])
+        _assert(solver, [self._is(name, v)[0] for name, v in zip(now, state, strict=True)])
         found = self._all_values(solver, after, sizes)
         solver.pop()
         return found
+
+    def _is(self, name: z3.ArithRef, value: int) -> tuple[z3.BoolRef, z3.BoolRef]:
+        """`name == value` and `name != value`, each made once: a fixed point asks about the
+        same few values of the same variables thousands of times, and making a Z3 term in
+        Python costs more than most of its queries."""
+        found = self._equal.get((id(name), value))
+        if found is None or found[0] is not name:  # the name is kept, so its id stays its own
+            equal = name == value
+            found = self._equal[(id(name), value)] = (name, equal, z3.Not(equal))
+        return found[1], found[2]
 
     def _relate(self, entry: SymEnv, env: SymEnv) -> list[Term]:
         return [relation.term(entry, env) for relation in self.relations]
@@ -497,7 +509,7 @@ class AbstractDomain:
                 if all(z3.is_int_value(v) for v in evaluated):
                     values = tuple(v.as_long() for v in evaluated)
                     found.add(values)
-                    solver.add(z3.Or([name != v for name, v in zip(names, values)]))
+                    _assert(solver, [_any([self._is(name, v)[1] for name, v in zip(names, values)])])
                     continue
                 self.stats.unknown += 1  # a model Z3 left unreduced
             if result == z3.unsat:
@@ -541,6 +553,23 @@ class AbstractDomain:
         if result == z3.unknown:
             self.stats.unknown += 1
         return result
+
+
+def _assert(solver: z3.Solver, facts: Sequence[z3.BoolRef]) -> None:
+    """`solver.add(*facts)` for facts that are Z3 booleans already, through the C API:
+    `add` coerces each argument in Python, which costs more than most fixed-point queries."""
+    context = solver.ctx.ref()
+    for fact in facts:
+        z3.Z3_solver_assert(context, solver.solver, fact.as_ast())
+
+
+def _any(facts: Sequence[z3.BoolRef]) -> z3.BoolRef:
+    """`z3.Or(facts)` for Z3 booleans, through the C API (without `Or`'s coercions)."""
+    if not facts:
+        return z3.BoolVal(False)
+    context = facts[0].ctx
+    asts = (z3.Ast * len(facts))(*[fact.as_ast() for fact in facts])
+    return z3.BoolRef(z3.Z3_mk_or(context.ref(), len(facts), asts), context)
 
 
 def _reads(term: Term, env: SymEnv) -> set[str]:
