@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import z3
 
-from verifier.smt import AbstractDomain, _any, _assert, semantics_for
+from verifier.smt import AbstractDomain, _any, _assert, _numeral, semantics_for
 from verifier.tasks import get_task
 
 
@@ -30,3 +30,12 @@ def test_an_equality_is_made_once_per_variable_and_value() -> None:
     assert domain._is(y, 3)[0].eq(y == 3) and domain._is(x, 4)[0].eq(x == 4)
     twin = z3.Int("x")  # another Python object for the same term: its own entry, same term
     assert domain._is(twin, 3)[0].eq(equal)
+
+
+def test_a_numeral_is_read_and_any_other_term_is_not() -> None:
+    x = z3.Int("x")
+    assert [_numeral(z3.IntVal(v)) for v in (0, 7, -3, 10**20)] == [0, 7, -3, 10**20]
+    assert _numeral(x) is None and _numeral(x + 1) is None
+    solver = z3.Solver()
+    solver.add(x == -4)
+    assert solver.check() == z3.sat and _numeral(solver.model().eval(x, True)) == -4

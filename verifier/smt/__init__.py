@@ -505,9 +505,9 @@ class AbstractDomain:
             result = self._check(solver)
             if result == z3.sat:
                 model = solver.model()
-                evaluated = [model.eval(name, model_completion=True) for name in names]
-                if all(z3.is_int_value(v) for v in evaluated):
-                    values = tuple(v.as_long() for v in evaluated)
+                evaluated = [_numeral(model.eval(name, model_completion=True)) for name in names]
+                if None not in evaluated:
+                    values = tuple(evaluated)
                     found.add(values)
                     _assert(solver, [_any([self._is(name, v)[1] for name, v in zip(names, values)])])
                     continue
@@ -553,6 +553,15 @@ class AbstractDomain:
         if result == z3.unknown:
             self.stats.unknown += 1
         return result
+
+
+def _numeral(term: z3.ExprRef) -> int | None:
+    """The value of an integer numeral (None for any other term), through the C API:
+    `is_int_value` and `as_long` ask for the term's sort in Python first."""
+    context = term.ctx_ref()
+    if z3.Z3_get_ast_kind(context, term.as_ast()) != z3.Z3_NUMERAL_AST:
+        return None
+    return int(z3.Z3_get_numeral_string(context, term.as_ast()))
 
 
 def _assert(solver: z3.Solver, facts: Sequence[z3.BoolRef]) -> None:
