@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import ROOT, vset_of
+from tests.conftest import ROOT, vset_of, weaken_bubblesort
 from tests.test_verify import StatePolicy
 from verifier.certificate import call_graph
 from verifier.check import check_model, margin_histogram
 from verifier.checkpoint import load_checkpoint
 from verifier.tasks.base import Action
 from verifier.verify import certify_subject
+from verifier.vset.build import build_vset
 
 
 def test_margin_histogram_counts_decades_and_ties() -> None:
@@ -30,10 +31,12 @@ def test_shipped_model_histogram_sums_to_v_and_starts_at_the_minimum() -> None:
 
 
 @pytest.mark.slow
-def test_coverage_evidence_lists_unwitnessed_states_with_their_actions() -> None:
-    vset = vset_of("bubblesort-values")
-    assert vset.unwitnessed  # the value encoder's V is an over-approximation
-    outcome = certify_subject(StatePolicy("bubblesort-values").subject(), vset=vset)
+def test_coverage_evidence_lists_unwitnessed_states_with_their_actions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vset = build_vset(weaken_bubblesort(monkeypatch))  # V is exact on every shipped task
+    assert len(vset.unwitnessed) == 34
+    outcome = certify_subject(StatePolicy("bubblesort").subject(), vset=vset)
     coverage = next(o for o in outcome.obligations if o.name == "coverage").evidence
     listed = coverage["unwitnessed_states"]
     assert len(listed) == min(50, len(vset.unwitnessed))

@@ -10,16 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, Invoke, certify_copy, vset_of
-from verifier import smt
+from tests.conftest import ROOT, Invoke, certify_copy, vset_of, weaken_bubblesort
 from verifier.certificate import digest_of
 from verifier.check import check_model
 from verifier.checkpoint import load_checkpoint, save_checkpoint
 from verifier.npi import pad_args
 from verifier.runtime import Step
-from verifier.smt import semantics_for
-from verifier.smt.discover import load
-from verifier.tasks import TASKS
 from verifier.tasks.base import RETURN
 from verifier.training import TrainConfig, call_batch, loss, step_accuracy
 
@@ -279,11 +275,7 @@ def test_vset_names_the_unwitnessed_states_step_by_step(
     `i2==1` (34 unwitnessed states); with its own, it lists none."""
     code, out, _ = invoke("vset", "--task", "bubblesort", "--no-cache")
     assert code == 0 and "exact: True; unwitnessed: 0" in out and "unwitnessed: in" not in out
-    task = TASKS["bubblesort"]
-    weaker = type(semantics_for(task))(task, values=False)
-    load(weaker)
-    weaker.discovered = tuple(p for p in weaker.discovered if p.name != "i2==1")
-    monkeypatch.setitem(smt._SEMANTICS, id(task), (task, weaker))
+    weaken_bubblesort(monkeypatch)
     code, out, _ = invoke("vset", "--task", "bubblesort", "--no-cache")
     lines = [line for line in out.splitlines() if line.startswith("  unwitnessed: in ")]
     assert code == 0 and "exact: False; unwitnessed: 34" in out

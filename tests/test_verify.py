@@ -8,14 +8,12 @@ from typing import Any
 import pytest
 import z3
 
-from tests.conftest import vset_of
+from tests.conftest import vset_of, weaken_bubblesort
 from verifier.check import check_function
 from verifier.errors import UndecidedPost
 from verifier.evaluation import model_limits
 from verifier.runtime import Query, ReferencePolicy, StateKey, execute, reference_action
-from verifier import smt
 from verifier.smt import AbstractDomain, semantics_for
-from verifier.smt.discover import load
 from verifier.tasks import TASKS
 from verifier.tasks.base import RETURN, Action
 from verifier.verify import Subject, Verdict, certify_subject
@@ -113,13 +111,7 @@ def test_one_wrong_reachable_state_is_refuted_with_a_replayable_counterexample(
 @pytest.mark.slow
 @pytest.mark.soundness
 def test_wrong_only_on_unwitnessed_states_is_inconclusive(monkeypatch: pytest.MonkeyPatch) -> None:
-    """V is exact on every shipped task, so bubble sort is given semantics without its hidden
-    predicate `i2==1`: V then over-approximates by 34 states that no input reaches."""
-    task = TASKS["bubblesort"]
-    weaker = type(semantics_for(task))(task, values=False)
-    load(weaker)
-    weaker.discovered = tuple(p for p in weaker.discovered if p.name != "i2==1")
-    monkeypatch.setitem(smt._SEMANTICS, id(task), (task, weaker))
+    task = weaken_bubblesort(monkeypatch)  # V is exact on every shipped task
     vset = build_vset(task)
     assert len(vset.unwitnessed) == 34
     state = sorted(vset.unwitnessed)[0]
