@@ -106,7 +106,7 @@ def run_one(task: Task, seed: int, loop: LoopConfig, max_steps: int) -> Run:
     scratch_verdict = certify_subject(subject, vset=vset).verdict.label
     defaults = LoopConfig()
     options = " ".join(f"--{name.replace('_', '-')} {getattr(loop, name)}"
-                       for name in ("start", "max_rounds", "per_round")
+                       for name in ("start", "start_size", "max_rounds", "per_round")
                        if getattr(loop, name) != getattr(defaults, name))
     return Run(task.name, seed, result.outcome.verdict.label, len(result.inputs),
                len(result.rounds), result.train_seconds, certify_seconds, scratch_verdict,
@@ -160,7 +160,9 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         *(f"    {c}" for c in commands),
         "",
         f"Each run is `npi-verify train --task T --until-certified --seed S` (start: {args.start} "
-        f"trace(s), the first input(s) of the witness cover of V; at most {args.max_rounds} rounds; at most "
+        f"trace(s), the first input(s) of the witness cover of V, or for a task declaring "
+        f"`loop_start_size` (bubblesort-values: 20) the input(s) of that size that reach the "
+        f"most states of V of 50 random ones; at most {args.max_rounds} rounds; at most "
         f"{args.per_round} input(s) added per refuted round; at most {args.max_steps} updates "
         "per round), recursive formulation, one run per seed; the *certified* column is out "
         "of the seeds run for that row (see *Every run*). "
@@ -258,6 +260,9 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=LoopConfig.start)
     parser.add_argument("--max-rounds", type=int, default=LoopConfig.max_rounds)
     parser.add_argument("--per-round", type=int, default=LoopConfig.per_round)
+    parser.add_argument("--start-size", type=int, default=LoopConfig.start_size,
+                        help="Start from inputs of this size (0: the witness cover) "
+                             "[default: each task's loop_start_size].")
     parser.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "data-efficiency.md")
     parser.add_argument("--json", type=Path, help="Also write the runs as JSON here.")
@@ -284,7 +289,7 @@ def main() -> None:
 def measure(args: argparse.Namespace) -> tuple[list[Run], dict[str, str], str, float]:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     started = time.perf_counter()
-    loop = LoopConfig(args.start, args.max_rounds, args.per_round)
+    loop = LoopConfig(args.start, args.max_rounds, args.per_round, args.start_size)
     runs: list[Run] = []
     skipped: dict[str, str] = {}
     for name, task in TASKS.items():

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from tests.conftest import vset_of
-from verifier.cegis import LoopConfig, LoopFiles, inputs_to_add, train_until_certified
+from verifier.cegis import (START_PROBES, LoopConfig, LoopFiles, inputs_to_add,
+                            starting_inputs, train_until_certified)
 from verifier.check import CheckResult, Disagreement
 from verifier.checkpoint import load_checkpoint
 from verifier.cli import main
@@ -102,6 +104,27 @@ def test_added_inputs_show_a_new_failure_and_teach_the_most_untrained_states() -
     assert len(states(added[0]) - trained) == max(most_untrained(s) for s in wrong)
 
 
+def test_a_start_size_starts_from_the_inputs_of_that_size_reaching_the_most_states(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vset = vset_of("bubblesort")
+    def states(value: object) -> int:
+        keys = call_local_states(run_reference(BUBBLESORT, "recursive", value).steps)
+        return len(keys & vset.concrete.actions.keys())
+    rng = random.Random(0)
+    probes = [BUBBLESORT.sample_input(rng, 6) for _ in range(START_PROBES)]
+    first, second = starting_inputs(BUBBLESORT, vset, LoopConfig(start=2, start_size=6))
+    assert len(first) == len(second) == 6 and first in probes and second in probes
+    assert states(first) == max(states(v) for v in probes)
+    assert starting_inputs(BUBBLESORT, vset, LoopConfig()) == vset.witness_cover()[:1]
+    monkeypatch.setattr(type(BUBBLESORT), "loop_start_size", 6)  # a task that declares one
+    assert starting_inputs(BUBBLESORT, vset, LoopConfig()) == [first]
+    assert starting_inputs(BUBBLESORT, vset, LoopConfig(start_size=0)) == vset.witness_cover()[:1]
+    assert LoopConfig().for_task(BUBBLESORT).start_size == 6  # what the checkpoint records
+    with pytest.raises(VerifierError, match="exceeds the 50 random inputs"):
+        starting_inputs(BUBBLESORT, vset, LoopConfig(start=START_PROBES + 1))
+
+
 def test_until_certified_logs_rounds_records_history_and_writes_three_files(
     tmp_path: Path, shared_cache: None
 ) -> None:
@@ -170,6 +193,8 @@ def test_a_budget_that_runs_out_exits_1_with_the_last_certificate(
     (["--start", "2"], "need --until-certified"),
     (["--until-certified", "--start", "0"], "--start must be at least 1"),
     (["--until-certified", "--max-rounds", "0"], "--max-rounds must be at least 1"),
+    (["--until-certified", "--start-size", "-1"], "--start-size must be at least 0"),
+    (["--start-size", "3"], "need --until-certified"),
     (["--until-certified", "--start", "3"], "exceeds the witness cover"),
 ])
 def test_bad_loop_options_are_one_line_and_exit_2(

@@ -1,7 +1,8 @@
 """Counterexample-guided training: from a few reference traces to a certified model.
 
 The loop (issue 14): train on N reference traces (by default the first input of the witness
-cover of V), certify; if the model is refuted, add the reference traces of at most
+cover of V; for a task that declares `loop_start_size`, or with `start_size`, the N random
+inputs of that size that reach the most states of V), certify; if the model is refuted, add the reference traces of at most
 `per_round` inputs: the counterexample's input, then inputs that each reach a disagreeing
 state not reached yet, each time the one reaching the most states of V not trained on yet
 (from the smallest witness of each disagreeing state, the inputs searched for V and V's
@@ -21,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,22 +40,28 @@ from verifier.npi import NPI, NPIPolicy
 from verifier.vset.result import VerificationSet
 from verifier.runtime import Step, run_reference
 from verifier.tasks import Task
-from verifier.traces import TrainingSet, call_local_states, read_dataset, write_dataset
+from verifier.traces import (TrainingSet, call_local_states, greedy_cover_sets, read_dataset,
+                             write_dataset)
 from verifier.training import TrainReport, provenance, train
 from verifier.vcache import load_or_build
 from verifier.verify import Outcome, Subject, Verdict, certify_subject
 
 METHOD = "counterexample-guided"
+START_PROBES = 50  # random inputs of the start size the starting inputs are chosen from
 
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """The loop's budget: `start` traces from the witness cover, at most `max_rounds` rounds
-    of training and certifying, at most `per_round` inputs added after a refuted round."""
+    """The loop's budget: `start` traces to start from, at most `max_rounds` rounds of
+    training and certifying, at most `per_round` inputs added after a refuted round. The
+    starting inputs are those of size `start_size` that reach the most states of V (of
+    START_PROBES random ones, seed 0), or with `start_size` 0 the first of V's witness
+    cover; None: the task's `loop_start_size` (None there: the witness cover)."""
 
     start: int = 1
     max_rounds: int = 10
     per_round: int = 5
+    start_size: int | None = None
 
     @classmethod
     def from_options(cls, **options: int | None) -> LoopConfig:
@@ -67,6 +75,13 @@ class LoopConfig:
             if getattr(self, name) < 1:
                 raise VerifierError(f"--{name.replace('_', '-')} must be at least 1, "
                                     f"got {getattr(self, name)}")
+        if self.start_size is not None and self.start_size < 0:
+            raise VerifierError(f"--start-size must be at least 0, got {self.start_size}")
+
+    def for_task(self, task: Task) -> LoopConfig:
+        """This config with the start size it has for `task` (never None)."""
+        size = task.loop_start_size if self.start_size is None else self.start_size
+        return dataclasses.replace(self, start_size=size or 0)
 
 
 @dataclass(frozen=True)
@@ -155,11 +170,13 @@ def train_until_certified(
     vset: VerificationSet | None = None,
 ) -> LoopResult:
     """Run the loop (see the module's docstring), starting from `start_inputs` where given,
-    else from the first `loop.start` inputs of V's witness cover; `vset` is V where it was
+    else from `starting_inputs` (the result's config records the start size used); `vset`
+    is V where it was
     built already for this task and formulation (else it comes from the V cache). Raises
     VerifierError for a task checked symbolically (numeric observations) and UnboundedCall
     where V is infinite."""
     loop.validate()
+    loop = loop.for_task(task)
     task.routines(formulation)
     if task.numeric_slots:
         raise VerifierError(
@@ -170,11 +187,7 @@ def train_until_certified(
     if vset is None:
         vset, _ = load_or_build(task, formulation, say, use_cache)
     if start_inputs is None:
-        cover = vset.witness_cover()
-        if loop.start > len(cover):
-            raise VerifierError(f"--start {loop.start} exceeds the witness cover of {task.name}'s "
-                                f"V ({len(cover)} inputs, which reach every witnessed state)")
-        start_inputs = cover[: loop.start]
+        start_inputs = starting_inputs(task, vset, loop)
     inputs = list(start_inputs)
     traces = [_trace(task, formulation, v) for v in inputs]
     model: NPI | None = None
@@ -201,6 +214,28 @@ def train_until_certified(
         traces += [_trace(task, formulation, v) for v in added]
     assert model is not None  # at least one round ran
     return LoopResult(task, formulation, model, outcome, inputs, rounds, report, loop)
+
+
+def starting_inputs(task: Task, vset: VerificationSet, loop: LoopConfig) -> list[Any]:
+    """The loop's first `loop.start` inputs: with a start size (`loop.for_task`), those chosen
+    greedily to reach the most states of V out of START_PROBES random inputs of that size
+    (seed 0); else the first of V's witness cover. Raises VerifierError where there are
+    fewer than `loop.start` to choose from."""
+    size = loop.for_task(task).start_size
+    if not size:
+        cover = vset.witness_cover()
+        if loop.start > len(cover):
+            raise VerifierError(f"--start {loop.start} exceeds the witness cover of {task.name}'s "
+                                f"V ({len(cover)} inputs, which reach every witnessed state)")
+        return cover[: loop.start]
+    if loop.start > START_PROBES:
+        raise VerifierError(f"--start {loop.start} exceeds the {START_PROBES} random inputs of "
+                            f"size {size} the starting inputs are chosen from")
+    rng = random.Random(0)
+    pool = [task.sample_input(rng, size) for _ in range(START_PROBES)]
+    states = vset.concrete.actions.keys()
+    reached = [call_local_states(_trace(task, vset.formulation, v)) & states for v in pool]
+    return [pool[k] for k in greedy_cover_sets(reached, count=loop.start)]
 
 
 def _round(task: Task, number: int, traces: int, report: TrainReport, outcome: Outcome,
