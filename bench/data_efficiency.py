@@ -225,10 +225,9 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         "value encoder, see "
         "docs/verification.md), or a decision is a near tie. No trace can show such a state, "
         "so the loop stops there (exit 3); those seeds are left out of the trace counts.",
-        "- After a refuted round the loop adds the counterexample's input, then inputs that "
-        "each reach a disagreeing state not reached yet, each time the one that reaches the "
-        "most states of V not trained on yet (from the smallest witness of each disagreeing "
-        "state, the inputs searched for V and V's witness cover). Adding the "
+        "- After a refuted round the loop adds the counterexample's input, then the inputs "
+        "that reach the most disagreeing states not reached yet (from the smallest witness of "
+        "each disagreeing state, the inputs searched for V and V's witness cover). Adding the "
         "smallest witness of *every* disagreeing state instead would add hundreds of traces "
         "per round on addition, whose first model disagrees on about a thousand states.",
         "- Times are wall-clock on the shared machine named below, with other work running; "

@@ -12,18 +12,15 @@ from click.testing import CliRunner
 from tests.conftest import vset_of
 from verifier.cegis import (START_PROBES, LoopConfig, LoopFiles, inputs_to_add,
                             starting_inputs, train_until_certified)
-from verifier.check import CheckResult, Disagreement
 from verifier.checkpoint import load_checkpoint
 from verifier.cli import main
 from verifier.config import NPIConfig, TrainConfig
 from verifier.errors import VerifierError
 from verifier.tasks import TASKS
 from verifier.runtime import run_reference
-from verifier.tasks.base import Action
 from verifier.traces import call_local_states, read_dataset
 from verifier.vcache import ENV_VAR
-from verifier.verify import Outcome, Verdict
-from verifier.vset.result import VerificationSet
+from verifier.verify import Verdict
 
 BUBBLESORT = TASKS["bubblesort"]
 SMALL = {"d_hidden": 32, "d_state": 32, "d_program": 16}
@@ -65,43 +62,6 @@ def test_nothing_is_added_after_a_certified_round() -> None:
     assert result.certified and len(result.rounds) == 1 and result.rounds[0].added == ()
     assert inputs_to_add(BUBBLESORT, vset, result.outcome, result.inputs, 5) == []
     assert result.inputs == vset.witness_cover()[:1]  # the default start
-
-
-def _refuted_on(vset: VerificationSet, states: list) -> Outcome:
-    """A refuted outcome whose model disagrees with the reference on `states` (no counterexample)."""
-    wrong = [Disagreement(s, Action("NOP"), vset.concrete.actions[s]) for s in states]
-    return Outcome(Verdict.REFUTED, "refuted", vset, CheckResult(len(vset.concrete.actions), wrong, 0.5, 0, 0))
-
-
-def test_added_inputs_show_a_new_failure_and_teach_the_most_untrained_states() -> None:
-    vset = vset_of("bubblesort")
-    have = [[0]]  # the model was trained on the trace of [0]
-    seen: dict[str, frozenset] = {}
-    def states(value: object) -> frozenset:  # the states of V the reference run of value reaches
-        if repr(value) not in seen:
-            keys = call_local_states(run_reference(BUBBLESORT, "recursive", value).steps)
-            seen[repr(value)] = frozenset(keys & vset.concrete.actions.keys())
-        return seen[repr(value)]
-    trained = states([0])
-    pool = [v for v, _ in vset.concrete.per_input] + vset.witness_cover()
-    def most_untrained(state: object) -> int:  # of the candidates reaching `state`
-        return max(len(states(v) - trained) for v in pool if state in states(v) and v not in have)
-    # two disagreeing states the trained input does not reach, each with an input reaching
-    # more untrained states than its smallest witness (which "ties to the smaller input" took)
-    wrong = [s for s in sorted(vset.concrete.actions, key=repr) if s not in trained
-             and len(states(vset.concrete.witness[s]) - trained) < most_untrained(s)][:2]
-    assert len(wrong) == 2
-    added = inputs_to_add(BUBBLESORT, vset, _refuted_on(vset, wrong), have, 5)
-    assert added and have[0] not in added
-    reached: set = set()
-    known = set(trained)
-    for value in added:  # each shows a disagreeing state that the ones before it did not
-        assert not (states(value) & set(wrong)) <= reached
-        reached |= states(value) & set(wrong)
-        known |= states(value)
-    assert reached == set(wrong)
-    # the first is the candidate reaching a wrong state with the most states not trained on
-    assert len(states(added[0]) - trained) == max(most_untrained(s) for s in wrong)
 
 
 def test_a_start_size_starts_from_the_inputs_of_that_size_reaching_the_most_states(

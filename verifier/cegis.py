@@ -2,13 +2,13 @@
 
 The loop (issue 14): train on N reference traces (by default the first input of the witness
 cover of V; for a task that declares `loop_start_size`, or with `start_size`, the N random
-inputs of that size that reach the most states of V), certify; if the model is refuted, add the reference traces of at most
-`per_round` inputs: the counterexample's input, then inputs that each reach a disagreeing
-state not reached yet, each time the one reaching the most states of V not trained on yet
-(from the smallest witness of each disagreeing state, the inputs searched for V and V's
-witness cover); train on from the current weights on all traces so far, and certify again.
-Stop when certified, when no input can show the failure (the verdict is inconclusive or
-uncertifiable), when nothing new can be learned, or when the budget of rounds runs out.
+inputs of that size that reach the most states of V), certify; if the model is refuted, add
+the reference traces of at most `per_round` inputs: the counterexample's input, then inputs
+that reach the most disagreeing states not reached yet (from the smallest witness of each
+disagreeing state, the inputs searched for V and V's witness cover); train on from the
+current weights on all traces so far, and certify again. Stop when certified, when no input
+can show the failure (the verdict is inconclusive or uncertifiable), when nothing new can be
+learned, or when the budget of rounds runs out.
 
 Every round trains deterministically (one thread, fixed seed) and certifies on one thread, so
 the same arguments give the same rounds, the same dataset and the same weights. The model is
@@ -254,48 +254,34 @@ def _round(task: Task, number: int, traces: int, report: TrainReport, outcome: O
 def inputs_to_add(
     task: Task, vset: VerificationSet, outcome: Outcome, have: list[Any], limit: int
 ) -> list[Any]:
-    """After a refuted round: the counterexample's input, then inputs chosen greedily among
-    those that reach a disagreeing state not reached yet: each time the one that reaches the
-    most states of V not trained on yet (nor reached by the inputs chosen before it; ties to
-    the smaller input). Candidates are the smallest witness of each disagreeing state, the
-    inputs of V's concrete search and V's witness cover; never an input already trained on;
-    at most `limit`. Empty unless refuted.
-
-    Every added trace shows a failure, and of those the one that teaches the most: since
-    the loop counts traces, a trace that also shows states the model has never been trained
-    on is worth more than a smaller one that repeats what it saw (on bubble sort with the
-    value encoder, docs/data-efficiency.md)."""
+    """After a refuted round: the counterexample's input, then inputs chosen greedily to reach
+    the most disagreeing states not reached yet (ties to the smaller input), from the smallest
+    witness of each disagreeing state and the inputs of V's concrete search and witness
+    cover; never an input already trained on; at most `limit`. Empty unless refuted."""
     if outcome.verdict is not Verdict.REFUTED or outcome.check is None:
         return []
-    states = vset.concrete.actions.keys()
-    wrong = {d.state for d in outcome.check.disagreements} & states
+    wrong = {d.state for d in outcome.check.disagreements} & vset.concrete.actions.keys()
     candidates: dict[str, tuple[Any, frozenset]] = {}
     for value, keys in vset.concrete.per_input:
         if not keys.isdisjoint(wrong):
-            candidates.setdefault(repr(value), (value, keys & states))
+            candidates.setdefault(repr(value), (value, keys & wrong))
     for value in [vset.concrete.witness[state] for state in wrong] + vset.witness_cover():
         if repr(value) not in candidates:
             keys = call_local_states(_trace(task, vset.formulation, value))
-            candidates[repr(value)] = (value, frozenset(keys & states))
+            candidates[repr(value)] = (value, frozenset(keys & wrong))
     trained = {repr(v) for v in have}
-    known: set = set().union(*(call_local_states(_trace(task, vset.formulation, v)) for v in have))
     chosen: list[Any] = []
-    reached: set = set()  # disagreeing states the chosen inputs reach
     if outcome.counterexample is not None and repr(outcome.counterexample.input) not in trained:
         chosen.append(outcome.counterexample.input)
-        keys = call_local_states(_trace(task, vset.formulation, outcome.counterexample.input))
-        reached |= keys & wrong
-        known |= keys
+    reached = set().union(*(candidates[repr(v)][1] for v in chosen if repr(v) in candidates))
     pool = sorted((c for k, c in candidates.items() if k not in trained),
                   key=lambda c: (task.input_size(c[0]), repr(c[0])))
-    while len(chosen) < limit:
-        pool = [c for c in pool if not (c[1] & wrong) <= reached]  # those showing a new failure
-        if not pool:
+    while len(chosen) < limit and pool:
+        value, keys = max(pool, key=lambda c: len(c[1] - reached))  # first of the largest
+        if not keys - reached:
             break
-        value, keys = max(pool, key=lambda c: len(c[1] - known))  # first of the largest
         chosen.append(value)
-        reached |= keys & wrong
-        known |= keys
+        reached |= keys
         pool = [c for c in pool if c[0] is not value]
     return chosen
 
