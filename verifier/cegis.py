@@ -171,10 +171,9 @@ def train_until_certified(
 ) -> LoopResult:
     """Run the loop (see the module's docstring), starting from `start_inputs` where given,
     else from `starting_inputs` (the result's config records the start size used); `vset`
-    is V where it was
-    built already for this task and formulation (else it comes from the V cache). Raises
-    VerifierError for a task checked symbolically (numeric observations) and UnboundedCall
-    where V is infinite."""
+    is V where it was built already for this task and formulation (else it comes from the V
+    cache). Raises VerifierError for a task checked symbolically (numeric observations) and
+    UnboundedCall where V is infinite."""
     loop.validate()
     loop = loop.for_task(task)
     task.routines(formulation)
