@@ -15,7 +15,7 @@ from verifier.cegis import (START_PROBES, LoopConfig, LoopFiles, inputs_to_add,
 from verifier.checkpoint import load_checkpoint
 from verifier.cli import main
 from verifier.config import NPIConfig, TrainConfig
-from verifier.errors import VerifierError
+from verifier.errors import PluginError, VerifierError
 from verifier.tasks import TASKS
 from verifier.runtime import run_reference
 from verifier.traces import call_local_states, read_dataset
@@ -77,12 +77,29 @@ def test_a_start_size_starts_from_the_inputs_of_that_size_reaching_the_most_stat
     assert len(first) == len(second) == 6 and first in probes and second in probes
     assert states(first) == max(states(v) for v in probes)
     assert starting_inputs(BUBBLESORT, vset, LoopConfig()) == vset.witness_cover()[:1]
-    monkeypatch.setattr(type(BUBBLESORT), "loop_start_size", 6)  # a task that declares one
+    monkeypatch.setattr(type(BUBBLESORT), "loop_defaults", {"start_size": 6})  # declared
     assert starting_inputs(BUBBLESORT, vset, LoopConfig()) == [first]
     assert starting_inputs(BUBBLESORT, vset, LoopConfig(start_size=0)) == vset.witness_cover()[:1]
-    assert LoopConfig().for_task(BUBBLESORT).start_size == 6  # what the checkpoint records
     with pytest.raises(VerifierError, match="exceeds the 50 random inputs"):
         starting_inputs(BUBBLESORT, vset, LoopConfig(start=START_PROBES + 1))
+
+
+def test_a_task_declares_loop_defaults_and_the_options_override_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert LoopConfig().for_task(BUBBLESORT) == LoopConfig(1, 10, 5, 0)
+    monkeypatch.setattr(type(BUBBLESORT), "loop_defaults", {"start": 2, "max_rounds": 15})
+    assert LoopConfig().for_task(BUBBLESORT) == LoopConfig(2, 15, 5, 0)  # what the loop runs
+    assert LoopConfig(start=3, start_size=4).for_task(BUBBLESORT) == LoopConfig(3, 15, 5, 4)
+    config = NPIConfig.for_task(BUBBLESORT, **SMALL)
+    result = train_until_certified(BUBBLESORT, "recursive", config, TrainConfig(seed=0, max_steps=0),
+                                   LoopConfig(max_rounds=1), vset=vset_of("bubblesort"))
+    assert len(result.inputs) == 2 and result.config == LoopConfig(2, 1, 5, 0)
+    for wrong, fragment in (({"rounds": 3}, "names no loop option"),
+                            ({"start": 0}, "--start must be at least 1")):
+        monkeypatch.setattr(type(BUBBLESORT), "loop_defaults", wrong)
+        with pytest.raises(PluginError, match=fragment):
+            LoopConfig().for_task(BUBBLESORT)
 
 
 def test_until_certified_logs_rounds_records_history_and_writes_three_files(

@@ -1,8 +1,7 @@
 """Counterexample-guided training: from a few reference traces to a certified model.
 
 The loop (issue 14): train on N reference traces (by default the first input of the witness
-cover of V; for a task that declares `loop_start_size`, or with `start_size`, the N random
-inputs of that size that reach the most states of V), certify; if the model is refuted, add
+cover of V; with a `start_size`, the N random inputs of that size that reach the most states of V), certify; if the model is refuted, add
 the reference traces of at most `per_round` inputs: the counterexample's input, then inputs
 that reach the most disagreeing states not reached yet (from the smallest witness of each
 disagreeing state, the inputs searched for V and V's witness cover); train on from the
@@ -35,7 +34,7 @@ from verifier.certificate import build_certificate, write_certificate
 from verifier.check import check_model
 from verifier.checkpoint import load_checkpoint, save_checkpoint
 from verifier.config import NPIConfig, TrainConfig
-from verifier.errors import VerifierError
+from verifier.errors import PluginError, VerifierError
 from verifier.npi import NPI, NPIPolicy
 from verifier.vset.result import VerificationSet
 from verifier.runtime import Step, run_reference
@@ -48,6 +47,7 @@ from verifier.verify import Outcome, Subject, Verdict, certify_subject
 
 METHOD = "counterexample-guided"
 START_PROBES = 50  # random inputs of the start size the starting inputs are chosen from
+DEFAULTS = {"start": 1, "max_rounds": 10, "per_round": 5, "start_size": 0}  # LoopConfig's
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,11 @@ class LoopConfig:
     training and certifying, at most `per_round` inputs added after a refuted round. The
     starting inputs are those of size `start_size` that reach the most states of V (of
     START_PROBES random ones, seed 0), or with `start_size` 0 the first of V's witness
-    cover; None: the task's `loop_start_size` (None there: the witness cover)."""
+    cover. A field left None takes the task's `loop_defaults`, else DEFAULTS (`for_task`)."""
 
-    start: int = 1
-    max_rounds: int = 10
-    per_round: int = 5
+    start: int | None = None
+    max_rounds: int | None = None
+    per_round: int | None = None
     start_size: int | None = None
 
     @classmethod
@@ -71,17 +71,30 @@ class LoopConfig:
         return config
 
     def validate(self) -> None:
-        for name in ("start", "max_rounds", "per_round"):
-            if getattr(self, name) < 1:
-                raise VerifierError(f"--{name.replace('_', '-')} must be at least 1, "
-                                    f"got {getattr(self, name)}")
-        if self.start_size is not None and self.start_size < 0:
-            raise VerifierError(f"--start-size must be at least 0, got {self.start_size}")
+        for name in ("start", "max_rounds", "per_round", "start_size"):
+            value, least = getattr(self, name), 0 if name == "start_size" else 1
+            if value is not None and value < least:
+                raise VerifierError(f"--{name.replace('_', '-')} must be at least {least}, "
+                                    f"got {value}")
 
     def for_task(self, task: Task) -> LoopConfig:
-        """This config with the start size it has for `task` (never None)."""
-        size = task.loop_start_size if self.start_size is None else self.start_size
-        return dataclasses.replace(self, start_size=size or 0)
+        """This config as `task`'s loop runs it: every field set, from this config, else the
+        task's `loop_defaults`, else DEFAULTS. Raises PluginError for a task whose
+        `loop_defaults` names an unknown field or sets one out of range."""
+        unknown = set(task.loop_defaults) - set(DEFAULTS)
+        if unknown:
+            raise PluginError(f"{task.name}: loop_defaults names no loop option: "
+                              f"{', '.join(sorted(unknown))} (options: {', '.join(DEFAULTS)})")
+        declared = LoopConfig(**task.loop_defaults)
+        try:
+            declared.validate()
+        except VerifierError as error:
+            raise PluginError(f"{task.name}: loop_defaults: {error}") from None
+        return LoopConfig(**{
+            name: next(v for v in (getattr(self, name), getattr(declared, name), default)
+                       if v is not None)
+            for name, default in DEFAULTS.items()
+        })
 
 
 @dataclass(frozen=True)
@@ -216,11 +229,12 @@ def train_until_certified(
 
 
 def starting_inputs(task: Task, vset: VerificationSet, loop: LoopConfig) -> list[Any]:
-    """The loop's first `loop.start` inputs: with a start size (`loop.for_task`), those chosen
-    greedily to reach the most states of V out of START_PROBES random inputs of that size
-    (seed 0); else the first of V's witness cover. Raises VerifierError where there are
-    fewer than `loop.start` to choose from."""
-    size = loop.for_task(task).start_size
+    """The loop's first inputs (`loop.for_task`: `start` of them): with a start size, those
+    chosen greedily to reach the most states of V out of START_PROBES random inputs of that
+    size (seed 0); else the first of V's witness cover. Raises VerifierError where there are
+    fewer than `start` to choose from."""
+    loop = loop.for_task(task)
+    size = loop.start_size
     if not size:
         cover = vset.witness_cover()
         if loop.start > len(cover):

@@ -419,17 +419,18 @@ def dataset(
                    "repeat until certified; also writes its training set and last certificate "
                    "(see --dataset, --certificate).")
 @click.option("--start", type=int, default=None,
-              help="With --until-certified: first inputs of V's witness cover to start from "
-                   "[default: 1].")
+              help="With --until-certified: inputs to start from (the first of V's witness "
+                   "cover, or see --start-size) [default: the task's, else 1].")
 @click.option("--start-size", type=int, default=None,
               help="With --until-certified: start instead from the --start random inputs of "
                    "this size that reach the most states of V; 0: from the witness cover "
                    "[default: the task's, else 0].")
 @click.option("--max-rounds", type=int, default=None,
-              help="With --until-certified: rounds of training and certifying [default: 10].")
+              help="With --until-certified: rounds of training and certifying "
+                   "[default: the task's, else 10].")
 @click.option("--per-round", type=int, default=None,
               help="With --until-certified: inputs added at most after a refuted round "
-                   "[default: 5].")
+                   "[default: the task's, else 5].")
 @click.option("--dataset", "dataset_path", type=click.Path(path_type=Path), default=None,
               help="With --until-certified: write the final training set here "
                    "[default: MODEL.traces.jsonl].")
