@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from verifier.cegis import LoopConfig, train_until_certified  # noqa: E402
+from verifier.cegis import DEFAULTS, START_PROBES, LoopConfig, train_until_certified  # noqa: E402
 from verifier.config import NPIConfig, TrainConfig  # noqa: E402
 from verifier.npi import NPIPolicy  # noqa: E402
 from verifier.check import check_model  # noqa: E402
@@ -106,7 +106,7 @@ def run_one(task: Task, seed: int, loop: LoopConfig, max_steps: int) -> Run:
     scratch_verdict = certify_subject(subject, vset=vset).verdict.label
     defaults = LoopConfig()
     options = " ".join(f"--{name.replace('_', '-')} {getattr(loop, name)}"
-                       for name in ("start", "max_rounds", "per_round")
+                       for name in ("start", "start_size", "max_rounds", "per_round")
                        if getattr(loop, name) != getattr(defaults, name))
     return Run(task.name, seed, result.outcome.verdict.label, len(result.inputs),
                len(result.rounds), result.train_seconds, certify_seconds, scratch_verdict,
@@ -143,6 +143,17 @@ def _command(argv: list[str]) -> str:
     return " ".join(["python bench/data_efficiency.py", *shown])
 
 
+def _declared() -> str:
+    """The loop defaults that tasks declare (`Task.loop_defaults`), as a clause."""
+    words = {"start": "start {} trace(s)", "max_rounds": "at most {} rounds",
+             "per_round": "at most {} input(s) per refuted round",
+             "start_size": "start from the input(s) of {} elements that reach the most states "
+                           f"of V of {START_PROBES} random ones"}
+    declared = [f"`{name}`: " + ", ".join(words[k].format(v) for k, v in task.loop_defaults.items())
+                for name, task in TASKS.items() if task.loop_defaults]
+    return "; declared per task (`loop_defaults`): " + "; ".join(declared) if declared else ""
+
+
 def _range(low: float | None, high: float | None) -> str:
     return "–" if low is None else f"{_num(low)}–{_num(high)}"
 
@@ -159,10 +170,10 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         "",
         *(f"    {c}" for c in commands),
         "",
-        f"Each run is `npi-verify train --task T --until-certified --seed S` (start: {args.start} "
-        f"trace(s), the first input(s) of the witness cover of V; at most {args.max_rounds} rounds; at most "
-        f"{args.per_round} input(s) added per refuted round; at most {args.max_steps} updates "
-        "per round), recursive formulation, one run per seed; the *certified* column is out "
+        f"Each run is `npi-verify train --task T --until-certified --seed S` (start: "
+        f"{DEFAULTS['start']} trace(s), the first input(s) of the witness cover of V; at most "
+        f"{DEFAULTS['max_rounds']} rounds; at most {DEFAULTS['per_round']} input(s) added per "
+        f"refuted round; at most {args.max_steps} updates per round{_declared()}), recursive formulation, one run per seed; the *certified* column is out "
         "of the seeds run for that row (see *Every run*). "
         "*Traces* counts the training set of the certified model (median and range over the "
         "certified seeds). *Training* is the wall-clock time of all rounds' training of one run "
@@ -254,9 +265,12 @@ def main() -> None:
     parser.add_argument("--skip", action="append", default=[], help="Leave out this task.")
     parser.add_argument("--seeds", type=int, default=10, help="Seeds 0..N-1 per task ...")
     parser.add_argument("--first-seed", type=int, default=0, help="... or K..K+N-1.")
-    parser.add_argument("--start", type=int, default=LoopConfig.start)
-    parser.add_argument("--max-rounds", type=int, default=LoopConfig.max_rounds)
-    parser.add_argument("--per-round", type=int, default=LoopConfig.per_round)
+    parser.add_argument("--start", type=int, help="[default: each task's loop default]")
+    parser.add_argument("--max-rounds", type=int, help="[default: each task's loop default]")
+    parser.add_argument("--per-round", type=int, help="[default: each task's loop default]")
+    parser.add_argument("--start-size", type=int,
+                        help="Start from inputs of this size (0: the witness cover) "
+                             "[default: each task's loop default].")
     parser.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "data-efficiency.md")
     parser.add_argument("--json", type=Path, help="Also write the runs as JSON here.")
@@ -283,7 +297,7 @@ def main() -> None:
 def measure(args: argparse.Namespace) -> tuple[list[Run], dict[str, str], str, float]:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     started = time.perf_counter()
-    loop = LoopConfig(args.start, args.max_rounds, args.per_round)
+    loop = LoopConfig(args.start, args.max_rounds, args.per_round, args.start_size)
     runs: list[Run] = []
     skipped: dict[str, str] = {}
     for name, task in TASKS.items():

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from tests.conftest import vset_of
-from verifier.cegis import LoopConfig, LoopFiles, inputs_to_add, train_until_certified
+from verifier.cegis import (START_PROBES, LoopConfig, LoopFiles, inputs_to_add,
+                            starting_inputs, train_until_certified)
 from verifier.checkpoint import load_checkpoint
 from verifier.cli import main
 from verifier.config import NPIConfig, TrainConfig
-from verifier.errors import VerifierError
+from verifier.errors import PluginError, VerifierError
 from verifier.tasks import TASKS
-from verifier.traces import read_dataset
+from verifier.runtime import run_reference
+from verifier.traces import call_local_states, read_dataset
 from verifier.vcache import ENV_VAR
 from verifier.verify import Verdict
 
@@ -59,6 +62,44 @@ def test_nothing_is_added_after_a_certified_round() -> None:
     assert result.certified and len(result.rounds) == 1 and result.rounds[0].added == ()
     assert inputs_to_add(BUBBLESORT, vset, result.outcome, result.inputs, 5) == []
     assert result.inputs == vset.witness_cover()[:1]  # the default start
+
+
+def test_a_start_size_starts_from_the_inputs_of_that_size_reaching_the_most_states(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vset = vset_of("bubblesort")
+    def states(value: object) -> int:
+        keys = call_local_states(run_reference(BUBBLESORT, "recursive", value).steps)
+        return len(keys & vset.concrete.actions.keys())
+    rng = random.Random(0)
+    probes = [BUBBLESORT.sample_input(rng, 6) for _ in range(START_PROBES)]
+    first, second = starting_inputs(BUBBLESORT, vset, LoopConfig(start=2, start_size=6))
+    assert len(first) == len(second) == 6 and first in probes and second in probes
+    assert states(first) == max(states(v) for v in probes)
+    assert starting_inputs(BUBBLESORT, vset, LoopConfig()) == vset.witness_cover()[:1]
+    monkeypatch.setattr(type(BUBBLESORT), "loop_defaults", {"start_size": 6})  # declared
+    assert starting_inputs(BUBBLESORT, vset, LoopConfig()) == [first]
+    assert starting_inputs(BUBBLESORT, vset, LoopConfig(start_size=0)) == vset.witness_cover()[:1]
+    with pytest.raises(VerifierError, match="exceeds the 50 random inputs"):
+        starting_inputs(BUBBLESORT, vset, LoopConfig(start=START_PROBES + 1))
+
+
+def test_a_task_declares_loop_defaults_and_the_options_override_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert LoopConfig().for_task(BUBBLESORT) == LoopConfig(1, 10, 5, 0)
+    monkeypatch.setattr(type(BUBBLESORT), "loop_defaults", {"start": 2, "max_rounds": 15})
+    assert LoopConfig().for_task(BUBBLESORT) == LoopConfig(2, 15, 5, 0)  # what the loop runs
+    assert LoopConfig(start=3, start_size=4).for_task(BUBBLESORT) == LoopConfig(3, 15, 5, 4)
+    config = NPIConfig.for_task(BUBBLESORT, **SMALL)
+    result = train_until_certified(BUBBLESORT, "recursive", config, TrainConfig(seed=0, max_steps=0),
+                                   LoopConfig(max_rounds=1), vset=vset_of("bubblesort"))
+    assert len(result.inputs) == 2 and result.config == LoopConfig(2, 1, 5, 0)
+    for wrong, fragment in (({"rounds": 3}, "names no loop option"),
+                            ({"start": 0}, "--start must be at least 1")):
+        monkeypatch.setattr(type(BUBBLESORT), "loop_defaults", wrong)
+        with pytest.raises(PluginError, match=fragment):
+            LoopConfig().for_task(BUBBLESORT)
 
 
 def test_until_certified_logs_rounds_records_history_and_writes_three_files(
@@ -129,6 +170,8 @@ def test_a_budget_that_runs_out_exits_1_with_the_last_certificate(
     (["--start", "2"], "need --until-certified"),
     (["--until-certified", "--start", "0"], "--start must be at least 1"),
     (["--until-certified", "--max-rounds", "0"], "--max-rounds must be at least 1"),
+    (["--until-certified", "--start-size", "-1"], "--start-size must be at least 0"),
+    (["--start-size", "3"], "need --until-certified"),
     (["--until-certified", "--start", "3"], "exceeds the witness cover"),
 ])
 def test_bad_loop_options_are_one_line_and_exit_2(

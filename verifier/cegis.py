@@ -1,13 +1,13 @@
 """Counterexample-guided training: from a few reference traces to a certified model.
 
 The loop (issue 14): train on N reference traces (by default the first input of the witness
-cover of V), certify; if the model is refuted, add the reference traces of at most
-`per_round` inputs: the counterexample's input, then inputs that reach the most disagreeing
-states not reached yet (from the smallest witness of each disagreeing state, the inputs
-searched for V and V's witness cover); train on from the current weights on all traces so
-far, and certify again. Stop when certified, when no input can show the failure (the verdict
-is inconclusive or uncertifiable), when nothing new can be learned, or when the budget of
-rounds runs out.
+cover of V; with a `start_size`, the N random inputs of that size that reach the most states of V), certify; if the model is refuted, add
+the reference traces of at most `per_round` inputs: the counterexample's input, then inputs
+that reach the most disagreeing states not reached yet (from the smallest witness of each
+disagreeing state, the inputs searched for V and V's witness cover); train on from the
+current weights on all traces so far, and certify again. Stop when certified, when no input
+can show the failure (the verdict is inconclusive or uncertifiable), when nothing new can be
+learned, or when the budget of rounds runs out.
 
 Every round trains deterministically (one thread, fixed seed) and certifies on one thread, so
 the same arguments give the same rounds, the same dataset and the same weights. The model is
@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,27 +34,34 @@ from verifier.certificate import build_certificate, write_certificate
 from verifier.check import check_model
 from verifier.checkpoint import load_checkpoint, save_checkpoint
 from verifier.config import NPIConfig, TrainConfig
-from verifier.errors import VerifierError
+from verifier.errors import PluginError, VerifierError
 from verifier.npi import NPI, NPIPolicy
 from verifier.vset.result import VerificationSet
 from verifier.runtime import Step, run_reference
 from verifier.tasks import Task
-from verifier.traces import TrainingSet, call_local_states, read_dataset, write_dataset
+from verifier.traces import (TrainingSet, call_local_states, greedy_cover_sets, read_dataset,
+                             write_dataset)
 from verifier.training import TrainReport, provenance, train
 from verifier.vcache import load_or_build
 from verifier.verify import Outcome, Subject, Verdict, certify_subject
 
 METHOD = "counterexample-guided"
+START_PROBES = 50  # random inputs of the start size the starting inputs are chosen from
+DEFAULTS = {"start": 1, "max_rounds": 10, "per_round": 5, "start_size": 0}  # LoopConfig's
 
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """The loop's budget: `start` traces from the witness cover, at most `max_rounds` rounds
-    of training and certifying, at most `per_round` inputs added after a refuted round."""
+    """The loop's budget: `start` traces to start from, at most `max_rounds` rounds of
+    training and certifying, at most `per_round` inputs added after a refuted round. The
+    starting inputs are those of size `start_size` that reach the most states of V (of
+    START_PROBES random ones, seed 0), or with `start_size` 0 the first of V's witness
+    cover. A field left None takes the task's `loop_defaults`, else DEFAULTS (`for_task`)."""
 
-    start: int = 1
-    max_rounds: int = 10
-    per_round: int = 5
+    start: int | None = None
+    max_rounds: int | None = None
+    per_round: int | None = None
+    start_size: int | None = None
 
     @classmethod
     def from_options(cls, **options: int | None) -> LoopConfig:
@@ -63,10 +71,30 @@ class LoopConfig:
         return config
 
     def validate(self) -> None:
-        for name in ("start", "max_rounds", "per_round"):
-            if getattr(self, name) < 1:
-                raise VerifierError(f"--{name.replace('_', '-')} must be at least 1, "
-                                    f"got {getattr(self, name)}")
+        for name in ("start", "max_rounds", "per_round", "start_size"):
+            value, least = getattr(self, name), 0 if name == "start_size" else 1
+            if value is not None and value < least:
+                raise VerifierError(f"--{name.replace('_', '-')} must be at least {least}, "
+                                    f"got {value}")
+
+    def for_task(self, task: Task) -> LoopConfig:
+        """This config as `task`'s loop runs it: every field set, from this config, else the
+        task's `loop_defaults`, else DEFAULTS. Raises PluginError for a task whose
+        `loop_defaults` names an unknown field or sets one out of range."""
+        unknown = set(task.loop_defaults) - set(DEFAULTS)
+        if unknown:
+            raise PluginError(f"{task.name}: loop_defaults names no loop option: "
+                              f"{', '.join(sorted(unknown))} (options: {', '.join(DEFAULTS)})")
+        declared = LoopConfig(**task.loop_defaults)
+        try:
+            declared.validate()
+        except VerifierError as error:
+            raise PluginError(f"{task.name}: loop_defaults: {error}") from None
+        return LoopConfig(**{
+            name: next(v for v in (getattr(self, name), getattr(declared, name), default)
+                       if v is not None)
+            for name, default in DEFAULTS.items()
+        })
 
 
 @dataclass(frozen=True)
@@ -155,11 +183,12 @@ def train_until_certified(
     vset: VerificationSet | None = None,
 ) -> LoopResult:
     """Run the loop (see the module's docstring), starting from `start_inputs` where given,
-    else from the first `loop.start` inputs of V's witness cover; `vset` is V where it was
-    built already for this task and formulation (else it comes from the V cache). Raises
-    VerifierError for a task checked symbolically (numeric observations) and UnboundedCall
-    where V is infinite."""
+    else from `starting_inputs` (the result's config records the start size used); `vset`
+    is V where it was built already for this task and formulation (else it comes from the V
+    cache). Raises VerifierError for a task checked symbolically (numeric observations) and
+    UnboundedCall where V is infinite."""
     loop.validate()
+    loop = loop.for_task(task)
     task.routines(formulation)
     if task.numeric_slots:
         raise VerifierError(
@@ -170,11 +199,7 @@ def train_until_certified(
     if vset is None:
         vset, _ = load_or_build(task, formulation, say, use_cache)
     if start_inputs is None:
-        cover = vset.witness_cover()
-        if loop.start > len(cover):
-            raise VerifierError(f"--start {loop.start} exceeds the witness cover of {task.name}'s "
-                                f"V ({len(cover)} inputs, which reach every witnessed state)")
-        start_inputs = cover[: loop.start]
+        start_inputs = starting_inputs(task, vset, loop)
     inputs = list(start_inputs)
     traces = [_trace(task, formulation, v) for v in inputs]
     model: NPI | None = None
@@ -201,6 +226,29 @@ def train_until_certified(
         traces += [_trace(task, formulation, v) for v in added]
     assert model is not None  # at least one round ran
     return LoopResult(task, formulation, model, outcome, inputs, rounds, report, loop)
+
+
+def starting_inputs(task: Task, vset: VerificationSet, loop: LoopConfig) -> list[Any]:
+    """The loop's first inputs (`loop.for_task`: `start` of them): with a start size, those
+    chosen greedily to reach the most states of V out of START_PROBES random inputs of that
+    size (seed 0); else the first of V's witness cover. Raises VerifierError where there are
+    fewer than `start` to choose from."""
+    loop = loop.for_task(task)
+    size = loop.start_size
+    if not size:
+        cover = vset.witness_cover()
+        if loop.start > len(cover):
+            raise VerifierError(f"--start {loop.start} exceeds the witness cover of {task.name}'s "
+                                f"V ({len(cover)} inputs, which reach every witnessed state)")
+        return cover[: loop.start]
+    if loop.start > START_PROBES:
+        raise VerifierError(f"--start {loop.start} exceeds the {START_PROBES} random inputs of "
+                            f"size {size} the starting inputs are chosen from")
+    rng = random.Random(0)
+    pool = [task.sample_input(rng, size) for _ in range(START_PROBES)]
+    states = vset.concrete.actions.keys()
+    reached = [call_local_states(_trace(task, vset.formulation, v)) & states for v in pool]
+    return [pool[k] for k in greedy_cover_sets(reached, count=loop.start)]
 
 
 def _round(task: Task, number: int, traces: int, report: TrainReport, outcome: Outcome,

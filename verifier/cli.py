@@ -419,13 +419,18 @@ def dataset(
                    "repeat until certified; also writes its training set and last certificate "
                    "(see --dataset, --certificate).")
 @click.option("--start", type=int, default=None,
-              help="With --until-certified: first inputs of V's witness cover to start from "
-                   "[default: 1].")
+              help="With --until-certified: inputs to start from (the first of V's witness "
+                   "cover, or see --start-size) [default: the task's, else 1].")
+@click.option("--start-size", type=int, default=None,
+              help="With --until-certified: start instead from the --start random inputs of "
+                   "this size that reach the most states of V; 0: from the witness cover "
+                   "[default: the task's, else 0].")
 @click.option("--max-rounds", type=int, default=None,
-              help="With --until-certified: rounds of training and certifying [default: 10].")
+              help="With --until-certified: rounds of training and certifying "
+                   "[default: the task's, else 10].")
 @click.option("--per-round", type=int, default=None,
               help="With --until-certified: inputs added at most after a refuted round "
-                   "[default: 5].")
+                   "[default: the task's, else 5].")
 @click.option("--dataset", "dataset_path", type=click.Path(path_type=Path), default=None,
               help="With --until-certified: write the final training set here "
                    "[default: MODEL.traces.jsonl].")
@@ -446,6 +451,7 @@ def train(
     hidden: int,
     until_certified: bool,
     start: int | None,
+    start_size: int | None,
     max_rounds: int | None,
     per_round: int | None,
     dataset_path: Path | None,
@@ -470,7 +476,7 @@ def train(
     check_output_file(path)
     if not 1 <= hidden <= 4096 or max_steps < 0:
         raise VerifierError("--hidden must be in 1..4096 and --max-steps non-negative")
-    loop_options = (start, max_rounds, per_round)
+    loop_options = (start, start_size, max_rounds, per_round)
     loop_files = (dataset_path, certificate_path)
     if until_certified:
         if data_path is not None or count is not None or max_size is not None or cover:
@@ -480,8 +486,8 @@ def train(
                                *loop_options, *loop_files)
         return
     if any(option is not None for option in (*loop_options, *loop_files)):
-        raise VerifierError("--start, --max-rounds, --per-round, --dataset and --certificate "
-                            "need --until-certified")
+        raise VerifierError("--start, --start-size, --max-rounds, --per-round, --dataset and "
+                            "--certificate need --until-certified")
     if data_path is not None:
         if count is not None or max_size is not None:
             raise VerifierError("give either --data or --count/--max-size, not both")
@@ -518,13 +524,14 @@ def train(
 
 def _train_until_certified(
     task: Task, formulation: str, seed: int, max_steps: int, hidden: int, path: Path,
-    start: int | None, max_rounds: int | None, per_round: int | None,
-    dataset: Path | None, certificate: Path | None,
+    start: int | None, start_size: int | None, max_rounds: int | None,
+    per_round: int | None, dataset: Path | None, certificate: Path | None,
 ) -> None:
     """`train --until-certified`: the loop of verifier.cegis, its rounds logged on stderr."""
     from verifier.cegis import LoopConfig, LoopFiles, train_until_certified, write_results
 
-    loop = LoopConfig.from_options(start=start, max_rounds=max_rounds, per_round=per_round)
+    loop = LoopConfig.from_options(start=start, start_size=start_size, max_rounds=max_rounds,
+                                   per_round=per_round)
     files = LoopFiles.beside(path).moved(dataset, certificate)
     for output in (files.dataset, files.certificate):
         check_output_file(output)

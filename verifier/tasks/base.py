@@ -145,6 +145,12 @@ class Task(ABC):
     # `strategy(large=True)` draws up to. A task whose reference run grows fast with the size
     # lowers it (Towers of Hanoi makes 2^n - 1 moves).
     large_test_size: ClassVar[int] = 40
+    # The options of `train --until-certified` (verifier.cegis.LoopConfig: start, max_rounds,
+    # per_round, start_size) that this task's loop uses by default instead of the loop's own;
+    # the command's flags override them. A task whose loop needs more than the general
+    # defaults to reach a certificate from few traces declares them here, with the reason
+    # (docs/data-efficiency.md measures every task with its defaults).
+    loop_defaults: ClassVar[Mapping[str, int]] = {}
 
     def semantics(self) -> Semantics | None:
         """The task's environment and primitives in Z3 with its hidden predicates (the only z3
