@@ -57,8 +57,8 @@ TABLES = (
     Table(
         "Table 1 — bubble sort, value encoder (task `bubblesort-values`)",
         "Non-recursive and partially recursive: trained on 100 arrays of length at most 2 "
-        "(paper-notes §4). Fully recursive: on 10 arrays of length 1 to 10 chosen by the "
-        "counterexample-guided loop (`traces/bubblesort-values-until-certified.jsonl`) and "
+        "(paper-notes §4). Fully recursive: on 6 arrays (one of length 20 to start from, five of "
+        "length 1 to 4) chosen by the counterexample-guided loop (`traces/bubblesort-values-until-certified.jsonl`) and "
         "certified. Paper: C17 Table 1.",
         (2, 3, 4, 8, 20, 90),
         (
