@@ -104,10 +104,10 @@ def run_one(task: Task, seed: int, loop: LoopConfig, max_steps: int) -> Run:
     subject = Subject(task, RECURSIVE, NPIPolicy(scratch, task),
                       lambda states: check_model(scratch, task, states))
     scratch_verdict = certify_subject(subject, vset=vset).verdict.label
-    defaults = LoopConfig()
+    # the options given on the command line (a field left None takes the task's default)
     options = " ".join(f"--{name.replace('_', '-')} {getattr(loop, name)}"
                        for name in ("start", "start_size", "max_rounds", "per_round")
-                       if getattr(loop, name) != getattr(defaults, name))
+                       if getattr(loop, name) is not None)
     return Run(task.name, seed, result.outcome.verdict.label, len(result.inputs),
                len(result.rounds), result.train_seconds, certify_seconds, scratch_verdict,
                scratch_train, options)
@@ -173,7 +173,8 @@ def render(runs: list[Run], skipped: dict[str, str], args: argparse.Namespace,
         f"Each run is `npi-verify train --task T --until-certified --seed S` (start: "
         f"{DEFAULTS['start']} trace(s), the first input(s) of the witness cover of V; at most "
         f"{DEFAULTS['max_rounds']} rounds; at most {DEFAULTS['per_round']} input(s) added per "
-        f"refuted round; at most {args.max_steps} updates per round{_declared()}), recursive formulation, one run per seed; the *certified* column is out "
+        f"refuted round; at most {args.max_steps} updates per round{_declared()}), recursive "
+        "formulation, one run per seed; the *certified* column is out "
         "of the seeds run for that row (see *Every run*). "
         "*Traces* counts the training set of the certified model (median and range over the "
         "certified seeds). *Training* is the wall-clock time of all rounds' training of one run "

@@ -1,11 +1,12 @@
 """Counterexample-guided training: from a few reference traces to a certified model.
 
 The loop (issue 14): train on N reference traces (by default the first input of the witness
-cover of V; with a `start_size`, the N random inputs of that size that reach the most states of V), certify; if the model is refuted, add
-the reference traces of at most `per_round` inputs: the counterexample's input, then inputs
-that reach the most disagreeing states not reached yet (from the smallest witness of each
-disagreeing state, the inputs searched for V and V's witness cover); train on from the
-current weights on all traces so far, and certify again. Stop when certified, when no input
+cover of V; with a `start_size`, the N random inputs of that size that reach the most states
+of V), certify; if the model is refuted, add the reference traces of at most `per_round`
+inputs: the counterexample's input, then inputs that reach the most disagreeing states not
+reached yet (from the smallest witness of each disagreeing state, the inputs searched for V
+and V's witness cover); train on from the current weights on all traces so far, and certify
+again. Stop when certified, when no input
 can show the failure (the verdict is inconclusive or uncertifiable), when nothing new can be
 learned, or when the budget of rounds runs out.
 
